@@ -1,0 +1,42 @@
+# Two commands for a new user: `make demo` and `make test`. Everything installs into .venv against constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo demo-down test test-fast lint bench lock clean
+
+install: $(STAMP)
+
+# Re-running is a no-op unless pyproject.toml or constraints.txt changed.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24" 
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+demo: install
+	$(PY) -m mlplatform.demo
+
+demo-down: install
+	$(PY) -m mlplatform.demo --down
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check platform tests benchmarks train_jobs serve_apps
+	$(VENV)/bin/ruff format --check platform tests benchmarks train_jobs serve_apps
+
+bench: install
+	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# Regenerate the exact pins from a throwaway venv.
+lock:
+	rm -rf /tmp/mlplatform-lock && $(PYTHON) -m venv /tmp/mlplatform-lock
+	/tmp/mlplatform-lock/bin/pip install --quiet -e ".[dev]"
+	/tmp/mlplatform-lock/bin/pip freeze --exclude-editable | grep -v '^torch==' > constraints.txt.new
+	printf '# Exact pins (pip install -c constraints.txt); regenerate with make lock.\ntorch==2.13.0\n' | cat - constraints.txt.new > constraints.txt && rm constraints.txt.new
+
+clean:
+	rm -rf $(VENV) .mlplatform .pytest_cache .ruff_cache

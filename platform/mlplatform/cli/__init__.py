@@ -1,0 +1,1 @@
+"""The ``mlplatform`` command line: one module per noun."""

@@ -1,0 +1,52 @@
+"""Entry point of the ``mlplatform`` console script."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from mlplatform.errors import ConfigError, MLPlatformError, exit_code_for
+
+app = typer.Typer(
+    name="mlplatform", help="Train, tune, register, batch-score, serve and monitor tabular models on Ray.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+
+# One module per noun; each exposes ``app``.
+NOUNS: dict[str, str] = {
+    "store": "mlplatform.cli.store",
+    "models": "mlplatform.cli.models",
+    "runs": "mlplatform.cli.runs",
+}
+for noun, module in NOUNS.items():
+    app.add_typer(importlib.import_module(module).app, name=noun)
+
+
+@app.command()
+def version() -> None:
+    """Print the mlplatform version."""
+    from importlib.metadata import version as package_version
+
+    typer.echo(f"mlplatform {package_version('mlplatform')}")
+
+
+def run() -> None:
+    from mlplatform.logs import configure_logging
+
+    try:
+        configure_logging()
+        app()
+    except MLPlatformError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except (ValueError, OSError) as exc:
+        # Expected user-side failures that escaped translation (bad paths, unreadable files): one line, no trace.
+        error = ConfigError(str(exc))
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(exit_code_for(error))
+
+
+if __name__ == "__main__":
+    run()

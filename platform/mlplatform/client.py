@@ -1,0 +1,137 @@
+"""The client facade: ``Client().runs``, ``.datasets``, ``.registry``, ``.monitoring``.
+
+Every process (CLI, Ray driver, Serve replica) builds its own ``Client`` from the same settings, so all of them
+see the same store and registry. With a SQLite file, remote Ray workers must not write to it directly (it lives on
+the head node's disk): they report to the driver, or to one writer actor, which writes here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlplatform._internal import lineage as lineage_capture
+from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.artifacts.storage import ArtifactStore
+from mlplatform.entities import ModelVersion
+from mlplatform.errors import InvalidInput
+from mlplatform.predictor import Predictor
+from mlplatform.settings import Settings, get_settings
+from mlplatform.store.sql import migrate
+from mlplatform.store.sql.datasets import SqlDatasetStore
+from mlplatform.store.sql.monitoring import SqlMonitoringStore
+from mlplatform.store.sql.registry import SqlRegistryStore, validate_alias, validate_model_name
+from mlplatform.store.sql.runs import SqlRunStore
+from mlplatform.store.sql.session import SessionScope, create_store_engine
+
+_REF = re.compile(r"^(?P<name>[^:@\s]+)(?::(?P<version>\d+)|@(?P<alias>[^:@\s]+))?$")
+
+
+def parse_model_ref(ref: str) -> tuple[str, int | None, str | None]:
+    """``name`` (the champion), ``name:version`` or ``name@alias``."""
+    match = _REF.match(ref or "")
+    if not match:
+        raise InvalidInput(f"model reference {ref!r} must be name, name:version or name@alias", field="model")
+    name = validate_model_name(match["name"])
+    version = int(match["version"]) if match["version"] else None
+    if version is not None and version < 1:
+        raise InvalidInput("model versions start at 1", field="version")
+    alias = validate_alias(match["alias"]) if match["alias"] else None
+    return name, version, alias
+
+
+def current_actor() -> str:
+    try:
+        return os.environ.get("MLPLATFORM_ACTOR") or getpass.getuser()
+    except Exception:  # getpass fails in some containers without a passwd entry
+        return "unknown"
+
+
+class Registry:
+    """Model registry: SQL records + verified artifacts."""
+
+    def __init__(self, store: SqlRegistryStore, artifacts: ArtifactStore, cache_dir: Path) -> None:
+        self._store = store
+        self._artifacts = artifacts
+        self._cache_dir = cache_dir
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        # Reads and alias moves are the store's own methods (list_models, promote, rollback, archive, ...).
+        return getattr(self._store, name)
+
+    def register(self, name: str, artifact_dir: Path | str, *, source_run_id: str | None = None,
+                 parent: str | None = None, alias: str | None = None, lineage: dict[str, Any] | None = None,
+                 actor: str | None = None) -> ModelVersion:
+        """Copy an artifact directory into the artifact store, record every file's SHA-256, create the next
+        version, and optionally point an alias at it."""
+        validate_model_name(name)
+        artifact_dir = Path(artifact_dir)
+        manifest = ModelManifest.read(artifact_dir)
+        Predictor.from_dir(artifact_dir)  # refuse an artifact that cannot load before it is registered
+        parent_ref = None
+        if parent is not None:
+            parent_version = self.resolve(parent)
+            parent_ref = (parent_version.model_name, parent_version.version)
+        uri, files, digest = self._artifacts.upload_directory(artifact_dir, f"models/{name}")
+        full_lineage = {**manifest.lineage, **lineage_capture.capture(), **(lineage or {})}
+        version = self._store.create_version(
+            name, framework=manifest.framework, task=manifest.task, artifact_uri=uri, artifact_sha256=digest,
+            files=files, input_schema=manifest.input_schema, metrics=manifest.metrics, lineage=full_lineage,
+            source_run_id=source_run_id, parent=parent_ref, actor=actor or current_actor(),
+        )
+        if alias is not None:
+            version = self._store.set_alias(name, alias, version.version, actor=actor or current_actor(),
+                                            reason="set at registration")
+        return version
+
+    def resolve(self, ref: str) -> ModelVersion:
+        name, version, alias = parse_model_ref(ref)
+        return self._store.get_version(name, version=version, alias=alias)
+
+    def fetch(self, version: ModelVersion) -> Path:
+        """A verified local copy of a version's artifact (IntegrityError on any mismatch)."""
+        return self._artifacts.fetch_verified(version.artifact_uri, version.files, self._cache_dir)
+
+    def load(self, ref: str | ModelVersion) -> Predictor:
+        """Load by ``name``, ``name:version`` or ``name@alias``. A SHA-256 mismatch raises IntegrityError and
+        loads nothing, so whatever the caller held before stays in use."""
+        version = self.resolve(ref) if isinstance(ref, str) else ref
+        local = self.fetch(version)
+        try:
+            return Predictor.from_dir(local, name=version.model_name, version=version.version)
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
+
+
+class Client:
+    def __init__(self, settings: Settings | None = None, *, store_url: str | None = None,
+                 artifact_uri: str | None = None, auto_init: bool = True) -> None:
+        self.settings = settings or get_settings()
+        url = store_url or self.settings.resolved_store_url()
+        from sqlalchemy.engine import make_url
+
+        self.display_url = make_url(url).render_as_string(hide_password=True)
+        self.engine = create_store_engine(url)
+        migrate.ensure_schema(self.engine, self.display_url, auto_init=auto_init)
+        self._scope = SessionScope(self.engine, self.display_url)
+        self.artifacts = ArtifactStore(artifact_uri or self.settings.resolved_artifact_uri())
+        self.runs = SqlRunStore(self._scope)
+        self.datasets = SqlDatasetStore(self._scope)
+        self.monitoring = SqlMonitoringStore(self._scope)
+        cache = self.settings.home / "cache" if self.artifacts.is_local else Path(tempfile.gettempdir())
+        self.registry = Registry(SqlRegistryStore(self._scope), self.artifacts, cache / "artifacts")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

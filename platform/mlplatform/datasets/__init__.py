@@ -1,0 +1,1 @@
+"""Data the project ships or generates for demos, tests and benchmarks."""

@@ -1,0 +1,1 @@
+"""Transformations shipped inside the model, data validation, dataset versions and feature views."""

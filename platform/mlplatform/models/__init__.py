@@ -1,0 +1,1 @@
+"""Model families: torch MLP and sklearn estimators, saved in safe formats."""

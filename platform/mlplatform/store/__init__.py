@@ -1,0 +1,1 @@
+"""The evaluation store: an abstract interface and its SQL implementation."""

@@ -1,0 +1,1 @@
+"""SQLAlchemy implementation of the evaluation store (SQLite by default, PostgreSQL by URL)."""

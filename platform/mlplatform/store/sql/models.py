@@ -1,0 +1,249 @@
+"""ORM rows. They never leave the store: ``store.sql.*`` turns them into :mod:`mlplatform.entities`.
+
+Schema changes go through Alembic only (``migrations/versions``); a test keeps this metadata equal to the
+migrated schema.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python; naive UTC in SQLite (which has no time zones), aware in PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType, datetime: UTCDateTime()}
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    created_at: Mapped[datetime]
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(sa.ForeignKey("experiments.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    name: Mapped[str | None] = mapped_column(sa.String(255))
+    parent_run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"), index=True)
+    config: Mapped[dict[str, Any]]
+    config_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    seed: Mapped[int | None]
+    tags: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+
+
+class ParamRow(Base):
+    """Flattened run config for SQL search; ``value_num`` lets ``1 == 1.0`` and ranges match."""
+
+    __tablename__ = "params"
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    value_num: Mapped[float | None] = mapped_column(sa.Float, index=True)
+
+
+class MetricRow(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (sa.Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(255), index=True)
+    value: Mapped[float] = mapped_column(sa.Float)
+    step: Mapped[int] = mapped_column(sa.Integer, default=0)
+    split: Mapped[str | None] = mapped_column(sa.String(32))
+    fold: Mapped[int | None]
+    slice: Mapped[str | None] = mapped_column(sa.String(255))
+    timestamp: Mapped[datetime]
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (sa.UniqueConstraint("name", "version"),)
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), index=True)
+    version: Mapped[str] = mapped_column(sa.String(64), index=True)
+    uri: Mapped[str | None] = mapped_column(sa.Text)
+    schema: Mapped[dict[str, Any]]
+    row_count: Mapped[int]
+    profile: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class RunDatasetRow(Base):
+    __tablename__ = "run_datasets"
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(sa.ForeignKey("datasets.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    task: Mapped[str | None] = mapped_column(sa.String(32))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+
+
+class ModelVersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (sa.UniqueConstraint("model_id", "version"),)
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    model_id: Mapped[str] = mapped_column(sa.ForeignKey("models.id"), index=True)
+    version: Mapped[int]
+    status: Mapped[str] = mapped_column(sa.String(16))
+    framework: Mapped[str] = mapped_column(sa.String(32))
+    artifact_uri: Mapped[str] = mapped_column(sa.Text)
+    artifact_sha256: Mapped[str] = mapped_column(sa.String(64))
+    files: Mapped[dict[str, Any]]
+    input_schema: Mapped[list[Any]]
+    metrics: Mapped[dict[str, Any]]
+    lineage: Mapped[dict[str, Any]]
+    source_run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
+    parent_version_id: Mapped[str | None] = mapped_column(sa.ForeignKey("model_versions.id"))
+    created_at: Mapped[datetime]
+
+
+class AliasRow(Base):
+    __tablename__ = "aliases"
+    model_id: Mapped[str] = mapped_column(sa.ForeignKey("models.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    version_id: Mapped[str] = mapped_column(sa.ForeignKey("model_versions.id"))
+    updated_at: Mapped[datetime]
+
+
+class AliasHistoryRow(Base):
+    __tablename__ = "alias_history"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    model_id: Mapped[str] = mapped_column(sa.ForeignKey("models.id"), index=True)
+    alias: Mapped[str] = mapped_column(sa.String(64))
+    from_version: Mapped[int | None]
+    to_version: Mapped[int | None]
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+
+
+class EvaluationRow(Base):
+    __tablename__ = "evaluations"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    version_id: Mapped[str] = mapped_column(sa.ForeignKey("model_versions.id"), index=True)
+    dataset_version: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    slice: Mapped[str] = mapped_column(sa.String(255))
+    metric: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[float] = mapped_column(sa.Float)
+    n: Mapped[int | None]
+    created_at: Mapped[datetime]
+
+
+class PredictionLogRow(Base):
+    __tablename__ = "prediction_log"
+    __table_args__ = (sa.Index("ix_prediction_log_model_time", "model_name", "timestamp"),)
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    instance_index: Mapped[int] = mapped_column(sa.Integer, default=0)
+    model_name: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[int]
+    variant: Mapped[str | None] = mapped_column(sa.String(32))
+    entity_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    features: Mapped[dict[str, Any]]
+    prediction: Mapped[dict[str, Any]]
+    confidence: Mapped[float | None] = mapped_column(sa.Float)
+    latency_ms: Mapped[float | None] = mapped_column(sa.Float)
+    timestamp: Mapped[datetime]
+
+
+class LabelRow(Base):
+    __tablename__ = "labels"
+    __table_args__ = (sa.UniqueConstraint("request_id", "instance_index"),)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    instance_index: Mapped[int] = mapped_column(sa.Integer, default=0)
+    entity_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    event_time: Mapped[datetime | None]
+    label: Mapped[dict[str, Any]]
+    timestamp: Mapped[datetime]
+
+
+class DriftReportRow(Base):
+    __tablename__ = "drift_reports"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    model_name: Mapped[str] = mapped_column(sa.String(255), index=True)
+    version: Mapped[int | None]
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    n: Mapped[int]
+    level: Mapped[str] = mapped_column(sa.String(16))
+    summary: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(sa.String(64))
+    level: Mapped[str] = mapped_column(sa.String(16))
+    source: Mapped[str] = mapped_column(sa.String(255))
+    model_name: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    version: Mapped[int | None]
+    metric: Mapped[str | None] = mapped_column(sa.String(255))
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    threshold: Mapped[float | None] = mapped_column(sa.Float)
+    message: Mapped[str] = mapped_column(sa.Text)
+    runbook_url: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    details: Mapped[dict[str, Any]]
+    acknowledged: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    target: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]

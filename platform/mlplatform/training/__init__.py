@@ -1,0 +1,1 @@
+"""Training: model fitting, evaluation, baselines, distributed torch on Ray Train."""

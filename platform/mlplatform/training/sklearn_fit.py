@@ -1,0 +1,49 @@
+"""Fit an sklearn family through the shipped transform and write a model artifact directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.errors import InvalidInput
+from mlplatform.features.schema import schema_to_json
+from mlplatform.features.transform import TabularTransform, TransformConfig
+from mlplatform.models.sklearn_models import build_sklearn, save_sklearn
+from mlplatform.training.metrics import evaluate_predictions
+
+
+def fit_sklearn_artifact(
+    train: pd.DataFrame, *, target: str, features: list[str], family: str, out_dir: Path,
+    task: str = "classification", params: dict[str, Any] | None = None, seed: int = 42,
+    eval_data: pd.DataFrame | None = None, transform_config: TransformConfig | None = None,
+    lineage: dict[str, Any] | None = None,
+) -> ModelManifest:
+    if target not in train.columns:
+        raise InvalidInput(f"target column {target!r} is not in the data", field="target")
+    transform = TabularTransform.fit(train, features, transform_config)
+    estimator = build_sklearn(family, task, params, seed)
+    y = train[target].to_numpy()
+    estimator.fit(transform.transform(train), y)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_sklearn(estimator, out_dir / "model.skops")
+    transform.save(out_dir)
+    classes = [c.item() if isinstance(c, np.generic) else c for c in estimator.classes_] \
+        if task == "classification" else None
+    manifest = ModelManifest(
+        framework="sklearn", task=task, family=family, target=target, classes=classes,
+        threshold=0.5 if classes is not None and len(classes) == 2 else None,
+        input_schema=schema_to_json(transform.schema), model_file="model.skops", model_params=dict(params or {}),
+        metrics={}, lineage={"seed": seed, "transform_sha256": transform.fingerprint, **(lineage or {})},
+    )
+    if eval_data is not None:
+        from mlplatform.predictor import Predictor
+
+        predictor = Predictor(manifest, transform, estimator)
+        manifest.metrics = evaluate_predictions(predictor, eval_data, target)
+    manifest.write(out_dir)
+    return manifest

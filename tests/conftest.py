@@ -1,0 +1,115 @@
+"""Shared fixtures: an isolated MLPLATFORM_HOME per test, SQLite and PostgreSQL stores, one shared local Ray."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests._postgres import ENABLE_HINT, throwaway_server
+
+_ENV_PREFIXES = ("MLPLATFORM_",)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own home (store + artifacts) and no leaked MLPLATFORM_* settings."""
+    for key in list(os.environ):
+        if key.startswith(_ENV_PREFIXES) and key != "MLPLATFORM_TEST_PG_URL":
+            monkeypatch.delenv(key)
+    home = tmp_path / "mlplatform-home"
+    monkeypatch.setenv("MLPLATFORM_HOME", str(home))
+    from mlplatform.cli import _output
+    from mlplatform.settings import reset_settings
+
+    reset_settings()
+    _output.client.cache_clear()
+    yield home
+    reset_settings()
+    _output.client.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    url = os.environ.get("MLPLATFORM_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    try:
+        with throwaway_server() as started:
+            if started is None:
+                pytest.skip(f"no PostgreSQL server: {ENABLE_HINT}")
+            yield started
+    except Exception as exc:  # initdb/pg_ctl failures: say why and how to fix it
+        pytest.skip(f"could not start PostgreSQL ({exc}): {ENABLE_HINT}")
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Contract tests take this fixture: the same body runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{isolated_env / 'store.db'}"
+    else:
+        url = fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    monkeypatch.setenv("MLPLATFORM_STORE_URL", url)
+    from mlplatform.settings import reset_settings
+
+    reset_settings()
+    return url
+
+
+@pytest.fixture
+def client(isolated_env: Path):  # noqa: ANN201 - the public Client
+    from mlplatform.client import Client
+
+    c = Client()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def churn_df() -> pd.DataFrame:
+    from mlplatform.datasets.synthetic import make_churn
+
+    return make_churn(3000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def model_artifact_dir(tmp_path_factory: pytest.TempPathFactory, churn_df: pd.DataFrame) -> Path:
+    """A small fitted logistic-regression artifact, built once per session."""
+    from mlplatform.datasets.synthetic import FEATURES, TARGET
+    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+
+    out = tmp_path_factory.mktemp("artifact") / "logistic"
+    fit_sklearn_artifact(churn_df.iloc[:2000], target=TARGET, features=FEATURES, family="logistic", out_dir=out,
+                         eval_data=churn_df.iloc[2000:])
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the whole test session (starting Ray costs 3-8 s here)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([
+                     str(Path(__file__).resolve().parents[1] / "platform"),
+                     str(Path(__file__).resolve().parents[1])])}})
+    yield
+    ray.shutdown()

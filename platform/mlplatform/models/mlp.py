@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
 
 class MLPConfig(BaseModel):
+    """Architecture of :class:`TabularMLP`; stored in ``manifest.architecture["config"]`` and rebuilt from it."""
+
     model_config = ConfigDict(extra="forbid")
 
-    hidden: list[int] = Field(default_factory=lambda: [64, 32])
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 32], description="Hidden layer widths (> 0).")
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     norm: str = Field(default="none", pattern="^(none|batch|layer)$")
     embedding_dim: int = Field(default=0, ge=0, description="0 disables categorical embeddings")

@@ -40,10 +40,23 @@ def fit_sklearn_artifact(
         input_schema=schema_to_json(transform.schema), model_file="model.skops", model_params=dict(params or {}),
         metrics={}, lineage={"seed": seed, "transform_sha256": transform.fingerprint, **(lineage or {})},
     )
-    if eval_data is not None:
-        from mlplatform.predictor import Predictor
+    from mlplatform.predictor import Predictor
 
-        predictor = Predictor(manifest, transform, estimator)
+    predictor = Predictor(manifest, transform, estimator)
+    if eval_data is not None:
         manifest.metrics = evaluate_predictions(predictor, eval_data, target)
     manifest.write(out_dir)
+    _write_reference_profile(predictor, train, features, target, out_dir, seed)
     return manifest
+
+
+def _write_reference_profile(predictor: Any, train: pd.DataFrame, features: list[str], target: str,
+                             out_dir: Path, seed: int) -> None:
+    """The monitoring reference (SPEC S8.1) from the training split, computed once here, never at monitoring time."""
+    from mlplatform.monitoring.reference import write_drift_reference
+
+    result = predictor.predict(train)
+    scores = result.positive_probability()
+    predictions = scores if scores is not None else np.asarray(result.predictions)
+    write_drift_reference(out_dir, train, features, predictions=predictions, labels=train[target].to_numpy(),
+                          seed=seed)

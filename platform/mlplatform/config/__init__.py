@@ -1,0 +1,1 @@
+"""Typed YAML configs (pydantic, extra="forbid"): one module per stage."""

@@ -1,0 +1,246 @@
+"""The training config (``train_jobs/configs/*.yaml``), validated once before any Ray job starts (SPEC S2).
+
+Defaults follow the SPEC table: 2 workers, GPU auto, 256 rows per worker per step, AdamW at 1e-3, 20 epochs,
+3 best checkpoints, 3 failures, early stopping patience 5 / min delta 0, gradient clipping at 1.0, a 60/20/20
+stratified split seeded with 42, and a gate of +0.01 over the best baseline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from mlplatform.config._yaml import load_model, validation_error
+from mlplatform.errors import ConfigError, InvalidInput
+
+Task = Literal["classification", "regression"]
+VAL_METRICS = {"loss", "accuracy", "f1", "roc_auc", "pr_auc", "log_loss", "rmse", "mae", "r2"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSection(_Strict):
+    source: Literal["synthetic_churn", "file"] = Field(
+        default="synthetic_churn", description="synthetic_churn (generated, seeded) or file (Parquet or CSV).")
+    path: str | None = Field(default=None, description="Parquet/CSV path or URI; required when source is file.")
+    name: str | None = Field(default=None, description="Dataset name in the store (default: from the source).")
+    n_rows: PositiveInt = Field(default=5000, description="Rows to generate (synthetic_churn only).")
+    target: str = Field(default="churned", description="Label column.")
+    features: list[str] | None = Field(default=None, description="Input columns; default every column except "
+                                       "the target and id_columns.")
+    id_columns: list[str] = Field(default_factory=lambda: ["customer_id", "event_time"],
+                                  description="Columns that are never features.")
+
+    @model_validator(mode="after")
+    def _path_exists(self) -> DataSection:
+        if self.source == "file":
+            if not self.path:
+                raise ValueError("data.path is required when data.source is 'file'")
+            if "://" not in self.path and not Path(self.path).expanduser().exists():
+                raise ValueError(f"data file {self.path} does not exist")
+            if not self.path.lower().endswith((".parquet", ".pq", ".csv")) and not Path(self.path).is_dir():
+                raise ValueError("data.path must be a .parquet, .pq or .csv file (or a Parquet folder)")
+        if self.features is not None and self.target in self.features:
+            raise ValueError(f"the target {self.target!r} cannot also be a feature")
+        return self
+
+
+class SplitSection(_Strict):
+    method: Literal["random", "time"] = Field(default="random", description="random (stratified) or by time.")
+    train: PositiveFloat = 0.6
+    validation: PositiveFloat = 0.2
+    test: PositiveFloat = 0.2
+    stratify: bool = Field(default=True, description="Keep class ratios in every split (classification).")
+    time_column: str = Field(default="event_time", description="Ordering column for method: time.")
+    seed: int | None = Field(default=None, description="Split seed; default the run seed.")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitSection:
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-6:
+            raise ValueError("train + validation + test must sum to 1")
+        return self
+
+
+class ModelSection(_Strict):
+    family: str = Field(default="mlp", description="A family of the model factory (mlp, logistic, hist_gbdt...).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Merged onto the family's defaults.")
+
+
+class LossSection(_Strict):
+    name: str | None = Field(default=None, description="cross_entropy, weighted_cross_entropy, focal; mse, mae, "
+                             "huber. Default cross_entropy / mse.")
+    params: dict[str, Any] = Field(default_factory=dict, description="focal: gamma (2.0), alpha (per class or "
+                                   "'balanced'); weighted_cross_entropy: weights (per class or 'balanced').")
+
+
+class EarlyStoppingSection(_Strict):
+    patience: int = Field(default=5, ge=0, description="Epochs without improvement before stopping; 0 disables.")
+    min_delta: float = Field(default=0.0, ge=0.0)
+    metric: str | None = Field(default=None, description="Default: the checkpoint metric.")
+
+
+class OptimSection(_Strict):
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = Field(default=256, description="Rows per worker per step.")
+    lr: PositiveFloat = 1e-3
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="sgd only.")
+    scheduler: Literal["none", "cosine", "step"] = "cosine"
+    step_size: PositiveInt = Field(default=10, description="Epochs per step of the step scheduler.")
+    gamma: PositiveFloat = Field(default=0.5, description="Decay of the step scheduler.")
+    grad_clip: PositiveFloat | None = Field(default=1.0, description="Max global gradient norm; null disables.")
+    accumulation_steps: PositiveInt = 1
+    scale_lr: bool = Field(default=False, description="Multiply lr by workers x accumulation (linear scaling).")
+    amp: bool = Field(default=True, description="Mixed precision on GPU (bf16, else fp16 + GradScaler); "
+                      "always off on CPU.")
+    early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
+
+
+class ScalingSection(_Strict):
+    num_workers: PositiveInt = 2
+    use_gpu: bool | Literal["auto"] = Field(default="auto", description="auto: use GPUs when the cluster has any.")
+
+
+class CheckpointSection(_Strict):
+    num_to_keep: PositiveInt = 3
+    metric: str = Field(default="val_loss", description="val_<metric> deciding which checkpoints are kept.")
+    order: Literal["min", "max"] | None = Field(default=None, description="Default: min for losses, else max.")
+
+
+class FailureSection(_Strict):
+    max_failures: int = Field(default=3, ge=0)
+
+
+class GateSection(_Strict):
+    metric: str | None = Field(default=None, description="Primary metric; default roc_auc / rmse.")
+    min_lift: float = Field(default=0.01, ge=0.0, description="Absolute margin over the best baseline.")
+    floor: float | None = Field(default=None, description="Absolute bound the primary metric must meet.")
+    baselines: list[str] | None = Field(default=None, description="Default most_frequent + stratified / mean.")
+    compare_champion: bool = Field(default=True, description="Candidate must be >= champion on this holdout.")
+
+
+class TrainConfig(_Strict):
+    experiment: str = Field(default="default", min_length=1, max_length=255)
+    model_name: str = Field(description="Registered model name the result is registered under.")
+    task: Task = "classification"
+    seed: int = 42
+    data: DataSection = Field(default_factory=DataSection)
+    split: SplitSection = Field(default_factory=SplitSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    loss: LossSection = Field(default_factory=LossSection)
+    training: OptimSection = Field(default_factory=OptimSection)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    failure: FailureSection = Field(default_factory=FailureSection)
+    gate: GateSection = Field(default_factory=GateSection)
+    warm_start: str | None = Field(default=None, description="name@alias or name:version to initialise from.")
+    slices: list[str] = Field(default_factory=list, description="Categorical columns to report test metrics by.")
+    register: bool = Field(default=True, description="Register the result (after the gate).")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TrainConfig:
+        from mlplatform.client import parse_model_ref
+        from mlplatform.store.sql.registry import validate_model_name
+
+        for value, check in ((self.model_name, validate_model_name), (self.warm_start, parse_model_ref)):
+            if value is not None:
+                try:
+                    check(value)
+                except InvalidInput as exc:
+                    raise ValueError(exc.message) from None
+        for name in (self.checkpoint.metric, self.training.early_stopping.metric):
+            if name is not None and (not name.startswith("val_") or name[4:] not in VAL_METRICS):
+                raise ValueError(f"metric {name!r} must be val_ + one of {', '.join(sorted(VAL_METRICS))}")
+        return self
+
+    # -- resolved defaults -------------------------------------------------------------------------------------
+    @property
+    def framework(self) -> str:
+        from mlplatform.models.factory import default_factory
+
+        return default_factory().get(self.model.family).framework
+
+    @property
+    def split_seed(self) -> int:
+        return self.seed if self.split.seed is None else self.split.seed
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss.name or ("cross_entropy" if self.task == "classification" else "mse")
+
+    @property
+    def checkpoint_order(self) -> str:
+        from mlplatform.training.metrics import metric_mode
+
+        return self.checkpoint.order or metric_mode(self.checkpoint.metric[4:])
+
+    @property
+    def early_stopping_metric(self) -> str:
+        return self.training.early_stopping.metric or self.checkpoint.metric
+
+    @property
+    def primary_metric(self) -> str:
+        return self.gate.metric or ("roc_auc" if self.task == "classification" else "rmse")
+
+    @property
+    def baselines(self) -> list[str]:
+        if self.gate.baselines is not None:
+            return list(self.gate.baselines)
+        return ["most_frequent", "stratified"] if self.task == "classification" else ["mean"]
+
+    def validate_semantics(self) -> None:
+        """Checks that need the factory and loss registries; raise InvalidInput naming the field."""
+        from mlplatform.models.factory import default_factory
+        from mlplatform.training.losses import build_loss, loss_names
+
+        factory = default_factory()
+        try:
+            factory.resolve_params(self.model.family, self.task, self.model.params)
+        except InvalidInput as exc:
+            field = "model.family" if exc.field in {"family", "task"} else f"model.{exc.field}"
+            raise InvalidInput(exc.message, field=field) from None
+        for baseline in self.baselines:
+            if baseline not in factory or not factory.get(baseline).baseline:
+                raise InvalidInput(f"unknown baseline {baseline!r}", field="gate.baselines")
+        if self.loss_name not in loss_names(self.task):
+            raise InvalidInput(f"unknown loss {self.loss_name!r} for {self.task}; available: "
+                               f"{', '.join(loss_names(self.task))}", field="loss.name")
+        if self.framework == "torch":
+            try:
+                build_loss(self.loss_name, self.task, self.loss.params)
+            except InvalidInput as exc:
+                if "needs the training labels" not in exc.message:  # 'balanced' resolves once labels are known
+                    raise
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"bad loss parameters: {exc}", field="loss.params") from None
+        if self.task == "regression" and self.primary_metric not in {"rmse", "mae", "r2"}:
+            raise InvalidInput(f"gate metric {self.primary_metric!r} does not apply to regression",
+                               field="gate.metric")
+
+
+def train_config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
+    try:
+        config = TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(source, exc) from None
+    _semantics(config, source)
+    return config
+
+
+def load_train_config(path: Path | str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a training YAML; any problem raises ConfigError naming the file and the field."""
+    config = load_model(path, TrainConfig, overrides)
+    _semantics(config, str(path))
+    return config
+
+
+def _semantics(config: TrainConfig, source: str) -> None:
+    try:
+        config.validate_semantics()
+    except InvalidInput as exc:
+        raise ConfigError(f"{source}: {exc.field}: {exc.message}", field=exc.field) from None

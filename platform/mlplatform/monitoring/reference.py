@@ -1,0 +1,161 @@
+"""The reference profile of a model version's training split (SPEC S8.1), saved as ``drift_reference.json``.
+
+It is computed once, when the artifact is written, and monitoring reads only this file: the raw training data
+may be gone (or changed) by the time a window is checked, and recomputing would silently move the baseline.
+
+Numeric bins are right-closed on the stored *inner* edges: bin 0 is (-inf, e0], bin i is (e[i-1], e[i]], the last
+bin is (e[-1], +inf). Storing only inner edges keeps the file strict JSON (no Infinity) while the outer edges are
+still ±inf, so values beyond the training range fall into the outer bins instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlplatform.errors import IntegrityError, InvalidInput
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_FILE = "drift_reference.json"
+REFERENCE_FORMAT_VERSION = 1
+N_BINS = 10
+SAMPLE_SIZE = 10_000
+UNSEEN = "__unseen__"
+
+
+def is_numeric_series(series: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
+
+
+def quantile_edges(values: np.ndarray, n_bins: int = N_BINS) -> list[float]:
+    """Inner edges at the deciles, duplicates merged; one bin per value when there are <= n_bins values."""
+    distinct = np.unique(values)
+    if len(distinct) <= n_bins:
+        # each distinct value closes its own right-closed bin; the largest falls in the (e[-1], inf) bin
+        return [float(v) for v in distinct[:-1]]
+    edges = np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1])
+    return [float(v) for v in np.unique(edges)]
+
+
+def bin_counts(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Counts per right-closed bin; ``len(edges) + 1`` bins."""
+    index = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
+    return np.bincount(index, minlength=len(edges) + 1)
+
+
+def numeric_profile(series: pd.Series, *, seed: int = 0, sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
+    raw = pd.to_numeric(series, errors="coerce").astype("float64").to_numpy()
+    missing = ~np.isfinite(raw)
+    values = raw[~missing]
+    profile: dict[str, Any] = {"kind": "numeric", "n": int(len(values)),
+                               "missing_rate": float(missing.mean()) if len(raw) else 0.0}
+    if len(values) == 0:
+        return profile | {"edges": [], "counts": [0], "proportions": [0.0], "stats": {}, "sample": []}
+    edges = quantile_edges(values)
+    counts = bin_counts(values, edges)
+    rng = np.random.default_rng(seed)
+    sample = values if len(values) <= sample_size else rng.choice(values, sample_size, replace=False)
+    return profile | {
+        "edges": edges, "counts": counts.tolist(), "proportions": (counts / counts.sum()).tolist(),
+        "stats": summary_statistics(values), "sample": [float(v) for v in sample],
+    }
+
+
+def categorical_profile(series: pd.Series) -> dict[str, Any]:
+    missing = series.isna()
+    values = series[~missing].astype(str)
+    counts = values.value_counts()
+    total = int(counts.sum())
+    return {
+        "kind": "categorical", "n": total, "missing_rate": float(missing.mean()) if len(series) else 0.0,
+        "categories": {str(k): int(v) for k, v in counts.items()},
+        "proportions": {str(k): float(v / total) for k, v in counts.items()} if total else {},
+    }
+
+
+def profile_series(series: pd.Series, *, seed: int = 0) -> dict[str, Any]:
+    return numeric_profile(series, seed=seed) if is_numeric_series(series) else categorical_profile(series)
+
+
+def summary_statistics(values: np.ndarray) -> dict[str, float]:
+    """count, mean, sd, quartiles, median, MAD, skew and kurtosis (SPEC S8.1, S8.4), NaN-free input."""
+    if len(values) == 0:
+        return {"count": 0}
+    q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75])
+    spread = len(values) > 2 and float(np.ptp(values)) > 0
+    return {
+        "count": int(len(values)), "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))
+        if len(values) > 1 else 0.0, "min": float(np.min(values)), "q25": float(q25), "median": float(median),
+        "q75": float(q75), "max": float(np.max(values)),
+        "mad": float(stats.median_abs_deviation(values)),
+        "skew": float(stats.skew(values)) if spread else 0.0,
+        "kurtosis": float(stats.kurtosis(values)) if spread else 0.0,
+    }
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """The loaded profile; ``features`` maps a name to its numeric or categorical profile."""
+
+    features: dict[str, dict[str, Any]]
+    prediction: dict[str, Any] | None
+    label: dict[str, Any] | None
+    n_rows: int
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftReference:
+        if data.get("format_version") != REFERENCE_FORMAT_VERSION or "features" not in data:
+            raise IntegrityError("drift reference has an unknown format", field="drift_reference")
+        return cls(features=data["features"], prediction=data.get("prediction"), label=data.get("label"),
+                   n_rows=int(data.get("n_rows", 0)), raw=data)
+
+
+def build_drift_reference(train_df: pd.DataFrame, features: list[str], predictions: Any = None,
+                          labels: Any = None, *, seed: int = 0) -> dict[str, Any]:
+    """The profile as a JSON-ready dict. ``predictions`` are scores (e.g. the positive-class probability) or
+    predicted labels on the training split; ``labels`` the training target."""
+    missing = [f for f in features if f not in train_df.columns]
+    if missing:
+        raise InvalidInput(f"features {missing} are not columns of the training data", field="features")
+    profile: dict[str, Any] = {
+        "format_version": REFERENCE_FORMAT_VERSION, "n_rows": int(len(train_df)), "seed": seed,
+        "n_bins": N_BINS, "features": {f: profile_series(train_df[f], seed=seed) for f in features},
+    }
+    if predictions is not None:
+        profile["prediction"] = profile_series(pd.Series(np.asarray(predictions)), seed=seed)
+    if labels is not None:
+        label_series = pd.Series(np.asarray(labels))
+        # class labels are categories even when stored as 0/1; a regression target is a numeric profile
+        profile["label"] = categorical_profile(label_series) if label_series.nunique() <= 50 \
+            else numeric_profile(label_series, seed=seed)
+    return profile
+
+
+def write_drift_reference(artifact_dir: Path | str, train_df: pd.DataFrame, features: list[str],
+                          predictions: Any = None, labels: Any = None, *, seed: int = 0) -> Path:
+    """Write ``drift_reference.json`` into a model artifact directory (called by training code)."""
+    path = Path(artifact_dir) / REFERENCE_FILE
+    data = build_drift_reference(train_df, features, predictions, labels, seed=seed)
+    path.write_text(json.dumps(data, allow_nan=False, separators=(",", ":")))
+    logger.info("wrote drift reference for %d features (%d rows) to %s", len(features), len(train_df), path)
+    return path
+
+
+def load_drift_reference(artifact_dir: Path | str) -> DriftReference | None:
+    """The stored profile, or None for artifacts written before profiles existed."""
+    path = Path(artifact_dir) / REFERENCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return DriftReference.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError) as exc:
+        raise IntegrityError(f"{path} is not a valid drift reference: {exc}", field="drift_reference") from exc

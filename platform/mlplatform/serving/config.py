@@ -1,0 +1,116 @@
+"""Typed app arguments of the serving application (the ``args`` of ``build_app`` and of the Serve YAML).
+
+Defaults follow SPEC S6 (batching 32 / 2 ms, queue 100, deadline 10 s, cache 10,000 x 300 s, breaker 5 / 30 s,
+log queue 10,000 flushed every 1 s or 500 rows, 1 MiB / 1,000 instances). Every replica builds its own store
+client from ``store_url`` / ``artifact_uri`` here, because Ray processes do not see the caller's environment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlplatform.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchingConfig(_Strict):
+    enabled: bool = True
+    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    # SPEC S6.6 allows 1-5 ms; 0 is accepted so the benchmark can measure the bare cost.
+    batch_wait_timeout_s: float = Field(default=0.002, ge=0.0, le=0.005)
+
+
+class AutoscalingConfig(_Strict):
+    min_replicas: int = Field(default=2, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    target_ongoing_requests: float = Field(default=16, gt=0)
+    upscale_delay_s: float = Field(default=30.0, ge=0)
+    downscale_delay_s: float = Field(default=600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    max_entries: int = Field(default=10_000, ge=1)
+    ttl_s: float = Field(default=300.0, gt=0)
+
+
+class BreakerConfig(_Strict):
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class PredictionLogConfig(_Strict):
+    enabled: bool = True
+    queue_size: int = Field(default=10_000, ge=1)
+    flush_rows: int = Field(default=500, ge=1)
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    write_timeout_s: float = Field(default=2.0, gt=0)
+
+
+class ModelEntry(_Strict):
+    name: str = Field(description="Registered model name; the URL segment in /v1/models/{name}.")
+    ref: str | None = Field(default=None, description="name, name:version or name@alias; default name@champion.")
+    fallback: str | None = Field(default=None, description="Model ref answering while the breaker is open.")
+    num_replicas: int | None = Field(default=None, ge=1, description="Fixed replicas; None uses autoscaling.")
+
+    def initial_ref(self) -> str:
+        return self.ref or f"{self.name}@champion"
+
+
+class ServingConfig(_Strict):
+    models: list[ModelEntry] = Field(min_length=1)
+    store_url: str | None = None
+    artifact_uri: str | None = None
+    home: str | None = Field(default=None, description="MLPLATFORM_HOME for replicas (artifact cache).")
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    max_ongoing_requests: int = Field(default=64, ge=1, description="Per model replica; >= max_batch_size.")
+    max_queued_requests: int = Field(default=100, ge=1)
+    ingress_max_ongoing_requests: int = Field(default=256, ge=1)
+    ingress_replicas: int = Field(default=1, ge=1)
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    model_num_cpus: float = Field(default=0.5, ge=0)
+    ingress_num_cpus: float = Field(default=0.25, ge=0)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=1 << 20, ge=1)
+    max_instances: int = Field(default=1000, ge=1)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
+    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
+    health_check_period_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServingConfig:
+        # With max_ongoing_requests below the batch size, batches can never fill (ray issue #43288).
+        if self.batching.enabled and self.max_ongoing_requests < self.batching.max_batch_size:
+            raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be at least "
+                             f"batching.max_batch_size ({self.batching.max_batch_size})")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return self
+
+    @classmethod
+    def parse(cls, args: dict[str, Any], source: str = "serve app args") -> ServingConfig:
+        try:
+            return cls.model_validate(args or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "args"
+            raise ConfigError(f"{source}: {where}: {first.get('msg')}", field=where) from None
+
+
+def deployment_name(model_name: str) -> str:
+    """Stable per-model deployment name, so a YAML ``deployments:`` entry can override its ``user_config``."""
+    return f"Model_{model_name}"

@@ -1,0 +1,257 @@
+"""The per-model Serve deployment: one registry version (SHA-256 verified), batched inference, cache, breaker.
+
+The version arrives through ``user_config`` (``{"ref": "churn:3"}``), so ``serve deploy`` with a new ref calls
+:meth:`ModelServer.reconfigure` on live replicas: load, verify, warm up, then swap one reference atomically. A
+version that fails (bad checksum, unloadable) is refused and the current one keeps serving (SPEC S6.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ray import serve
+
+from mlplatform.errors import InvalidInput, MLPlatformError, Unavailable
+from mlplatform.features.schema import FeatureSpec, schema_from_json
+from mlplatform.predictor import Predictor
+from mlplatform.serving.breaker import CircuitBreaker, CircuitOpenError
+from mlplatform.serving.cache import MISS, PredictionCache, cache_key
+from mlplatform.serving.config import ServingConfig
+from mlplatform.serving.validation import validate_rows
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    predictor: Predictor
+    name: str
+    version: int
+    schema: list[FeatureSpec]
+    schema_version: str
+    ref: str
+    loaded_at: float
+    load_seconds: float
+
+    def metadata(self) -> dict[str, Any]:
+        manifest = self.predictor.manifest
+        return {"name": self.name, "version": self.version, "ref": self.ref, "task": manifest.task,
+                "framework": manifest.framework, "family": manifest.family, "classes": _plain(manifest.classes),
+                "threshold": manifest.threshold, "input_schema": manifest.input_schema,
+                "load_seconds": round(self.load_seconds, 4)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def build_client(cfg: ServingConfig) -> Any:
+    from mlplatform.client import Client
+    from mlplatform.settings import Settings, get_settings
+
+    settings = Settings(home=cfg.home) if cfg.home else get_settings()
+    return Client(settings, store_url=cfg.store_url, artifact_uri=cfg.artifact_uri)
+
+
+def frame(rows: list[tuple[Any, ...]], schema: list[FeatureSpec]) -> pd.DataFrame:
+    columns = {}
+    for j, spec in enumerate(schema):
+        values = [row[j] for row in rows]
+        columns[spec.name] = (np.array([np.nan if v is None else v for v in values], dtype="float64")
+                              if spec.is_numeric else pd.Series(values, dtype="object"))
+    return pd.DataFrame(columns)
+
+
+def predict_rows(predictor: Predictor, rows: list[tuple[Any, ...]], schema: list[FeatureSpec]) -> list[dict]:
+    """Plain-data results per row: label (type kept), probabilities in class order (classifiers)."""
+    result = predictor.predict(frame(rows, schema))
+    probabilities = result.probabilities
+    out = []
+    for i, label in enumerate(result.predictions):
+        proba = None if probabilities is None else [float(p) for p in probabilities[i]]
+        out.append({"prediction": _plain(label), "probabilities": proba,
+                    "confidence": None if proba is None else max(proba)})
+    return out
+
+
+def _warmup_row(schema: list[FeatureSpec]) -> tuple[Any, ...]:
+    return tuple((spec.min if spec.min is not None else 0.0) if spec.is_numeric
+                 else (spec.categories[0] if spec.categories else None) for spec in schema)
+
+
+class ModelServer:
+    """Serve deployment body; :func:`mlplatform.serving.app.build_app` wraps it with ``serve.deployment``."""
+
+    def __init__(self, model_name: str, config: dict[str, Any]) -> None:
+        self.cfg = ServingConfig.parse(config)
+        self.model_name = model_name
+        self.entry = next(m for m in self.cfg.models if m.name == model_name)
+        self._client = build_client(self.cfg)
+        self._model: LoadedModel | None = None
+        self._fallback: LoadedModel | None = None
+        self.requested_ref: str | None = None
+        self.last_error: str | None = None
+        self._cache = PredictionCache(self.cfg.cache.max_entries, self.cfg.cache.ttl_s)
+        self._breaker = CircuitBreaker(f"model {model_name}", self.cfg.breaker.failure_threshold,
+                                       self.cfg.breaker.reset_timeout_s)
+        self._batch_sizes: deque[int] = deque(maxlen=2000)
+        self._metrics = _Metrics(model_name)
+        batching = self.cfg.batching
+        self._batched.set_max_batch_size(batching.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        ref = (user_config or {}).get("ref") or self.entry.initial_ref()
+        self.requested_ref = ref
+        try:
+            loaded = await asyncio.to_thread(self._load, ref)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._model is None:
+                raise  # nothing to keep serving: fail the replica so Serve reports and retries it
+            logger.error("refusing %s for %s; still serving version %s: %s", ref, self.model_name,
+                         self._model.version, self.last_error)
+            return
+        self._model = loaded  # one reference swap: in-flight batches keep the object they already hold
+        self.last_error = None
+        logger.info("serving %s version %s (loaded in %.2fs)", loaded.name, loaded.version, loaded.load_seconds)
+        if self.entry.fallback and self._fallback is None:
+            try:
+                self._fallback = await asyncio.to_thread(self._load, self.entry.fallback)
+            except Exception:
+                logger.warning("fallback %s could not be loaded; serving without one", self.entry.fallback,
+                               exc_info=True)
+
+    def _load(self, ref: str) -> LoadedModel:
+        started = time.perf_counter()
+        version = self._client.registry.resolve(ref)
+        if version.model_name != self.model_name:
+            raise InvalidInput(f"ref {ref!r} names model {version.model_name}, not {self.model_name}", field="ref")
+        predictor = self._client.registry.load(version)  # raises IntegrityError on any sha256 mismatch
+        schema = schema_from_json(predictor.input_schema)
+        predict_rows(predictor, [_warmup_row(schema)], schema)  # warm up before taking traffic
+        return LoadedModel(predictor=predictor, name=version.model_name, version=version.version, schema=schema,
+                           schema_version=version.artifact_sha256[:16], ref=ref, loaded_at=time.time(),
+                           load_seconds=time.perf_counter() - started)
+
+    def check_health(self) -> None:
+        if self._model is None:
+            raise Unavailable(f"model {self.model_name} is not loaded")
+
+    # -- reads -------------------------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        model = self._model
+        base = {"name": self.model_name, "ready": model is not None, "requested_ref": self.requested_ref,
+                "last_error": self.last_error}
+        return {**base, **model.metadata()} if model else base
+
+    def stats(self) -> dict[str, Any]:
+        return {"version": None if self._model is None else self._model.version,
+                "batch_sizes": list(self._batch_sizes), "cache": self._cache.stats(),
+                "breaker": self._breaker.state, "last_error": self.last_error}
+
+    # -- predict -----------------------------------------------------------------------------------------------
+    async def predict(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
+        model = self._model
+        if model is None:
+            raise Unavailable(f"model {self.model_name} is not ready", retry_after_s=5)
+        rows = validate_rows(instances, model.schema)
+        cache_on = self.cfg.cache.enabled
+        keys = [cache_key(model.name, model.version, model.schema_version, r) for r in rows] if cache_on else []
+        results: list[Any] = [self._cache.get(k) for k in keys] if cache_on else [MISS] * len(rows)
+        cached = [r is not MISS for r in results]
+        self._metrics.cache(sum(cached), len(rows) - sum(cached))
+        misses = [i for i, hit in enumerate(cached) if not hit]
+        answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "cached": cached}
+        if misses:
+            fresh, fallback = await self._call_model(model, [rows[i] for i in misses])
+            for i, row_result in zip(misses, fresh, strict=True):
+                results[i] = row_result
+                if cache_on and fallback is None:
+                    self._cache.put(keys[i], row_result)
+            if fallback is not None:
+                answer.update(fallback=True, fallback_version=fallback.version, fallback_model=fallback.name)
+        answer["results"] = results
+        return answer
+
+    async def _call_model(self, model: LoadedModel,
+                          rows: list[tuple[Any, ...]]) -> tuple[list[dict], LoadedModel | None]:
+        try:
+            self._breaker.before_call()
+        except CircuitOpenError:
+            if self._fallback is None:
+                raise
+            return await asyncio.to_thread(predict_rows, self._fallback.predictor, rows,
+                                           self._fallback.schema), self._fallback
+        try:
+            if self.cfg.batching.enabled:
+                out = await self._batched((model, rows))
+            else:
+                out = await asyncio.to_thread(predict_rows, model.predictor, rows, model.schema)
+        except MLPlatformError as exc:
+            if not isinstance(exc, InvalidInput):
+                self._breaker.record_failure()
+            raise
+        except Exception:
+            self._breaker.record_failure()
+            if self._fallback is None:
+                raise
+            logger.warning("model %s failed; answering from fallback", self.model_name, exc_info=True)
+            return await asyncio.to_thread(predict_rows, self._fallback.predictor, rows,
+                                           self._fallback.schema), self._fallback
+        self._breaker.record_success()
+        return out, None
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _batched(self, requests: list[tuple[LoadedModel, list[tuple[Any, ...]]]]) -> list[list[dict]]:
+        """One model call per version present in the batch; each caller gets exactly its own rows back."""
+        self._batch_sizes.append(len(requests))
+        self._metrics.batch(len(requests))
+        outputs: list[list[dict] | None] = [None] * len(requests)
+        by_model: dict[int, list[int]] = {}
+        for i, (model, _) in enumerate(requests):
+            by_model.setdefault(id(model), []).append(i)
+        for indices in by_model.values():
+            model = requests[indices[0]][0]
+            rows = [row for i in indices for row in requests[i][1]]
+            # off the event loop so queued requests keep being accepted while the model runs
+            flat = await asyncio.to_thread(predict_rows, model.predictor, rows, model.schema)
+            start = 0
+            for i in indices:
+                n = len(requests[i][1])
+                outputs[i] = flat[start:start + n]
+                start += n
+        return outputs  # type: ignore[return-value]
+
+
+class _Metrics:
+    """Prometheus metrics through ``ray.util.metrics`` (exported by Ray's metrics agent when it runs)."""
+
+    def __init__(self, model_name: str) -> None:
+        from ray.util import metrics
+
+        self._tags = {"model": model_name}
+        self._batch = metrics.Histogram("mlplatform_serve_batch_size", "Requests per model batch.",
+                                        boundaries=[1, 2, 4, 8, 16, 32, 64], tag_keys=("model",))
+        self._hits = metrics.Counter("mlplatform_serve_cache_hits", "Prediction cache hits.", tag_keys=("model",))
+        self._misses = metrics.Counter("mlplatform_serve_cache_misses", "Prediction cache misses.",
+                                       tag_keys=("model",))
+
+    def batch(self, size: int) -> None:
+        self._batch.observe(size, tags=self._tags)
+
+    def cache(self, hits: int, misses: int) -> None:
+        if hits:
+            self._hits.inc(hits, tags=self._tags)
+        if misses:
+            self._misses.inc(misses, tags=self._tags)

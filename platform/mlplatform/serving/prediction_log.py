@@ -1,0 +1,85 @@
+"""Asynchronous prediction log (SPEC S6.10): a bounded in-memory queue drained by one background thread that
+writes batches through ``monitoring.log_predictions``.
+
+The request path only appends (O(1), never blocks, never raises); when the queue is full the row is dropped and
+counted. A failing store drops the batch after one attempt and counts it, so a monitoring outage can never fail or
+slow a prediction. ``close()`` flushes what is left (graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mlplatform.entities import PredictionRecord
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionLogBuffer:
+    def __init__(self, write: Callable[[Sequence[PredictionRecord]], Any], *, queue_size: int = 10_000,
+                 flush_rows: int = 500, flush_interval_s: float = 1.0) -> None:
+        self._write = write
+        self._queue: deque[PredictionRecord] = deque()
+        self.queue_size = queue_size
+        self.flush_rows = flush_rows
+        self.flush_interval_s = flush_interval_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.dropped = 0
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def add(self, records: Sequence[PredictionRecord]) -> None:
+        with self._lock:
+            room = self.queue_size - len(self._queue)
+            if room < len(records):
+                self.dropped += len(records) - max(room, 0)
+                records = records[:max(room, 0)]
+            self._queue.extend(records)
+            full = len(self._queue) >= self.flush_rows
+        if full:
+            self._wake.set()
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"queued": len(self._queue), "written": self.written, "dropped": self.dropped}
+
+    def _take(self) -> list[PredictionRecord]:
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(self.flush_rows, len(self._queue)))]
+        return batch
+
+    def _flush_once(self) -> int:
+        batch = self._take()
+        if not batch:
+            return 0
+        try:
+            self._write(batch)
+            with self._lock:
+                self.written += len(batch)
+        except Exception:  # the store is a dependency; its failure must not reach requests
+            logger.warning("prediction log write of %d rows failed; rows dropped", len(batch), exc_info=True)
+            with self._lock:
+                self.dropped += len(batch)
+        return len(batch)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            while self._flush_once() >= self.flush_rows:
+                pass
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Stop the thread and flush what is queued (graceful shutdown)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        while self._flush_once():
+            pass

@@ -26,7 +26,6 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check platform tests benchmarks train_jobs serve_apps
-	$(VENV)/bin/ruff format --check platform tests benchmarks train_jobs serve_apps
 
 bench: install
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -51,7 +51,7 @@ def compare(run_ids: list[str], as_json: bool = JsonOption) -> None:
     data = {"runs": rows, "unknown": unknown}
 
     def render() -> None:
-        columns = ["run_id"] + sorted({k for r in rows for k in r if k != "run_id"})
+        columns = ["run_id", *sorted({k for r in rows for k in r if k != "run_id"})]
         print_table(rows, columns)
         if unknown:
             typer.echo(f"unknown run ids: {', '.join(unknown)}", err=True)

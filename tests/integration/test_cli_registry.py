@@ -77,7 +77,7 @@ def test_version_and_store_upgrade_twice() -> None:
     assert first["changed"] is True and second["changed"] is False
 
 
-def test_runs_list_and_show_json(client) -> None:  # noqa: ANN001 - fixture
+def test_runs_list_and_show_json(client) -> None:
     run = client.runs.start_run("cli-exp", "train", config={"lr": 0.1})
     client.runs.log_metrics(run.id, {"accuracy": 0.9}, step=3)
     client.runs.end_run(run.id)
@@ -87,3 +87,15 @@ def test_runs_list_and_show_json(client) -> None:  # noqa: ANN001 - fixture
     assert shown["metrics"] == {"accuracy": 0.9} and shown["status"] == "completed"
     best = cli_json("runs", "best", "accuracy")
     assert best["run_id"] == run.id
+
+
+def test_lineage_is_captured_and_diffed(model_artifact_dir: Path) -> None:
+    cli_json("models", "register", "lin", str(model_artifact_dir))
+    cli_json("models", "register", "lin", str(model_artifact_dir))
+    shown = cli_json("models", "lineage", "show", "lin:1")
+    lineage = shown["lineage"]
+    assert lineage["environment"]["packages"]["ray"] == "2.60.0"
+    assert "python" in lineage["environment"] and "git" in lineage and lineage["seed"] == 42
+    diff = cli_json("models", "lineage", "diff", "lin:1", "lin:2")
+    assert isinstance(diff, list)  # same artifact and environment: only identity fields may differ
+    assert all(row["section"] != "environment" for row in diff)

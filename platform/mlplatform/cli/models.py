@@ -135,3 +135,33 @@ def leaderboard(name: str, metric: str = typer.Option("accuracy", "--metric"),
                                              mode=mode or metric_mode(metric))
     emit(rows, as_json, lambda: print_table(rows, ["rank", "version", "status", "aliases", "value",
                                                    "dataset_version", "n"], title=f"{name} by {metric}"))
+
+
+lineage_app = typer.Typer(help="What a version was built from: data, code, environment, config, parent.",
+                          no_args_is_help=True)
+app.add_typer(lineage_app, name="lineage")
+
+
+@lineage_app.command("show")
+def lineage_show(ref: str, as_json: bool = JsonOption) -> None:
+    """The lineage recorded at registration (captured automatically)."""
+    from mlplatform.lineage_diff import summarize
+
+    with expected_errors():
+        version = client().registry.resolve(ref)
+    data = {"model": version.ref, "parent_version": version.parent_version, "source_run_id": version.source_run_id,
+            "artifact_sha256": version.artifact_sha256, "lineage": version.lineage}
+    emit(data, as_json, lambda: print_table([{"field": k, "value": v} for k, v in summarize(version).items()],
+                                            ["field", "value"], title=f"lineage of {version.ref}"))
+
+
+@lineage_app.command("diff")
+def lineage_diff(old: str, new: str, as_json: bool = JsonOption) -> None:
+    """Compare the data, code, environment, config and features of two versions."""
+    from mlplatform.lineage_diff import diff_versions
+
+    with expected_errors():
+        registry = client().registry
+        changes = diff_versions(registry.resolve(old), registry.resolve(new))
+    emit(changes, as_json, lambda: print_table(changes, ["section", "key", "old", "new"],
+                                               title=f"{old} -> {new}") if changes else typer.echo("no differences"))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -120,7 +121,7 @@ def _bin_names(edges: list[float]) -> list[str]:
     if not edges:
         return ["all"]
     bounds = ["-inf", *[f"{e:.4g}" for e in edges], "inf"]
-    return [f"({lo}, {hi}]" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [f"({lo}, {hi}]" for lo, hi in itertools.pairwise(bounds)]
 
 
 def numeric_drift(name: str, profile: dict[str, Any], series: pd.Series | None, settings: DriftSettings,
@@ -133,7 +134,7 @@ def numeric_drift(name: str, profile: dict[str, Any], series: pd.Series | None, 
     finite = np.isfinite(raw)
     values = raw[finite]
     result.missing_rate = float(1 - finite.mean()) if len(raw) else None
-    result.n = int(len(values))
+    result.n = len(values)
     if len(raw) == 0 or len(values) == 0:
         result.status = "empty"
         return result
@@ -166,7 +167,7 @@ def categorical_drift(name: str, profile: dict[str, Any], series: pd.Series | No
     present = series.notna()
     result.missing_rate = float(1 - present.mean()) if len(series) else None
     values = series[present].astype(str)
-    result.n = int(len(values))
+    result.n = len(values)
     if len(series) == 0 or result.n == 0:
         result.status = "empty"
         return result
@@ -199,7 +200,7 @@ def _set_level(result: FeatureDrift, settings: DriftSettings, thresholds: Thresh
     value = result.statistic if metric == "prediction_ks" else result.psi
     if value is None or result.n < settings.min_samples_for_level:
         return  # below 1,000 rows sampling noise alone reaches YELLOW on stationary data
-    result.level = thresholds.level(metric, value, result.n)
+    result.level = thresholds.level(metric, value)  # the row floor is settings.min_samples_for_level
 
 
 def profile_drift(name: str, profile: dict[str, Any], series: pd.Series | None, settings: DriftSettings,
@@ -219,7 +220,8 @@ def compute_drift(reference: DriftReference, frame: pd.DataFrame, *, predictions
     critical = set(settings.critical_features) if settings.critical_features is not None else None
     features: dict[str, FeatureDrift] = {}
     for name, profile in reference.features.items():
-        series = frame[name] if name in frame.columns else None
+        # an empty window has no columns to speak of: it is insufficient data, not a missing feature
+        series = frame[name] if name in frame.columns else (pd.Series([], dtype=object) if frame.empty else None)
         drift = profile_drift(name, profile, series, settings, thresholds)
         if critical is not None and name not in critical:
             drift.level = AlertLevel.GREEN  # reported, but only critical features set the level
@@ -231,5 +233,5 @@ def compute_drift(reference: DriftReference, frame: pd.DataFrame, *, predictions
     if labels is not None and reference.label is not None:
         label = profile_drift("label", reference.label, pd.Series(np.asarray(labels)), settings, thresholds)
         label.level = AlertLevel.GREEN  # label drift is reported; concept drift and decay raise the alerts
-    return DriftResult(features=features, prediction=prediction, label=label, n=int(len(frame)),
+    return DriftResult(features=features, prediction=prediction, label=label, n=len(frame),
                        window_start=window_start, window_end=window_end, source=source)

@@ -41,18 +41,18 @@ class Threshold:
         return self.levels.get(level)
 
 
-Y, O, R = AlertLevel.YELLOW, AlertLevel.ORANGE, AlertLevel.RED
+YEL, ORA, RED = AlertLevel.YELLOW, AlertLevel.ORANGE, AlertLevel.RED
 
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {t.metric: t for t in [
-    Threshold("psi", {Y: 0.10, O: 0.15, R: 0.25}, min_n=1000, description="PSI, max over critical features"),
-    Threshold("accuracy_drop_pct", {Y: 2.0, O: 5.0, R: 10.0}, min_n=100, unit="%",
+    Threshold("psi", {YEL: 0.10, ORA: 0.15, RED: 0.25}, min_n=1000, description="PSI, max over critical features"),
+    Threshold("accuracy_drop_pct", {YEL: 2.0, ORA: 5.0, RED: 10.0}, min_n=100, unit="%",
               description="relative accuracy drop in percent"),
-    Threshold("prediction_ks", {Y: 0.05, O: 0.10, R: 0.20}, min_n=1000, description="prediction KS statistic"),
-    Threshold("feature_importance_tv", {Y: 0.10, O: 0.20, R: 0.35},
+    Threshold("prediction_ks", {YEL: 0.05, ORA: 0.10, RED: 0.20}, min_n=1000, description="prediction KS statistic"),
+    Threshold("feature_importance_tv", {YEL: 0.10, ORA: 0.20, RED: 0.35},
               description="feature-importance change (total variation)"),
-    Threshold("error_rate", {Y: 0.01, R: 0.05}, description="error / data-quality violation rate"),
-    Threshold("p99_latency_ms", {Y: 50.0, R: 100.0}, unit="ms", description="p99 latency"),
-    Threshold("selection_rate_ratio", {O: 0.8}, direction="lower_is_worse",
+    Threshold("error_rate", {YEL: 0.01, RED: 0.05}, description="error / data-quality violation rate"),
+    Threshold("p99_latency_ms", {YEL: 50.0, RED: 100.0}, unit="ms", description="p99 latency"),
+    Threshold("selection_rate_ratio", {ORA: 0.8}, direction="lower_is_worse",
               description="fairness selection-rate ratio (four-fifths rule)"),
 ]}
 

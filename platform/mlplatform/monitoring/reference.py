@@ -55,7 +55,7 @@ def numeric_profile(series: pd.Series, *, seed: int = 0, sample_size: int = SAMP
     raw = pd.to_numeric(series, errors="coerce").astype("float64").to_numpy()
     missing = ~np.isfinite(raw)
     values = raw[~missing]
-    profile: dict[str, Any] = {"kind": "numeric", "n": int(len(values)),
+    profile: dict[str, Any] = {"kind": "numeric", "n": len(values),
                                "missing_rate": float(missing.mean()) if len(raw) else 0.0}
     if len(values) == 0:
         return profile | {"edges": [], "counts": [0], "proportions": [0.0], "stats": {}, "sample": []}
@@ -92,7 +92,7 @@ def summary_statistics(values: np.ndarray) -> dict[str, float]:
     q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75])
     spread = len(values) > 2 and float(np.ptp(values)) > 0
     return {
-        "count": int(len(values)), "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))
+        "count": len(values), "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))
         if len(values) > 1 else 0.0, "min": float(np.min(values)), "q25": float(q25), "median": float(median),
         "q75": float(q75), "max": float(np.max(values)),
         "mad": float(stats.median_abs_deviation(values)),
@@ -127,7 +127,7 @@ def build_drift_reference(train_df: pd.DataFrame, features: list[str], predictio
     if missing:
         raise InvalidInput(f"features {missing} are not columns of the training data", field="features")
     profile: dict[str, Any] = {
-        "format_version": REFERENCE_FORMAT_VERSION, "n_rows": int(len(train_df)), "seed": seed,
+        "format_version": REFERENCE_FORMAT_VERSION, "n_rows": len(train_df), "seed": seed,
         "n_bins": N_BINS, "features": {f: profile_series(train_df[f], seed=seed) for f in features},
     }
     if predictions is not None:

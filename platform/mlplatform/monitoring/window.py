@@ -1,0 +1,99 @@
+"""Monitoring windows: the last N logged predictions, a time range ``[start, end)`` of the log, or a Parquet file."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.entities import ModelVersion
+from mlplatform.errors import InvalidInput, NotFound
+from mlplatform.monitoring.evaluation import JoinResult, join_labels, predictions_frame
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Window:
+    """Feature rows plus, when known, model scores (what the reference profiled), predicted labels and true
+    labels aligned row by row."""
+
+    frame: pd.DataFrame
+    source: str
+    scores: np.ndarray | None = None
+    predicted: list[Any] | None = None
+    labels: list[Any] | None = None  # aligned with ``predicted`` (only labelled rows)
+    labelled_predicted: list[Any] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    unmatched_labels: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.frame)
+
+
+def scores_from_log(predicted: list[Any], confidence: list[float | None],
+                    classes: list[Any] | None) -> np.ndarray | None:
+    """The positive-class probability of a binary classifier, rebuilt from the logged label and confidence
+    (the maximum probability); None when the log cannot give it."""
+    if not classes or len(classes) != 2 or any(c is None for c in confidence):
+        return None
+    conf = np.asarray(confidence, dtype=np.float64)
+    is_positive = np.array([p == classes[1] for p in predicted])
+    return np.where(is_positive, conf, 1.0 - conf)
+
+
+def window_from_log(client: Any, version: ModelVersion, *, last_n: int | None = None,
+                    start: datetime | None = None, end: datetime | None = None,
+                    classes: list[Any] | None = None) -> Window:
+    records = client.monitoring.predictions(version.model_name, version=version.version, start=start, end=end,
+                                            limit=last_n)
+    frame = pd.DataFrame([r.features for r in records])
+    predicted = [r.prediction for r in records]
+    source = f"log:last {last_n}" if last_n else f"log:[{start}, {end})"
+    window = Window(frame=frame, source=source, predicted=predicted,
+                    scores=scores_from_log(predicted, [r.confidence for r in records], classes),
+                    start=records[0].timestamp if records else start, end=records[-1].timestamp if records else end)
+    if records:
+        joined: JoinResult = join_labels(predictions_frame(records),
+                                         client.monitoring.labels(request_ids=sorted({r.request_id for r in records})))
+        window.labels = joined.joined["label"].tolist()
+        window.labelled_predicted = joined.joined["prediction"].tolist()
+        window.unmatched_labels = joined.unmatched_labels
+    return window
+
+
+def window_from_file(path: Path | str, predictor: Any, target: str | None = None) -> Window:
+    """A Parquet file of feature rows, scored with the version's own predictor; its target column, when present,
+    is the labels."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"window file {path} does not exist", field="window_file")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise InvalidInput(f"{path} is not a readable Parquet file: {exc}", field="window_file") from exc
+    window = Window(frame=frame, source=f"file:{path}")
+    if len(frame) and all(name in frame.columns for name in predictor.feature_names):
+        try:
+            result = predictor.predict(frame)
+        except InvalidInput as exc:
+            logger.warning("could not score window %s: %s", path, exc)
+        else:
+            window.predicted = list(result.predictions)
+            scores = result.positive_probability()
+            window.scores = scores if scores is not None else np.asarray(result.predictions)
+            if target is not None and target in frame.columns:
+                labelled = frame[target].notna().to_numpy()
+                window.labels = frame.loc[labelled, target].tolist()
+                window.labelled_predicted = [p for p, keep in zip(result.predictions, labelled, strict=True) if keep]
+    if "event_time" in frame.columns and len(frame):
+        times = pd.to_datetime(frame["event_time"], utc=True)
+        window.start, window.end = times.min().to_pydatetime(), times.max().to_pydatetime()
+    return window

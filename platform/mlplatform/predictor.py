@@ -76,6 +76,9 @@ class Predictor:
             return Prediction([], empty, classes)
         matrix = self.transform.transform(df)
         if self.manifest.framework == "sklearn":
+            # float64 so that sklearn's arithmetic does not depend on the batch size (float32 inputs gave
+            # probabilities differing by ~6e-8 between one row and a batch).
+            matrix = np.asarray(matrix, dtype=np.float64)
             if self.is_classifier:
                 proba = np.asarray(self.model.predict_proba(matrix), dtype=np.float64)
                 return self._from_probabilities(proba)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from mlplatform.errors import InvalidInput
 
 NUMERIC_KINDS = {"float", "int", "bool"}
+MAX_CATEGORIES = 1000
 
 
 class FeatureSpec(BaseModel):
@@ -47,8 +48,9 @@ def infer_schema(df: pd.DataFrame, features: list[str]) -> list[FeatureSpec]:
         kind = logical_dtype(col)
         if kind == "category":
             cats = sorted(map(str, col.dropna().unique()))
-            specs.append(FeatureSpec(name=name, dtype=kind, nullable=bool(col.isna().any()) or True,
-                                     categories=cats[:1000]))
+            # Above MAX_CATEGORIES the domain is open (hashed or high-cardinality): no allowed-category list.
+            specs.append(FeatureSpec(name=name, dtype=kind, nullable=True,
+                                     categories=cats if len(cats) <= MAX_CATEGORIES else None))
         else:
             values = col.astype("float64")
             specs.append(FeatureSpec(name=name, dtype=kind, nullable=True,

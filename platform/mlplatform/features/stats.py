@@ -87,7 +87,7 @@ def quantile_ranks(n: int, qs: Sequence[float]) -> list[int]:
     ranks: set[int] = set()
     for q in qs:
         pos = q * (n - 1)
-        ranks.update({int(math.floor(pos)), min(int(math.ceil(pos)), n - 1)})
+        ranks.update({math.floor(pos), min(math.ceil(pos), n - 1)})
     return sorted(ranks)
 
 
@@ -98,7 +98,7 @@ def quantiles_from_order_stats(order_stats: dict[int, float], n: int, qs: Sequen
     out = []
     for q in qs:
         pos = q * (n - 1)
-        lo, hi = int(math.floor(pos)), min(int(math.ceil(pos)), n - 1)
+        lo, hi = math.floor(pos), min(math.ceil(pos), n - 1)
         a, b = order_stats[lo], order_stats[hi]
         out.append(a if lo == hi or a == b else a + (b - a) * (pos - lo))
     return out

@@ -1,35 +1,101 @@
 """Preprocessing fitted once on the training split and shipped inside the model artifact as JSON.
 
 One code path (:meth:`TabularTransform.transform`) serves training, Ray Data batch scoring and Serve, so there is
-no training/serving skew. The fitted state is plain JSON: loading it runs no code (no pickle).
+no training/serving skew. The fitted state is plain JSON keyed by feature name: loading it runs no code (no pickle).
+
+Fitting goes through :class:`FitStatistics` (mergeable moments, category counts, exact quantiles). The pandas fit
+here and the Ray Data fit in :mod:`mlplatform.features.ray_stats` build the same statistics and therefore the
+same fitted state (SPEC S4.2).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlplatform.errors import InvalidInput
 from mlplatform.features.schema import FeatureSpec, coerce_frame, infer_schema, schema_from_json, schema_to_json
+from mlplatform.features.stats import ColumnStats, sorted_quantiles
 
 TRANSFORM_FILE = "transform.json"
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = {1, 2}
+MISSING_TOKEN = "__missing__"
+_SEP = "\x1f"  # joins a cross's parts; cannot occur in a category read from CSV or JSON by accident
+
+
+class CrossSpec(BaseModel):
+    """A feature cross: the combination of two or more columns hashed into ``buckets`` one-hot slots.
+    Numeric columns take part through their bucket index, so they need an entry in ``buckets``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[str] = Field(min_length=2)
+    buckets: int = Field(default=64, ge=2)
+
+    @property
+    def name(self) -> str:
+        return "_x_".join(self.columns)
 
 
 class TransformConfig(BaseModel):
-    """What to fit. Defaults follow SPEC S4.1."""
+    """What to fit. Defaults follow SPEC S4.1-S4.5; every step beyond impute/scale/one-hot is opt-in."""
 
     model_config = ConfigDict(extra="forbid")
 
     scaling: str = Field(default="standard", pattern="^(standard|none)$")
-    impute: str = Field(default="auto", pattern="^(auto|mean|median)$")
+    impute: str = Field(default="auto", pattern="^(auto|mean|median)$",
+                        description="numeric fill: median when |skew| > 1 (auto), or always mean / median")
+    impute_columns: dict[str, str | float] = Field(
+        default_factory=dict,
+        description="per column: mean | median | zero | a number (numeric); most_frequent | missing (categorical)")
     max_categories: int = Field(default=50, ge=1)
+    min_category_count: int = Field(default=1, ge=1, description="rarer training categories go to __other__")
     missing_indicators: bool = True
+    indicator_columns: str = Field(default="seen", pattern="^(seen|all)$",
+                                   description="indicators for columns with gaps in training (seen) or all")
+    hash_columns: dict[str, int] = Field(default_factory=dict, description="categorical column -> hash buckets")
+    hash_above: int | None = Field(default=None, ge=1,
+                                   description="hash every categorical with more training categories than this")
+    hash_buckets: int = Field(default=64, ge=2, description="buckets for columns hashed through hash_above")
+    buckets: dict[str, list[float] | int] = Field(
+        default_factory=dict, description="numeric column -> bin edges, or a number of training-quantile bins")
+    crosses: list[CrossSpec] = Field(default_factory=list)
+
+    @field_validator("impute_columns")
+    @classmethod
+    def _known_rules(cls, value: dict[str, str | float]) -> dict[str, str | float]:
+        for column, rule in value.items():
+            if isinstance(rule, str) and rule not in {"mean", "median", "zero", "most_frequent", "missing"}:
+                raise ValueError(f"impute_columns.{column}: unknown rule {rule!r}")
+        return value
+
+    @field_validator("hash_columns")
+    @classmethod
+    def _enough_buckets(cls, value: dict[str, int]) -> dict[str, int]:
+        for column, n in value.items():
+            if n < 2:
+                raise ValueError(f"hash_columns.{column}: needs at least 2 buckets")
+        return value
+
+    @field_validator("buckets")
+    @classmethod
+    def _valid_edges(cls, value: dict[str, list[float] | int]) -> dict[str, list[float] | int]:
+        for column, spec in value.items():
+            if isinstance(spec, int) and spec < 2:
+                raise ValueError(f"buckets.{column}: needs at least 2 bins")
+            if isinstance(spec, list) and (not spec or any(b <= a for a, b in itertools.pairwise(spec))):
+                raise ValueError(f"buckets.{column}: edges must be non-empty and strictly increasing")
+        return value
 
 
 class _NumericState(BaseModel):
@@ -38,24 +104,79 @@ class _NumericState(BaseModel):
     mean: float
     std: float
     indicator: bool
+    fill_rule: str = "mean"
+    constant: bool = False  # zero variance in training: centred with scale 1 (SPEC S4.2)
+    missing_in_fit: int = 0
+    bucket_edges: list[float] | None = None  # bins: (-inf, e0), [e0, e1), ..., [e_last, inf)
 
 
 class _CategoricalState(BaseModel):
     name: str
     vocabulary: list[str]
+    hash_buckets: int | None = None  # set: one-hot over stable hash buckets instead of the vocabulary
+    fill: str | None = None  # set: missing values take this category instead of the __other__ slot
+
+
+class _CrossState(BaseModel):
+    columns: list[str]
+    hash_buckets: int
+
+    @property
+    def name(self) -> str:
+        return "_x_".join(self.columns)
+
+
+@dataclass
+class FitStatistics:
+    """Everything a fit needs, from pandas or from Ray Data."""
+
+    numeric: dict[str, ColumnStats]
+    categories: dict[str, dict[str, int]]  # present values (as strings) -> count
+    # exact linear quantiles of present values, for many columns at once: {column: qs} -> {column: values}
+    quantiles: Callable[[dict[str, list[float]]], dict[str, list[float]]]
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, schema: list[FeatureSpec]) -> FitStatistics:
+        """``frame`` is already coerced to ``schema`` (numeric float64, categoricals str or None)."""
+        numeric = {s.name: ColumnStats.of(frame[s.name].to_numpy(dtype="float64")) for s in schema if s.is_numeric}
+        categories = {s.name: {str(k): int(v) for k, v in frame[s.name].value_counts(dropna=True).items()}
+                      for s in schema if not s.is_numeric}
+
+        def quantiles(wanted: dict[str, list[float]]) -> dict[str, list[float]]:
+            out = {}
+            for name, qs in wanted.items():
+                values = frame[name].to_numpy(dtype="float64")
+                out[name] = sorted_quantiles(np.sort(values[~np.isnan(values)]), qs)
+            return out
+
+        return cls(numeric, categories, quantiles)
+
+
+def stable_buckets(tokens: pd.Series, n_buckets: int, salt: str) -> np.ndarray:
+    """Bucket of each string token by BLAKE2b (stable across processes and Python versions, unlike ``hash``)."""
+    codes, uniques = pd.factorize(tokens, use_na_sentinel=False)
+    table = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(f"{salt}{_SEP}{u}".encode(), digest_size=8).digest(), "little")
+         % n_buckets for u in uniques), dtype=np.int64, count=len(uniques))
+    return table[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
 class TabularTransform:
-    """Numeric: impute (median when |skew| > 1, else mean), missing-value indicator, standard scaling.
-    Categorical: one-hot over the most frequent values plus one column for unseen or missing values."""
+    """Numeric: impute (median when |skew| > 1, else mean, or configured), missing-value indicator, standard
+    scaling, optional bucketing. Categorical: one-hot over the most frequent values plus one column for unseen or
+    missing values, or stable hashing for high cardinality. Optional hashed feature crosses."""
 
     def __init__(self, schema: list[FeatureSpec], numeric: list[_NumericState],
-                 categorical: list[_CategoricalState], config: TransformConfig) -> None:
+                 categorical: list[_CategoricalState], config: TransformConfig,
+                 crosses: list[_CrossState] | None = None) -> None:
         self.schema = schema
         self.numeric = numeric
         self.categorical = categorical
+        self.crosses = list(crosses or [])
         self.config = config
         self._vocab_index = [{v: i for i, v in enumerate(c.vocabulary)} for c in categorical]
+        self._numeric_by_name = {s.name: s for s in numeric}
+        self._categorical_by_name = {c.name: c for c in categorical}
 
     # -- fitting -----------------------------------------------------------------------------------------------
     @classmethod
@@ -65,28 +186,23 @@ class TabularTransform:
             raise InvalidInput("cannot fit a transform on an empty training split", field="data")
         schema = infer_schema(df, features)
         frame = coerce_frame(df, schema)
-        numeric, categorical = [], []
-        for spec in schema:
-            col = frame[spec.name]
-            if spec.is_numeric:
-                values = col.to_numpy(dtype="float64")
-                present = values[~np.isnan(values)]
-                if present.size == 0:
-                    mean = std = fill = 0.0
-                else:
-                    mean = float(present.mean())
-                    std = float(present.std())
-                    skew = float(pd.Series(present).skew()) if present.size > 2 else 0.0
-                    use_median = config.impute == "median" or (config.impute == "auto" and abs(skew) > 1)
-                    fill = float(np.median(present)) if use_median else mean
-                numeric.append(_NumericState(name=spec.name, fill=fill, mean=mean, std=std if std > 0 else 1.0,
-                                             indicator=config.missing_indicators and bool(np.isnan(values).any())))
-            else:
-                counts = col.dropna().value_counts()
-                vocabulary = sorted(counts.index[: config.max_categories].tolist(),
-                                    key=lambda v: (-counts[v], v))
-                categorical.append(_CategoricalState(name=spec.name, vocabulary=[str(v) for v in vocabulary]))
-        return cls(schema, numeric, categorical, config)
+        return cls.from_statistics(schema, FitStatistics.from_frame(frame, schema), config)
+
+    @classmethod
+    def from_statistics(cls, schema: list[FeatureSpec], stats: FitStatistics,
+                        config: TransformConfig) -> TabularTransform:
+        _check_config_columns(schema, config)
+        wanted = _wanted_quantiles(schema, stats, config)
+        values = stats.quantiles(wanted) if wanted else {}  # one pass over the data for every column
+        quantiles = {name: dict(zip(qs, values[name], strict=True)) for name, qs in wanted.items()}
+        numeric = [_fit_numeric(spec.name, stats.numeric[spec.name], quantiles.get(spec.name, {}), config)
+                   for spec in schema if spec.is_numeric]
+        categorical = [_fit_categorical(spec.name, stats.categories[spec.name], config)
+                       for spec in schema if not spec.is_numeric]
+        hashed = {c.name for c in categorical if c.hash_buckets}
+        schema = [s.model_copy(update={"categories": None}) if s.name in hashed else s for s in schema]
+        crosses = [_CrossState(columns=list(c.columns), hash_buckets=c.buckets) for c in config.crosses]
+        return cls(schema, numeric, categorical, config, crosses)
 
     # -- applying ----------------------------------------------------------------------------------------------
     @property
@@ -96,59 +212,128 @@ class TabularTransform:
             names.append(state.name)
             if state.indicator:
                 names.append(f"{state.name}__missing")
+            if state.bucket_edges is not None:
+                names.extend(f"{state.name}#bin{i}" for i in range(len(state.bucket_edges) + 1))
         for cat in self.categorical:
-            names.extend(f"{cat.name}={v}" for v in cat.vocabulary)
-            names.append(f"{cat.name}=__other__")
+            if cat.hash_buckets:
+                names.extend(f"{cat.name}#h{i}" for i in range(cat.hash_buckets))
+            else:
+                names.extend(f"{cat.name}={v}" for v in cat.vocabulary)
+                names.append(f"{cat.name}=__other__")
+        for cross in self.crosses:
+            names.extend(f"{cross.name}#h{i}" for i in range(cross.hash_buckets))
         return names
 
     @property
     def n_outputs(self) -> int:
         return len(self.output_names)
 
+    @property
+    def cardinalities(self) -> list[int]:
+        """Per categorical feature, the number of non-zero codes :meth:`category_codes` can return."""
+        return [c.hash_buckets or len(c.vocabulary) for c in self.categorical]
+
     def transform(self, df: pd.DataFrame) -> np.ndarray:
-        """A float32 matrix in :attr:`output_names` order."""
+        """A float32 matrix in :attr:`output_names` order. Row-wise: a row gives the same values alone as in any
+        batch, because every statistic comes from the fitted state."""
         frame = coerce_frame(df, self.schema)
         n = len(frame)
         out = np.zeros((n, self.n_outputs), dtype=np.float32)
+        rows = np.arange(n)
         col = 0
         for state in self.numeric:
-            values = frame[state.name].to_numpy(dtype="float64")
-            missing = np.isnan(values)
-            filled = np.where(missing, state.fill, values)
+            filled, missing = self._filled_numeric(frame, state)
             out[:, col] = (filled - state.mean) / state.std if self.config.scaling == "standard" else filled
             col += 1
             if state.indicator:
                 out[:, col] = missing
                 col += 1
+            if state.bucket_edges is not None:
+                out[rows, col + _bin_index(filled, state.bucket_edges)] = 1.0
+                col += len(state.bucket_edges) + 1
         for cat, index in zip(self.categorical, self._vocab_index, strict=True):
-            width = len(cat.vocabulary) + 1
-            codes = frame[cat.name].map(lambda v, idx=index, other=width - 1: idx.get(v, other)).to_numpy()
-            out[np.arange(n), col + codes.astype(np.int64)] = 1.0
+            values = self._filled_categorical(frame, cat)
+            if cat.hash_buckets:
+                codes = stable_buckets(values.fillna(MISSING_TOKEN), cat.hash_buckets, cat.name)
+                width = cat.hash_buckets
+            else:
+                width = len(cat.vocabulary) + 1
+                codes = values.map(lambda v, idx=index, other=width - 1: idx.get(v, other)).to_numpy()
+            out[rows, col + codes.astype(np.int64)] = 1.0
             col += width
+        for cross in self.crosses:
+            out[rows, col + stable_buckets(self._cross_tokens(frame, cross), cross.hash_buckets, cross.name)] = 1.0
+            col += cross.hash_buckets
         return out
 
     def category_codes(self, df: pd.DataFrame) -> np.ndarray:
-        """Integer codes per categorical feature (0 = unseen or missing) for embedding layers."""
+        """Integer codes per categorical feature (0 = unseen or missing; hashed: bucket + 1) for embeddings."""
         frame = coerce_frame(df, self.schema)
         codes = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
         for j, (cat, index) in enumerate(zip(self.categorical, self._vocab_index, strict=True)):
-            codes[:, j] = frame[cat.name].map(lambda v, idx=index: idx.get(v, -1) + 1).to_numpy()
+            values = self._filled_categorical(frame, cat)
+            if cat.hash_buckets:
+                codes[:, j] = stable_buckets(values.fillna(MISSING_TOKEN), cat.hash_buckets, cat.name) + 1
+            else:
+                codes[:, j] = values.map(lambda v, idx=index: idx.get(v, -1) + 1).to_numpy()
         return codes
+
+    def _filled_numeric(self, frame: pd.DataFrame, state: _NumericState) -> tuple[np.ndarray, np.ndarray]:
+        values = frame[state.name].to_numpy(dtype="float64")
+        missing = np.isnan(values)
+        return np.where(missing, state.fill, values), missing
+
+    @staticmethod
+    def _filled_categorical(frame: pd.DataFrame, cat: _CategoricalState) -> pd.Series:
+        values = frame[cat.name]
+        if cat.fill is not None:
+            values = values.where(values.notna(), cat.fill)
+        return values
+
+    def _cross_tokens(self, frame: pd.DataFrame, cross: _CrossState) -> pd.Series:
+        parts: list[pd.Series] = []
+        for name in cross.columns:
+            if name in self._numeric_by_name:
+                state = self._numeric_by_name[name]
+                filled, _ = self._filled_numeric(frame, state)
+                parts.append(pd.Series(_bin_index(filled, state.bucket_edges or []).astype(str), index=frame.index))
+            else:
+                parts.append(self._filled_categorical(frame, self._categorical_by_name[name]).fillna(MISSING_TOKEN))
+        return parts[0].astype(str).str.cat([p.astype(str) for p in parts[1:]], sep=_SEP)
+
+    def imputation_report(self, df: pd.DataFrame) -> dict[str, Any]:
+        """Missing counts before and after, fill values and indicators per feature (SPEC S4.3)."""
+        frame = coerce_frame(df, self.schema)
+        report: dict[str, Any] = {}
+        for state in self.numeric:
+            before = int(frame[state.name].isna().sum())
+            report[state.name] = {"missing_before": before, "missing_after": 0, "fill": state.fill,
+                                  "rule": state.fill_rule, "indicator": state.indicator}
+        for cat in self.categorical:
+            before = int(frame[cat.name].isna().sum())
+            report[cat.name] = {"missing_before": before, "missing_after": 0,
+                                "fill": cat.fill if cat.fill is not None else "__other__", "indicator": False}
+        return report
 
     # -- persistence -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": "tabular_transform", "version": 1, "config": self.config.model_dump(),
+            "kind": "tabular_transform", "version": FORMAT_VERSION, "config": self.config.model_dump(),
             "schema": schema_to_json(self.schema), "numeric": [s.model_dump() for s in self.numeric],
             "categorical": [c.model_dump() for c in self.categorical],
+            "crosses": [c.model_dump() for c in self.crosses],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TabularTransform:
         if data.get("kind") != "tabular_transform":
             raise InvalidInput("not a tabular transform artifact", field="transform")
+        if data.get("version") not in SUPPORTED_VERSIONS:
+            raise InvalidInput(f"transform format version {data.get('version')!r} is not supported "
+                               f"(this mlplatform reads {sorted(SUPPORTED_VERSIONS)})", field="transform")
         return cls(schema_from_json(data["schema"]), [_NumericState(**s) for s in data["numeric"]],
-                   [_CategoricalState(**c) for c in data["categorical"]], TransformConfig(**data["config"]))
+                   [_CategoricalState(**c) for c in data["categorical"]], TransformConfig(**data["config"]),
+                   [_CrossState(**c) for c in data.get("crosses", [])])
 
     def save(self, directory: Path) -> Path:
         path = Path(directory) / TRANSFORM_FILE
@@ -162,3 +347,106 @@ class TabularTransform:
     @property
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# -- fitting helpers ---------------------------------------------------------------------------------------------
+def _check_config_columns(schema: list[FeatureSpec], config: TransformConfig) -> None:
+    kinds = {s.name: s.is_numeric for s in schema}
+
+    def need(name: str, where: str, numeric: bool | None) -> None:
+        if name not in kinds:
+            raise InvalidInput(f"{where}: {name!r} is not a feature", field=where)
+        if numeric is not None and kinds[name] != numeric:
+            raise InvalidInput(f"{where}: {name!r} must be {'numeric' if numeric else 'categorical'}", field=where)
+
+    for name in config.hash_columns:
+        need(name, "hash_columns", False)
+    for name in config.buckets:
+        need(name, "buckets", True)
+    for name, rule in config.impute_columns.items():
+        need(name, "impute_columns", None)
+        categorical_rule = rule in {"most_frequent", "missing"}
+        if kinds[name] == categorical_rule:
+            raise InvalidInput(f"impute_columns: rule {rule!r} does not fit {name!r}", field="impute_columns")
+    for cross in config.crosses:
+        for name in cross.columns:
+            need(name, "crosses", None)
+            if kinds[name] and name not in config.buckets:
+                raise InvalidInput(f"crosses: numeric {name!r} needs an entry in buckets", field="crosses")
+
+
+def _median_wanted(st: ColumnStats, rule: str | float) -> bool:
+    return st.count > 0 and (rule == "median" or (rule == "auto" and abs(st.skew) > 1))
+
+
+def _bin_quantiles(n_bins: int) -> list[float]:
+    return [i / n_bins for i in range(1, n_bins)]
+
+
+def _wanted_quantiles(schema: list[FeatureSpec], stats: FitStatistics,
+                      config: TransformConfig) -> dict[str, list[float]]:
+    wanted: dict[str, list[float]] = {}
+    for spec in schema:
+        if not spec.is_numeric:
+            continue
+        qs: set[float] = set()
+        if _median_wanted(stats.numeric[spec.name], config.impute_columns.get(spec.name, config.impute)):
+            qs.add(0.5)
+        bins = config.buckets.get(spec.name)
+        if isinstance(bins, int) and stats.numeric[spec.name].count > 0:
+            qs.update(_bin_quantiles(bins))
+        if qs:
+            wanted[spec.name] = sorted(qs)
+    return wanted
+
+
+def _fit_numeric(name: str, st: ColumnStats, quantiles: dict[float, float],
+                 config: TransformConfig) -> _NumericState:
+    rule = config.impute_columns.get(name, config.impute)
+    if st.count == 0:
+        # An all-missing training column: nothing to learn; it becomes a constant 0 plus its indicator.
+        mean, std, fill, rule_used = 0.0, 0.0, 0.0, "zero"
+    else:
+        mean, std = st.mean, st.std
+        if isinstance(rule, int | float):
+            fill, rule_used = float(rule), "constant"
+        elif rule == "zero":
+            fill, rule_used = 0.0, "zero"
+        elif _median_wanted(st, rule):
+            fill, rule_used = quantiles[0.5], "median"
+        else:
+            fill, rule_used = mean, "mean"
+    edges = _bucket_edges(config.buckets[name], st, quantiles) if name in config.buckets else None
+    indicator = config.missing_indicators and (config.indicator_columns == "all" or st.missing > 0)
+    return _NumericState(name=name, fill=fill, mean=mean, std=std if std > 0 else 1.0, indicator=indicator,
+                         fill_rule=rule_used, constant=std == 0, missing_in_fit=st.missing, bucket_edges=edges)
+
+
+def _bucket_edges(spec: list[float] | int, st: ColumnStats, quantiles: dict[float, float]) -> list[float]:
+    if isinstance(spec, list):
+        return [float(e) for e in spec]
+    if st.count == 0:
+        return [0.0]
+    # ties collapse: a column with few distinct values gets fewer bins
+    edges = sorted({quantiles[q] for q in _bin_quantiles(spec)})
+    return [float(e) for e in edges]
+
+
+def _bin_index(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Bin i holds [edge[i-1], edge[i]): the lowest edge is inclusive and both outer bins are open, so every
+    finite value (0 included) lands in a bin."""
+    return np.searchsorted(np.asarray(edges, dtype="float64"), values, side="right").astype(np.int64)
+
+
+def _fit_categorical(name: str, counts: dict[str, int], config: TransformConfig) -> _CategoricalState:
+    # Sorted by (-count, value) before truncating: ties at the cut are decided the same way on every path.
+    ordered = sorted(counts, key=lambda v: (-counts[v], v))
+    rule = config.impute_columns.get(name, "missing")
+    fill = ordered[0] if rule == "most_frequent" and ordered else None
+    buckets = config.hash_columns.get(name)
+    if buckets is None and config.hash_above is not None and len(counts) > config.hash_above:
+        buckets = config.hash_buckets
+    if buckets:
+        return _CategoricalState(name=name, vocabulary=[], hash_buckets=buckets, fill=fill)
+    vocabulary = [v for v in ordered if counts[v] >= config.min_category_count][: config.max_categories]
+    return _CategoricalState(name=name, vocabulary=vocabulary, fill=fill)

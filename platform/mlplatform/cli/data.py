@@ -1,0 +1,104 @@
+"""``mlplatform data version|validate|profile``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mlplatform.cli._output import JsonOption, _cell, client, console, emit, expected_errors, print_json
+
+app = typer.Typer(help="Dataset versions, profiles and validation against a model's schema.", no_args_is_help=True)
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
+    """Like the shared table, but cells fold instead of being cut: hashes and column names stay whole."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*[_cell(row.get(c)) for c in columns])
+    console().print(table)
+
+
+@app.command()
+def version(path: str = typer.Argument(..., help="Parquet or CSV file or directory (local path or URI)."),
+            name: str = typer.Option(..., "--name", help="Dataset name (exact match on lookup)."),
+            as_json: bool = JsonOption) -> None:
+    """Hash the content, profile it and record the version in the store."""
+    from mlplatform.features.datasets import version_dataset
+
+    with expected_errors():
+        record = version_dataset(path, name, client=client())
+    data = record.to_dict()
+    emit(data, as_json,
+         lambda: print_table([{"field": k, "value": data[k]} for k in ("name", "version", "uri", "row_count",
+                                                                       "created_at")],
+                             ["field", "value"], title=f"dataset {name}"))
+
+
+@app.command()
+def profile(path: str = typer.Argument(..., help="Parquet or CSV file or directory (local path or URI)."),
+            as_json: bool = JsonOption) -> None:
+    """Per-column statistics: count, missing rate, mean, sd, min, max, quantiles, category frequencies."""
+    from mlplatform.features.datasets import profile_frame, read_table
+
+    with expected_errors():
+        data = profile_frame(read_table(path))
+
+    def render() -> None:
+        rows = []
+        for column, stats in data["columns"].items():
+            top = stats.get("frequencies") or {}
+            rows.append({"column": column, "dtype": stats["dtype"], "missing": stats["missing_rate"],
+                         "mean": stats.get("mean"), "sd": stats.get("sd"), "min": stats.get("min"),
+                         "max": stats.get("max"), "top": ",".join(list(top)[:3]) if top else None})
+        print_table(rows, ["column", "dtype", "missing", "mean", "sd", "min", "max", "top"],
+                    title=f"{path}: {data['row_count']} rows")
+
+    emit(data, as_json, render)
+
+
+def _reference_profile(ref: str | None, lineage: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The profile to compare against: ``--reference name[@version]``, else the model's training dataset."""
+    datasets = client().datasets
+    if ref:
+        name, _, version = ref.partition("@")
+        record = datasets.get(name, version or None)
+        return record.profile, f"{record.name}@{record.version[:12]}"
+    for key in ("train_dataset", "dataset"):
+        entry = lineage.get(key)
+        if isinstance(entry, dict) and entry.get("name") and entry.get("version"):
+            record = datasets.get(entry["name"], entry["version"])
+            return record.profile, f"{record.name}@{record.version[:12]}"
+    return None, None
+
+
+@app.command()
+def validate(path: str = typer.Argument(..., help="Parquet or CSV file or directory (local path or URI)."),
+             model: str = typer.Option(..., "--model", help="name, name:version or name@alias"),
+             reference: str = typer.Option(None, "--reference",
+                                           help="dataset name[@version] whose profile is the reference "
+                                                "(default: the model's training dataset, when recorded)"),
+             ignore: list[str] = typer.Option([], "--ignore", help="columns never reported as unexpected"),
+             as_json: bool = JsonOption) -> None:
+    """Validate data against a model's input schema; exit code 3 when any check is at ERROR level."""
+    from mlplatform.features.datasets import read_table
+    from mlplatform.features.schema import schema_from_json
+    from mlplatform.features.validation import DataValidationFailed, Level, ValidationConfig, validate_frame
+
+    with expected_errors():
+        version = client().registry.resolve(model)
+        schema = schema_from_json(version.input_schema)
+        ref_profile, ref_name = _reference_profile(reference, version.lineage)
+        df = read_table(path)
+        report = validate_frame(df, schema, ref_profile, ValidationConfig(ignore_columns=list(ignore)),
+                                dataset={"path": path, "model": version.ref, "reference": ref_name})
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        console().print(report.to_text(), markup=False, highlight=False)
+    if report.level == Level.ERROR:
+        raise typer.Exit(DataValidationFailed.exit_code)

@@ -1,0 +1,288 @@
+"""Feature views, point-in-time correct joins and the online table (SPEC S4.9-S4.11).
+
+For a label row at time ``t`` a feature takes the latest value of the same entity with event time ``<= t``
+(inclusive) and, with a TTL, ``>= t - ttl``; otherwise null. Exactly one output row per input row, in input order.
+The join is pandas ``merge_asof`` (backward, by entity), never a merge on the entity key alone, which would let
+early labels see later events.
+
+The online table is one SQLite file under ``MLPLATFORM_HOME`` (``online/online_features.db``): a primary-key lookup
+per entity, well under the 5 ms budget, and readable by any process on the node that owns the home.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mlplatform.errors import ConfigError, Conflict, InvalidInput, NotFound
+
+logger = logging.getLogger(__name__)
+
+_ROW = "__mlp_row__"
+
+
+class FeatureView(BaseModel):
+    """A declared set of features of one entity, read from a Parquet/CSV source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,127}$")
+    entity: str = Field(min_length=1, description="entity key column, in the source and in entity frames")
+    timestamp: str = Field(default="event_time", min_length=1, description="event-time column of the source")
+    features: list[str] = Field(min_length=1)
+    ttl: timedelta | None = Field(default=None, description="older feature rows are not used; None: no limit")
+    source: str | None = Field(default=None, description="Parquet or CSV path/URI of the feature rows")
+    owner: str | None = None
+
+    @field_validator("ttl")
+    @classmethod
+    def _positive_ttl(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("ttl must be positive")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("feature names must be unique")
+        return value
+
+    @property
+    def version(self) -> str:
+        """Content hash of the definition (name, keys, features, ttl, source)."""
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def read_source(self) -> pd.DataFrame:
+        if not self.source:
+            raise InvalidInput(f"feature view {self.name} has no source", field="source")
+        from mlplatform.features.datasets import read_table
+
+        return read_table(self.source)
+
+
+def load_feature_views(path: str | Path) -> list[FeatureView]:
+    """Views from YAML: a list, or a mapping with a ``views`` list. Errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read feature views: {exc}") from exc
+    items = data.get("views") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: expected a list of feature views (or views: [...])", field="views")
+    views = []
+    for i, item in enumerate(items):
+        try:
+            views.append(FeatureView(**item) if isinstance(item, dict) else FeatureView.model_validate(item))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"{path}: views[{i}].{where}: {err['msg']}", field=where) from None
+    names = [v.name for v in views]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: feature view names must be unique", field="name")
+    return views
+
+
+def _utc(series: pd.Series, what: str) -> pd.Series:
+    try:
+        values = pd.to_datetime(series, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"{what} must be timestamps: {exc}", field=what) from exc
+    # One unit on both sides: merge_asof refuses datetime64[us] against datetime64[ns].
+    return values.astype("datetime64[ns, UTC]")
+
+
+def point_in_time_join(entity_df: pd.DataFrame, feature_df: pd.DataFrame, *, entity: str, features: Sequence[str],
+                       label_time: str = "event_time", feature_time: str = "event_time",
+                       ttl: timedelta | None = None, prefix: str = "") -> pd.DataFrame:
+    """``entity_df`` with ``features`` (named ``prefix + feature``) and the event time of the feature row used
+    (``{prefix}event_time``, or ``feature_event_time`` without a prefix; NaT: no row, so features are null).
+
+    Ties (two feature rows of one entity at the same time) resolve to the later row of ``feature_df``."""
+    for column in (entity, label_time):
+        if column not in entity_df.columns:
+            raise InvalidInput(f"entity frame has no column {column!r}", field=column)
+    for column in (entity, feature_time, *features):
+        if column not in feature_df.columns:
+            raise InvalidInput(f"feature frame has no column {column!r}", field=column)
+    out_names = [f"{prefix}{f}" for f in features]
+    time_name = f"{prefix}event_time" if prefix else "feature_event_time"
+    clash = [c for c in [*out_names, time_name] if c in entity_df.columns]
+    if clash:
+        raise InvalidInput(f"entity frame already has column {clash[0]!r}; use a prefix", field=clash[0])
+    # Series with a fresh index (not .to_numpy(), which turns tz-aware times into objects)
+    left = pd.DataFrame({_ROW: np.arange(len(entity_df)), entity: entity_df[entity].reset_index(drop=True),
+                         "__t__": _utc(entity_df[label_time], label_time).reset_index(drop=True)})
+    if left["__t__"].isna().any():
+        raise InvalidInput(f"{label_time} has missing timestamps", field=label_time)
+    feature_times = _utc(feature_df[feature_time], feature_time).reset_index(drop=True)
+    right = pd.DataFrame({entity: feature_df[entity].reset_index(drop=True), "__t__": feature_times,
+                          "__ft__": feature_times,
+                          **{n: feature_df[f].reset_index(drop=True) for n, f in zip(out_names, features,
+                                                                                     strict=True)}})
+    right = right[right["__t__"].notna() & right[entity].notna()]
+    if len(left) and len(right) and left[entity].dtype != right[entity].dtype:
+        # merge_asof's ``by`` needs one dtype; ids are compared as strings when the two sides disagree.
+        left[entity] = left[entity].astype(str)
+        right[entity] = right[entity].astype(str)
+    left = left.sort_values("__t__", kind="mergesort")
+    right = right.sort_values("__t__", kind="mergesort")  # stable: among equal times the later source row wins
+    joined = pd.merge_asof(left, right, on="__t__", by=entity, direction="backward", allow_exact_matches=True,
+                           tolerance=pd.Timedelta(ttl) if ttl is not None else None)
+    joined = joined.sort_values(_ROW, kind="mergesort")
+    result = entity_df.copy()
+    for name in out_names:
+        result[name] = joined[name].to_numpy()
+    result[time_name] = joined["__ft__"].to_numpy()
+    if len(joined):
+        unmatched = int(joined["__ft__"].isna().sum())
+        if unmatched:
+            logger.info("point-in-time join: %d of %d row(s) found no feature row", unmatched, len(joined))
+    return result
+
+
+def get_historical_features(entity_df: pd.DataFrame, views: Sequence[FeatureView], *,
+                            label_time: str = "event_time",
+                            sources: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Point-in-time join of every view (features named ``view__feature``), one row out per row in."""
+    result = entity_df
+    for view in views:
+        feature_df = (sources or {}).get(view.name)
+        if feature_df is None:
+            feature_df = view.read_source()
+        result = point_in_time_join(result, feature_df, entity=view.entity, features=view.features,
+                                    label_time=label_time, feature_time=view.timestamp, ttl=view.ttl,
+                                    prefix=f"{view.name}__")
+    return result
+
+
+# -- online table ---------------------------------------------------------------------------------------------------
+def online_store_path(home: Path | None = None) -> Path:
+    if home is None:
+        from mlplatform.settings import get_settings
+
+        home = get_settings().home
+    return Path(home) / "online" / "online_features.db"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("CREATE TABLE IF NOT EXISTS online_features (view TEXT NOT NULL, entity TEXT NOT NULL, "
+                 "view_version TEXT NOT NULL, payload TEXT NOT NULL, event_time TEXT NOT NULL, "
+                 "materialized_at TEXT NOT NULL, PRIMARY KEY (view, entity))")
+    return conn
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def materialize(view: FeatureView, *, end_time: datetime | None = None, feature_df: pd.DataFrame | None = None,
+                home: Path | None = None, overwrite: bool = False) -> dict[str, int]:
+    """Write each entity's latest in-TTL value as of ``end_time`` (default now) to the online table.
+
+    Idempotent: the same data again changes nothing. A newer event replaces an older one; an older event never
+    replaces a newer one; a different value at the same event time raises Conflict unless ``overwrite``."""
+    end_time = end_time or datetime.now(UTC)
+    if end_time.tzinfo is None:
+        raise InvalidInput("end_time must be timezone-aware UTC", field="end_time")
+    df = view.read_source() if feature_df is None else feature_df
+    entities = pd.DataFrame({view.entity: pd.unique(df[view.entity].dropna()),
+                             "__as_of__": pd.Timestamp(end_time)})
+    latest = point_in_time_join(entities, df, entity=view.entity, features=view.features, label_time="__as_of__",
+                                feature_time=view.timestamp, ttl=view.ttl, prefix="")
+    latest = latest[latest["feature_event_time"].notna()]
+    now = datetime.now(UTC).isoformat()
+    counts = {"written": 0, "unchanged": 0, "skipped_older": 0, "expired_or_future": len(entities) - len(latest)}
+    with _connect(online_store_path(home)) as conn:
+        stored = {row[0]: (row[1], row[2]) for row in conn.execute(
+            "SELECT entity, payload, event_time FROM online_features WHERE view = ?", (view.name,))}
+        rows = []
+        for record in latest.to_dict("records"):
+            key = str(record[view.entity])
+            payload = json.dumps({f: _json_value(record[f]) for f in view.features}, sort_keys=True)
+            event = pd.Timestamp(record["feature_event_time"]).isoformat()
+            if key in stored:
+                old_payload, old_event = stored[key]
+                if pd.Timestamp(old_event) > pd.Timestamp(event):
+                    counts["skipped_older"] += 1
+                    continue
+                if old_event == event and old_payload == payload:
+                    counts["unchanged"] += 1
+                    continue
+                if old_event == event and not overwrite:
+                    raise Conflict(f"online value of {view.name}/{key} at {event} differs from the stored one; "
+                                   "pass overwrite to replace it", field="entity")
+            rows.append((view.name, key, view.version, payload, event, now))
+        conn.executemany("INSERT OR REPLACE INTO online_features VALUES (?, ?, ?, ?, ?, ?)", rows)
+        counts["written"] = len(rows)
+    logger.info("materialized %s: %s", view.name, counts)
+    return counts
+
+
+def get_online_features(view: FeatureView, entity_ids: Sequence[Any], *, home: Path | None = None,
+                        strict: bool = False, as_of: datetime | None = None) -> pd.DataFrame:
+    """One row per requested id, in request order: the features, ``event_time`` and ``materialized_at``.
+    Unknown ids, and values older than the view's TTL at ``as_of`` (default now), give nulls (or NotFound with
+    ``strict``), as the offline join would."""
+    path = online_store_path(home)
+    oldest = None
+    if view.ttl is not None:
+        oldest = pd.Timestamp(as_of or datetime.now(UTC)) - pd.Timedelta(view.ttl)
+    keys = [str(e) for e in entity_ids]
+    found: dict[str, tuple[str, str, str, str]] = {}
+    if path.exists() and keys:
+        with sqlite3.connect(path, timeout=30) as conn:
+            for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT entity, payload, event_time, materialized_at, view_version "
+                                        f"FROM online_features WHERE view = ? AND entity IN ({marks})",
+                                        (view.name, *chunk)):
+                    if oldest is None or pd.Timestamp(row[2]) >= oldest:
+                        found[row[0]] = (row[1], row[2], row[3], row[4])
+    if not found and keys and not path.exists():
+        logger.info("online table %s does not exist yet", path)
+    missing = [k for k in keys if k not in found]
+    if strict and missing:
+        raise NotFound(f"no online features of {view.name} for {missing[0]!r}", field=view.entity)
+    records = []
+    for key, original in zip(keys, entity_ids, strict=True):
+        if key in found:
+            payload, event, materialized, _ = found[key]
+            values = json.loads(payload)
+            records.append({view.entity: original, **{f: values.get(f) for f in view.features},
+                            "event_time": pd.Timestamp(event), "materialized_at": pd.Timestamp(materialized)})
+        else:
+            records.append({view.entity: original, **{f: None for f in view.features}, "event_time": pd.NaT,
+                            "materialized_at": pd.NaT})
+    columns = [view.entity, *view.features, "event_time", "materialized_at"]
+    return pd.DataFrame.from_records(records, columns=columns)

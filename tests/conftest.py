@@ -74,7 +74,7 @@ def store_url(request: pytest.FixtureRequest, isolated_env: Path, monkeypatch: p
 
 
 @pytest.fixture
-def client(isolated_env: Path):  # noqa: ANN201 - the public Client
+def client(isolated_env: Path):
     from mlplatform.client import Client
 
     c = Client()
@@ -113,3 +113,19 @@ def ray_session() -> Iterator[None]:
                      str(Path(__file__).resolve().parents[1])])}})
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_instance(ray_session: None) -> Iterator[str]:
+    """One Serve instance on 127.0.0.1 and a free port (never 8000) for the session; yields its base URL.
+    Tests delete the apps they deploy (serve.delete)."""
+    import socket
+
+    from ray import serve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()

@@ -1,0 +1,120 @@
+"""``mlplatform serve up|status|down``: the prediction API on Ray Serve (same YAML as ``serve deploy``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mlplatform.cli._output import JsonOption, emit, expected_errors, print_table
+from mlplatform.errors import Unavailable
+
+app = typer.Typer(help="Online serving on Ray Serve: deploy, inspect and stop the prediction API.",
+                  no_args_is_help=True)
+AddressOption = typer.Option(None, "--address", help="Ray address (default: MLPLATFORM_RAY_ADDRESS, else 'auto').")
+
+
+def _connect(address: str | None, *, start: bool) -> None:
+    """Join the running Ray cluster; with ``start``, run ``ray start --head`` first when none is running.
+
+    Serve's controller is a detached actor, so the apps keep running after this CLI process exits."""
+    import ray
+
+    from mlplatform.settings import get_settings
+
+    if ray.is_initialized():  # embedded use (tests, notebooks): reuse the caller's connection
+        return
+    target = address or get_settings().ray_address or "auto"
+    try:
+        ray.init(address=target, logging_level="WARNING", log_to_driver=False)
+        return
+    except ConnectionError:
+        if not start or target != "auto":
+            raise Unavailable(f"no Ray cluster at {target}; start one with `ray start --head`") from None
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray_bin is None:
+        raise Unavailable("no Ray cluster is running and the `ray` command was not found")
+    typer.echo("no Ray cluster running; starting one with `ray start --head`", err=True)
+    done = subprocess.run([ray_bin, "start", "--head", "--disable-usage-stats"], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise Unavailable(f"`ray start --head` failed: {done.stderr.strip()[-400:]}")
+    ray.init(address="auto", logging_level="WARNING", log_to_driver=False)
+
+
+def _sample_instance(ref: str) -> dict[str, Any]:
+    """One plausible instance from the model's input schema, for the curl line."""
+    try:
+        from mlplatform.cli._output import client
+
+        schema = client().registry.resolve(ref).input_schema
+    except Exception:  # the curl line is a convenience; never fail `up` over it
+        return {"feature": 1.0}
+    return {f["name"]: (f.get("categories") or ["a"])[0] if f["dtype"] == "category"
+            else round(float(f.get("min") or 0.0), 2) for f in schema}
+
+
+@app.command()
+def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", help="Serve YAML to deploy."),
+       model: str = typer.Option(None, "--model", help="Serve only this model ref (name, name:3, name@alias)."),
+       port: int = typer.Option(None, "--port", help="HTTP port (default from the config, 8000)."),
+       host: str = typer.Option(None, "--host", help="Bind address (default 127.0.0.1)."),
+       address: str = AddressOption,
+       start_ray: bool = typer.Option(True, "--start-ray/--no-start-ray",
+                                      help="Start a local Ray head when none is running."),
+       as_json: bool = JsonOption) -> None:
+    """Deploy the prediction API; deploying again with a new version reloads replicas in place."""
+    from mlplatform.serving import deploy
+    from mlplatform.settings import get_settings
+
+    with expected_errors():
+        settings = get_settings()
+        document = deploy.prepare(deploy.load_config(config), model=model, port=port, host=host,
+                                  store_url=settings.resolved_store_url(),
+                                  artifact_uri=settings.resolved_artifact_uri(), home=str(settings.home))
+        _connect(address, start=start_ray)
+        deploy.deploy(document)
+    url = deploy.endpoint(document)
+    first = document["applications"][0]["args"]["models"][0]
+    name, ref = first["name"], first.get("ref") or f"{first['name']}@champion"
+    body = json.dumps({"instances": [_sample_instance(ref)]})
+    curl = f"curl -s -X POST {url}/v1/models/{name}:predict -H 'Content-Type: application/json' -d '{body}'"
+    emit({"endpoint": url, "models": [m["name"] for m in document["applications"][0]["args"]["models"]],
+          "curl": curl}, as_json, lambda: typer.echo(f"serving at {url}\n  models: {url}/v1/models\n"
+                                                     f"  docs:   {url}/docs\n  try:    {curl}"))
+
+
+@app.command()
+def status(address: str = AddressOption, as_json: bool = JsonOption) -> None:
+    """Applications, deployments and replica states (same facts as `serve status`)."""
+    from mlplatform.serving import deploy
+
+    with expected_errors():
+        _connect(address, start=False)
+        data = deploy.status()
+    rows = [{"app": app_name, "app_status": info["status"], "deployment": dep, "status": d["status"],
+             "replicas": ", ".join(f"{k}={v}" for k, v in sorted(d["replicas"].items()))}
+            for app_name, info in data["applications"].items() for dep, d in info["deployments"].items()]
+    emit(data, as_json, lambda: print_table(rows, ["app", "app_status", "deployment", "status", "replicas"],
+                                            title="serve"))
+
+
+@app.command()
+def down(app_name: str = typer.Option(None, "--app", help="Delete only this application."),
+         address: str = AddressOption) -> None:
+    """Stop serving: delete one application, or shut Serve down (in-flight requests drain first)."""
+    from ray import serve
+
+    with expected_errors():
+        _connect(address, start=False)
+        if app_name:
+            serve.delete(app_name)
+            typer.echo(f"deleted application {app_name}")
+        else:
+            serve.shutdown()
+            typer.echo("Serve shut down")

@@ -1,0 +1,80 @@
+"""Compose the serving application: one FastAPI ingress + one deployment per model, joined by DeploymentHandles.
+
+Nothing here deploys at import; :func:`build_app` returns an ``Application`` for ``serve.run`` or for the
+``import_path`` of a ``serve deploy`` YAML (``serve_apps/model_app.py`` re-exports it).
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI must resolve the routes' ``Request`` annotations at
+# runtime, and string annotations on Serve's class-based routes fail to resolve (PydanticUserError at /openapi.json).
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve import Application
+
+from mlplatform.serving.config import ServingConfig, deployment_name
+from mlplatform.serving.http_api import _FEEDBACK_BODY, _PREDICT_BODY, ServingAPI, api
+from mlplatform.serving.model_server import ModelServer
+
+INGRESS_NAME = "Ingress"
+
+
+@serve.ingress(api)
+class Ingress(ServingAPI):
+    # Route order matters: "{name}:predict" must be tried before the plain "{name}" metadata route.
+    @api.post("/v1/models/{name}:predict", openapi_extra=_PREDICT_BODY, summary="Predict")
+    async def predict_route(self, name: str, request: Request) -> JSONResponse:
+        return await self.predict(name, request)
+
+    @api.get("/v1/models", summary="List served models")
+    async def list_models_route(self, request: Request) -> JSONResponse:
+        return await self.list_models(request)
+
+    @api.get("/v1/models/{name}", summary="Model metadata, input schema, serving version, ready")
+    async def model_route(self, name: str, request: Request) -> JSONResponse:
+        return await self.model_metadata(name, request)
+
+    @api.post("/v1/feedback", openapi_extra=_FEEDBACK_BODY, summary="Store a delayed label")
+    async def feedback_route(self, request: Request) -> JSONResponse:
+        return await self.feedback(request)
+
+    @api.get("/healthz", summary="200 when every model is ready, else 503")
+    async def healthz_route(self, request: Request) -> JSONResponse:
+        return await self.healthz(request)
+
+
+IngressDeployment = serve.deployment(Ingress)
+ModelDeployment = serve.deployment(ModelServer)
+
+
+def model_deployment_options(cfg: ServingConfig, name: str) -> dict[str, Any]:
+    entry = next(m for m in cfg.models if m.name == name)
+    options: dict[str, Any] = {
+        "name": deployment_name(name),
+        "user_config": {"ref": entry.initial_ref()},
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        "max_queued_requests": cfg.max_queued_requests,
+        "ray_actor_options": {"num_cpus": cfg.model_num_cpus},
+        "graceful_shutdown_timeout_s": cfg.graceful_shutdown_timeout_s,
+        "health_check_period_s": cfg.health_check_period_s,
+    }
+    if entry.num_replicas is not None:
+        options["num_replicas"] = entry.num_replicas
+    else:
+        options["autoscaling_config"] = cfg.autoscaling.model_dump()
+    return options
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Application builder: ``args`` follow :class:`ServingConfig` (models, store_url, artifact_uri, ...)."""
+    cfg = ServingConfig.parse(args)
+    plain = cfg.model_dump(mode="json")  # replicas re-validate the same plain dict
+    handles = {entry.name: ModelDeployment.options(**model_deployment_options(cfg, entry.name))
+               .bind(entry.name, plain) for entry in cfg.models}
+    return IngressDeployment.options(
+        name=INGRESS_NAME, num_replicas=cfg.ingress_replicas, max_ongoing_requests=cfg.ingress_max_ongoing_requests,
+        max_queued_requests=cfg.max_queued_requests * max(1, len(cfg.models)),
+        ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
+        graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
+    ).bind(handles, plain)

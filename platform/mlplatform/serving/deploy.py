@@ -1,0 +1,122 @@
+"""Declarative deploys of the serving YAML, shared by ``mlplatform serve`` and the tests.
+
+``deploy`` takes the same document ``serve deploy`` reads and applies it through the Serve controller's
+declarative path (the one the dashboard's REST API uses), so a later deploy that only changes a model's
+``user_config`` reconfigures live replicas in place instead of replacing them. ``serve.run`` would always replace
+them (the imperative API gives every call a new code version).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlplatform.errors import ConfigError, NotFound
+from mlplatform.serving.config import ServingConfig, deployment_name
+
+logger = logging.getLogger(__name__)
+DEFAULT_CONFIG = Path("serve_apps/config.yaml")
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"serve config {path} does not exist", field="config")
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", field="config") from None
+    if not isinstance(document, dict) or not document.get("applications"):
+        raise ConfigError(f"{path}: expected a Serve config with an 'applications' list", field="applications")
+    for app in document["applications"]:
+        ServingConfig.parse(app.get("args") or {}, source=f"{path}: applications[{app.get('name')}].args")
+    return document
+
+
+def prepare(document: dict[str, Any], *, model: str | None = None, port: int | None = None,
+            host: str | None = None, store_url: str | None = None, artifact_uri: str | None = None,
+            home: str | None = None) -> dict[str, Any]:
+    """Fill what replicas cannot know (store, artifacts, import path) and apply CLI overrides."""
+    doc = copy.deepcopy(document)
+    http = doc.setdefault("http_options", {})
+    http.setdefault("host", "127.0.0.1")  # never all interfaces unless the config says so
+    if host:
+        http["host"] = host
+    if port:
+        http["port"] = port
+    pythonpath = os.pathsep.join([str(REPO_ROOT / "platform"), str(REPO_ROOT)])
+    for app in doc["applications"]:
+        args = app.setdefault("args", {})
+        for key, value in (("store_url", store_url), ("artifact_uri", artifact_uri), ("home", home)):
+            if value and not args.get(key):
+                args[key] = value
+        if model:
+            from mlplatform.client import parse_model_ref
+
+            name, _, _ = parse_model_ref(model)
+            args["models"] = [{**_entry(args, name), "name": name, "ref": model}]
+            app["deployments"] = [d for d in app.get("deployments", []) if d.get("name") == "Ingress"]
+        env = app.setdefault("runtime_env", {}).setdefault("env_vars", {})
+        env.setdefault("PYTHONPATH", pythonpath)
+        ServingConfig.parse(args, source=f"applications[{app.get('name')}].args")
+    return doc
+
+
+def _entry(args: dict[str, Any], name: str) -> dict[str, Any]:
+    return next((m for m in args.get("models", []) if m.get("name") == name), {})
+
+
+def with_model_ref(document: dict[str, Any], app_name: str, model_name: str, ref: str) -> dict[str, Any]:
+    """A copy whose ``deployments`` entry for the model carries ``user_config: {ref}`` (a reload in place)."""
+    doc = copy.deepcopy(document)
+    app = next(a for a in doc["applications"] if a["name"] == app_name)
+    deployments = app.setdefault("deployments", [])
+    name = deployment_name(model_name)
+    entry = next((d for d in deployments if d.get("name") == name), None)
+    if entry is None:
+        entry = {"name": name}
+        deployments.append(entry)
+    entry["user_config"] = {"ref": ref}
+    return doc
+
+
+def deploy(document: dict[str, Any], *, blocking: bool = True) -> None:
+    """Start Serve with the document's http_options (if not running) and apply the document."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    try:
+        schema = ServeDeploySchema.model_validate(document)
+    except ValueError as exc:
+        raise ConfigError(f"invalid Serve config: {str(exc).splitlines()[0]}", field="applications") from None
+    serve.start(http_options=document.get("http_options") or {"host": "127.0.0.1"})
+    # Private client, same call as the dashboard's PUT /api/serve/applications/ behind `serve deploy`.
+    _get_global_client().deploy_apps(schema, _blocking=blocking)
+
+
+def endpoint(document: dict[str, Any]) -> str:
+    http = document.get("http_options") or {}
+    prefix = (document["applications"][0].get("route_prefix") or "/").rstrip("/")
+    return f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}{prefix}"
+
+
+def status() -> dict[str, Any]:
+    from ray import serve
+
+    details = serve.status()
+    apps = {}
+    for name, app in details.applications.items():
+        apps[name] = {"status": str(app.status.value if hasattr(app.status, "value") else app.status),
+                      "message": app.message,
+                      "deployments": {d: {"status": str(getattr(s.status, "value", s.status)),
+                                          "replicas": {str(getattr(k, "value", k)): n
+                                                       for k, n in s.replica_states.items()}}
+                                      for d, s in app.deployments.items()}}
+    return {"proxies": {k: str(getattr(v, "value", v)) for k, v in details.proxies.items()}, "applications": apps}

@@ -1,0 +1,270 @@
+"""The HTTP face of serving (KServe V1 style, SPEC S6.2-S6.4): a FastAPI app run by the ingress deployment.
+
+The ingress parses and bounds the raw body, forwards instances to the model deployment through its
+DeploymentHandle, answers, and queues one prediction-log row per instance. Every error becomes one JSON shape in
+one place (:func:`error_response`) with the status from :func:`mlplatform.errors.http_status_for`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from mlplatform.entities import PredictionRecord
+from mlplatform.errors import (
+    InvalidInput,
+    MLPlatformError,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    Timeout,
+    Unavailable,
+    http_status_for,
+)
+from mlplatform.serving.config import ServingConfig
+from mlplatform.serving.prediction_log import PredictionLogBuffer
+from mlplatform.serving.validation import parse_instances, parse_json_body
+
+logger = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+METADATA_TIMEOUT_S = 2.0
+
+api = FastAPI(title="mlplatform serving", version="1", description="KServe V1 style prediction API.")
+
+_PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["instances"],
+    "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                 "items": {"type": "object", "additionalProperties": True}}}}}}}}
+_FEEDBACK_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["request_id", "label"],
+    "properties": {"request_id": {"type": "string", "maxLength": 128},
+                   "label": {"type": ["string", "number", "integer", "boolean"]},
+                   "instance_index": {"type": "integer", "minimum": 0}}}}}}}
+
+
+@api.middleware("http")
+async def request_id_middleware(request: Request, call_next: Any) -> Any:
+    # Serve's proxy already puts an X-Request-ID on every request (the client's, else a fresh one) and echoes it
+    # on the response, so it is only added here when this app runs without that proxy.
+    given = request.headers.get("x-request-id")
+    request.state.request_id = given if given and REQUEST_ID.match(given) else str(uuid.uuid4())
+    response = await call_next(request)
+    if given is None:
+        response.headers["X-Request-ID"] = request.state.request_id
+    return response
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """Translate what a DeploymentHandle raises into platform errors (the replica's own error, backpressure)."""
+    from ray.exceptions import RayActorError, RayTaskError
+    from ray.serve.exceptions import BackPressureError
+
+    if isinstance(exc, RayTaskError) and isinstance(getattr(exc, "cause", None), BaseException):
+        exc = exc.cause
+    if isinstance(exc, BackPressureError):
+        return Overloaded("the model's queue is full; retry later", retry_after_s=1)
+    if isinstance(exc, RayActorError):
+        return Unavailable("a model replica is unavailable; retry later", retry_after_s=1)
+    return exc
+
+
+def error_response(exc: BaseException, request_id: str) -> JSONResponse:
+    """The only place where exceptions become HTTP answers."""
+    exc = unwrap(exc)
+    status = http_status_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, MLPlatformError):
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message, "fields": []}
+        if exc.field:
+            error["fields"].append({"field": exc.field, "reason": exc.message})
+        if status == 503:
+            headers["Retry-After"] = str(int(exc.details.get("retry_after_s", 1)))
+    else:
+        # unexpected: a generic message to the client, the details in the replica's log
+        logger.error("request %s failed unexpectedly", request_id, exc_info=exc)
+        error = {"type": "InternalError", "message": "internal error", "fields": []}
+    if status >= 500 and status != 500:
+        logger.warning("request %s answered %d: %s", request_id, status, exc)
+    return JSONResponse({"error": error, "request_id": request_id}, status_code=status, headers=headers)
+
+
+class ServingAPI:
+    """Route bodies; the ingress deployment class inherits this and adds ``@serve.ingress``."""
+
+    def __init__(self, models: dict[str, Any], config: dict[str, Any]) -> None:
+        self.cfg = ServingConfig.parse(config)
+        self._models = models  # name -> DeploymentHandle of that model's deployment
+        from mlplatform.serving.model_server import build_client
+
+        self._client = build_client(self.cfg)
+        log_cfg = self.cfg.prediction_log
+        self._log = (PredictionLogBuffer(self._client.monitoring.log_predictions, queue_size=log_cfg.queue_size,
+                                         flush_rows=log_cfg.flush_rows, flush_interval_s=log_cfg.flush_interval_s)
+                     if log_cfg.enabled else None)
+        self._replica = _replica_id()
+        self._metrics = _Metrics()
+
+    def __del__(self) -> None:
+        # Serve calls the destructor on graceful shutdown: flush the prediction log before the replica exits.
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close(self.cfg.prediction_log.write_timeout_s)
+
+    def _handle(self, name: str) -> Any:
+        handle = self._models.get(name)
+        if handle is None:
+            raise NotFound(f"model {name!r} is not served here", field="name")
+        return handle
+
+    async def _call(self, response: Any, timeout_s: float, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(_await(response), timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise Timeout(f"{what} did not answer within {timeout_s:g} s") from None
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.cfg.max_body_bytes:
+            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {self.cfg.max_body_bytes}",
+                                  field="body")
+        return await request.body()
+
+    # -- routes ------------------------------------------------------------------------------------------------
+    async def predict(self, name: str, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        request_id = request.state.request_id
+        status = 200
+        try:
+            handle = self._handle(name)
+            payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
+            instances = parse_instances(payload, self.cfg.max_instances)
+            answer = await self._call(handle.predict.remote(instances), self.cfg.request_timeout_s,
+                                      f"model {name}")
+        except Exception as exc:
+            response = error_response(exc, request_id)
+            status = response.status_code
+            return response
+        finally:
+            self._metrics.request(name, status, time.perf_counter() - started)
+        results = answer.pop("results")
+        latency_ms = (time.perf_counter() - started) * 1000
+        body = {"predictions": [r["prediction"] for r in results], **answer, "request_id": request_id,
+                "served_by": self._replica, "timestamp": datetime.now(UTC).isoformat()}
+        if any(r["probabilities"] is not None for r in results):
+            body["probabilities"] = [r["probabilities"] for r in results]
+        self._log_answer(request_id, answer, instances, results, latency_ms)
+        hits = sum(answer["cached"])
+        cache_header = "hit" if hits == len(results) else "miss" if hits == 0 else "partial"
+        return JSONResponse(body, headers={"X-Cache": cache_header})
+
+    def _log_answer(self, request_id: str, answer: dict[str, Any], instances: list[dict[str, Any]],
+                    results: list[dict[str, Any]], latency_ms: float) -> None:
+        if self._log is None:
+            return
+        now = datetime.now(UTC)
+        variant = "fallback" if answer.get("fallback") else None
+        version = answer.get("fallback_version", answer["model_version"])
+        self._log.add([PredictionRecord(
+            request_id=request_id, model_name=answer["model_name"], version=version, features=instances[i],
+            prediction=r["prediction"], confidence=r["confidence"], latency_ms=latency_ms, timestamp=now,
+            instance_index=i, variant=variant) for i, r in enumerate(results)])
+
+    async def list_models(self, request: Request) -> JSONResponse:
+        try:
+            metas = await asyncio.gather(*[self._metadata(n) for n in self._models])
+            return JSONResponse({"models": metas})
+        except Exception as exc:
+            return error_response(exc, request.state.request_id)
+
+    async def model_metadata(self, name: str, request: Request) -> JSONResponse:
+        try:
+            meta = await self._metadata(name)
+            if not meta.get("ready"):
+                raise Unavailable(f"model {name} is not ready", retry_after_s=5)
+            return JSONResponse(meta)
+        except Exception as exc:
+            return error_response(exc, request.state.request_id)
+
+    async def _metadata(self, name: str) -> dict[str, Any]:
+        meta = await self._call(self._handle(name).metadata.remote(), METADATA_TIMEOUT_S, f"model {name}")
+        return {k: v for k, v in meta.items() if k not in ("requested_ref", "last_error")} | {
+            "requested_ref": meta.get("requested_ref"), "refused": meta.get("last_error")}
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        try:
+            metas = await asyncio.gather(*[self._metadata(n) for n in self._models], return_exceptions=True)
+        except Exception as exc:
+            return error_response(exc, request.state.request_id)
+        ready = {n: isinstance(m, dict) and bool(m.get("ready")) for n, m in zip(self._models, metas, strict=True)}
+        body = {"status": "ok" if all(ready.values()) else "degraded", "models": ready,
+                "prediction_log": self._log.stats() if self._log else None}
+        return JSONResponse(body, status_code=200 if all(ready.values()) else 503,
+                            headers=None if all(ready.values()) else {"Retry-After": "5"})
+
+    async def feedback(self, request: Request) -> JSONResponse:
+        request_id = request.state.request_id
+        try:
+            payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
+            target, label, index = _parse_feedback(payload)
+            stored = await asyncio.wait_for(asyncio.to_thread(
+                self._client.monitoring.add_label, label, request_id=target, instance_index=index), 5.0)
+        except TimeoutError:
+            return error_response(Timeout("the store did not answer within 5 s"), request_id)
+        except Exception as exc:
+            return error_response(exc, request_id)
+        return JSONResponse({"request_id": target, "instance_index": index, "stored": stored})
+
+
+async def _await(response: Any) -> Any:
+    return await response
+
+
+def _parse_feedback(payload: Any) -> tuple[str, Any, int]:
+    if not isinstance(payload, dict):
+        raise InvalidInput("feedback body must be a JSON object", field="body")
+    target = payload.get("request_id")
+    if not isinstance(target, str) or not REQUEST_ID.match(target):
+        raise InvalidInput("request_id must be 1-128 characters of [A-Za-z0-9._-]", field="request_id")
+    if "label" not in payload:
+        raise InvalidInput("'label' is required", field="label")
+    label = payload["label"]
+    if not isinstance(label, str | int | float | bool) or (isinstance(label, float) and not math.isfinite(label)):
+        raise InvalidInput("label must be a string, number or boolean", field="label")
+    index = payload.get("instance_index", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise InvalidInput("instance_index must be a non-negative integer", field="instance_index")
+    return target, label, index
+
+
+def _replica_id() -> str:
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # outside a replica (unit use)
+        return "local"
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        from ray.util import metrics
+
+        self._requests = metrics.Counter("mlplatform_serve_requests", "Predict requests by model and status.",
+                                         tag_keys=("model", "status"))
+        self._latency = metrics.Histogram("mlplatform_serve_latency_ms", "Predict latency measured in the handler.",
+                                          boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
+                                          tag_keys=("model",))
+
+    def request(self, model: str, status: int, seconds: float) -> None:
+        self._requests.inc(tags={"model": model, "status": str(status)})
+        self._latency.observe(seconds * 1000, tags={"model": model})

@@ -113,7 +113,9 @@ class Client:
     def __init__(self, settings: Settings | None = None, *, store_url: str | None = None,
                  artifact_uri: str | None = None, auto_init: bool = True) -> None:
         self.settings = settings or get_settings()
-        url = store_url or self.settings.resolved_store_url()
+        from mlplatform.settings import with_secret_password
+
+        url = with_secret_password(store_url) if store_url else self.settings.resolved_store_url()
         from sqlalchemy.engine import make_url
 
         self.display_url = make_url(url).render_as_string(hide_password=True)

@@ -48,16 +48,12 @@ class Settings(BaseSettings):
 
     def resolved_store_url(self) -> str:
         """The store URL with a password from ``MLPLATFORM_DB_PASSWORD(_FILE)`` filled in when the URL has none."""
-        if self.store_url is None:
-            return f"sqlite:///{self.home / 'store.db'}"
-        from sqlalchemy.engine import make_url
+        return with_secret_password(self.shareable_store_url())
 
-        url = make_url(self.store_url)
-        if url.password is None and not url.drivername.startswith("sqlite"):
-            password = get_secret("MLPLATFORM_DB_PASSWORD", default=None)
-            if password is not None:
-                url = url.set(password=password.get_secret_value())
-        return url.render_as_string(hide_password=False)
+    def shareable_store_url(self) -> str:
+        """The store URL as configured, without a secret filled in: safe to hand to Ray processes, which read the
+        password themselves from ``MLPLATFORM_DB_PASSWORD(_FILE)``."""
+        return self.store_url or f"sqlite:///{self.home / 'store.db'}"
 
     def display_store_url(self) -> str:
         """The store URL safe to print: the password is masked."""
@@ -67,6 +63,17 @@ class Settings(BaseSettings):
 
     def resolved_artifact_uri(self) -> str:
         return self.artifact_uri or str(self.home / "artifacts")
+
+
+def with_secret_password(store_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(store_url)
+    if url.password is None and not url.drivername.startswith("sqlite"):
+        password = get_secret("MLPLATFORM_DB_PASSWORD", default=None)
+        if password is not None:
+            url = url.set(password=password.get_secret_value())
+    return url.render_as_string(hide_password=False)
 
 
 @lru_cache(maxsize=1)

@@ -75,7 +75,7 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
     with expected_errors():
         settings = get_settings()
         document = deploy.prepare(deploy.load_config(config), model=model, port=port, host=host,
-                                  store_url=settings.resolved_store_url(),
+                                  store_url=settings.shareable_store_url(),
                                   artifact_uri=settings.resolved_artifact_uri(), home=str(settings.home))
         _connect(address, start=start_ray)
         deploy.deploy(document)

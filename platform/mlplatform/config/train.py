@@ -10,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlplatform.config._yaml import load_model, validation_error
 from mlplatform.errors import ConfigError, InvalidInput
@@ -21,6 +30,12 @@ VAL_METRICS = {"loss", "accuracy", "f1", "roc_auc", "pr_auc", "log_loss", "rmse"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _validation_metric(name: str | None) -> str | None:
+    if name is not None and (not name.startswith("val_") or name[4:] not in VAL_METRICS):
+        raise ValueError(f"metric {name!r} must be val_ + one of {', '.join(sorted(VAL_METRICS))}")
+    return name
 
 
 class DataSection(_Strict):
@@ -82,6 +97,8 @@ class EarlyStoppingSection(_Strict):
     min_delta: float = Field(default=0.0, ge=0.0)
     metric: str | None = Field(default=None, description="Default: the checkpoint metric.")
 
+    _metric = field_validator("metric")(_validation_metric)
+
 
 class OptimSection(_Strict):
     epochs: PositiveInt = 20
@@ -110,6 +127,8 @@ class CheckpointSection(_Strict):
     num_to_keep: PositiveInt = 3
     metric: str = Field(default="val_loss", description="val_<metric> deciding which checkpoints are kept.")
     order: Literal["min", "max"] | None = Field(default=None, description="Default: min for losses, else max.")
+
+    _metric = field_validator("metric")(_validation_metric)
 
 
 class FailureSection(_Strict):
@@ -140,7 +159,7 @@ class TrainConfig(_Strict):
     gate: GateSection = Field(default_factory=GateSection)
     warm_start: str | None = Field(default=None, description="name@alias or name:version to initialise from.")
     slices: list[str] = Field(default_factory=list, description="Categorical columns to report test metrics by.")
-    register: bool = Field(default=True, description="Register the result (after the gate).")
+    register_model: bool = Field(default=True, description="Register the result (after the gate).")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TrainConfig:
@@ -153,9 +172,6 @@ class TrainConfig(_Strict):
                     check(value)
                 except InvalidInput as exc:
                     raise ValueError(exc.message) from None
-        for name in (self.checkpoint.metric, self.training.early_stopping.metric):
-            if name is not None and (not name.startswith("val_") or name[4:] not in VAL_METRICS):
-                raise ValueError(f"metric {name!r} must be val_ + one of {', '.join(sorted(VAL_METRICS))}")
         return self
 
     # -- resolved defaults -------------------------------------------------------------------------------------

@@ -1,0 +1,349 @@
+"""One training code path for ``mlplatform train`` and ``train_jobs/train.py`` (SPEC S2.7-S2.9, S2.12):
+data -> split -> transform (train split only) -> train -> evaluate on test -> baselines -> gate -> register.
+
+The driver is the only process that writes to the store: torch workers stream epoch metrics through a relay
+actor (see :mod:`mlplatform.training.torch_train`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.config.train import TrainConfig, load_train_config, train_config_from_dict
+from mlplatform.entities import RunKind, RunStatus
+from mlplatform.errors import Conflict, GateFailed, InvalidInput, MLPlatformError, NotFound
+from mlplatform.features.schema import schema_to_json
+from mlplatform.features.transform import TabularTransform
+from mlplatform.training.data import Splits, encode_labels, load_data, split_data
+from mlplatform.training.gate import GateResult, evaluate_gate
+from mlplatform.training.metrics import evaluate_predictions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOutcome:
+    run_id: str
+    status: str
+    model_version: str | None = None
+    alias: str | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 0
+    restores: int = 0
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    parent: str | None = None
+    storage_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train_from_file(path: Path | str, *, client: Any = None, warm_start: str | None = None, force: bool = False,
+                    epoch_hook: Any = None) -> TrainOutcome:
+    return train(load_train_config(path), client=client, warm_start=warm_start, force=force,
+                 epoch_hook=epoch_hook)
+
+
+def resume(run_id: str, *, client: Any = None, force: bool = False, epoch_hook: Any = None) -> TrainOutcome:
+    """Continue a stopped or failed torch run from its latest checkpoint, with its recorded config."""
+    client = client or _client()
+    run = client.runs.get_run(run_id)
+    if run.kind != RunKind.TRAIN.value or "train_config" not in run.config:
+        raise InvalidInput(f"run {run_id} is not a training run", field="run_id")
+    if run.status == RunStatus.COMPLETED.value:
+        raise Conflict(f"run {run_id} already completed; start a new run instead", field="run_id")
+    config = train_config_from_dict(run.config["train_config"], source=f"run {run_id}")
+    if config.framework != "torch":
+        raise InvalidInput(f"run {run_id} trains {config.model.family!r}, which has no checkpoints to resume",
+                           field="run_id")
+    return train(config, client=client, force=force, resume_run_id=run_id, epoch_hook=epoch_hook)
+
+
+def _client() -> Any:
+    from mlplatform.client import Client
+
+    return Client()
+
+
+def train(config: TrainConfig, *, client: Any = None, warm_start: str | None = None, force: bool = False,
+          resume_run_id: str | None = None, epoch_hook: Any = None) -> TrainOutcome:
+    client = client or _client()
+    if warm_start is not None:
+        config = train_config_from_dict(config.model_dump(mode="json") | {"warm_start": warm_start}, "--warm-start")
+    from mlplatform.training.torch_train import storage_path_for
+
+    if resume_run_id is not None:
+        run = client.runs.get_run(resume_run_id)
+        storage_path = run.tags.get("storage_path") or storage_path_for(client.artifacts.root_uri)
+        client.runs.end_run(run.id, RunStatus.RUNNING)
+    else:
+        storage_path = storage_path_for(client.artifacts.root_uri)
+        run = client.runs.start_run(
+            config.experiment, RunKind.TRAIN, config={"train_config": config.model_dump(mode="json")},
+            seed=config.seed, name=f"{config.model_name}-{config.model.family}",
+            tags={"family": config.model.family, "framework": config.framework, "storage_path": storage_path,
+                  "warm_start": config.warm_start, "force": force})
+    outcome = TrainOutcome(run_id=run.id, status=RunStatus.RUNNING.value, parent=None, storage_path=storage_path)
+    try:
+        _run(config, client, run, outcome, storage_path, force, resume_run_id is not None, epoch_hook)
+    except GateFailed:
+        raise
+    except KeyboardInterrupt:
+        client.runs.end_run(run.id, RunStatus.STOPPED, error="interrupted")
+        raise
+    except Exception as exc:
+        client.runs.end_run(run.id, RunStatus.FAILED, error=str(exc)[:2000])
+        raise
+    return outcome
+
+
+def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, storage_path: str, force: bool,
+         resuming: bool, epoch_hook: Any) -> None:
+    target, task = config.data.target, config.task
+    data = load_data(config)
+    dataset = client.datasets.register(data.name, data.version, uri=data.uri, row_count=len(data.frame),
+                                       schema={"columns": {c: str(t) for c, t in data.frame.dtypes.items()}})
+    linked = [d for role, d in client.datasets.for_run(run.id) if role == "train"]
+    if resuming and linked and linked[0].version != data.version:
+        raise Conflict(f"the data changed since run {run.id} started (dataset version {linked[0].version[:12]} "
+                       f"-> {data.version[:12]}); start a new run", field="data")
+    client.runs.link_dataset(run.id, dataset.id, role="train")
+    splits = split_data(data.frame, config)
+    classes, labels = encode_labels(splits, target, task)
+    client.runs.update_tags(run.id, {"split": splits.summary(), "dataset": f"{data.name}@{data.version[:12]}",
+                                     "effective_batch": config.training.batch_size * config.scaling.num_workers
+                                     * config.training.accumulation_steps})
+    from mlplatform.models.factory import default_factory
+
+    params = default_factory().resolve_params(config.model.family, task, config.model.params)
+    warm = None
+    if config.warm_start:
+        from mlplatform.training.warm_start import load_warm_start
+
+        warm = load_warm_start(client.registry, config.warm_start, family=config.model.family, task=task,
+                               features=data.features, train=splits.train)
+        if warm.manifest.classes != classes:
+            raise InvalidInput(f"warm start from {warm.ref} refused: its classes {warm.manifest.classes} differ "
+                               f"from this data's {classes}", field="warm_start")
+        outcome.parent = warm.ref
+    transform = warm.transform if warm else TabularTransform.fit(splits.train, data.features)
+
+    work = Path(tempfile.mkdtemp(prefix="mlplatform-train-"))
+    try:
+        artifact = work / "model"
+        lineage = {"run_id": run.id, "seed": config.seed, "split": splits.summary(),
+                   "dataset": {"name": data.name, "version": data.version, "uri": data.uri},
+                   "transform_sha256": transform.fingerprint, "config": config.model_dump(mode="json"),
+                   "parent": warm.ref if warm else None}
+        if config.framework == "torch":
+            _train_torch(config, client, run, outcome, storage_path, splits, labels, classes, params, transform,
+                         warm, artifact, lineage, epoch_hook)
+        else:
+            _train_sklearn(config, client, run, splits, params, data.features, artifact, lineage)
+        from mlplatform.predictor import Predictor
+
+        predictor = Predictor.from_dir(artifact)
+        outcome.test_metrics = evaluate_predictions(predictor, splits.test, target)
+        client.runs.log_metrics(run.id, outcome.test_metrics, split="test")
+        slice_metrics = _slice_metrics(predictor, splits.test, target, config.slices)
+        for slice_name, values in slice_metrics.items():
+            client.runs.log_metrics(run.id, values, split="test", slice=slice_name)
+        outcome.baselines = _baselines(config, client, run, splits, data.features, work)
+        gate = _gate(config, client, outcome, predictor, splits.test, force)
+        outcome.gate = gate.to_dict()
+        client.runs.update_tags(run.id, {"gate": outcome.gate})
+        if gate.lift is not None:
+            client.runs.log_metrics(run.id, {f"lift_{gate.metric}": gate.lift}, split="test")
+        if not gate.passed:
+            reason = "; ".join(gate.reasons)
+            client.runs.end_run(run.id, RunStatus.REJECTED, error=f"promotion gate failed: {reason}")
+            outcome.status = RunStatus.REJECTED.value
+            raise GateFailed(f"promotion gate failed for run {run.id}: {reason} (use --force to register anyway)",
+                             field="gate", run_id=run.id, reasons=gate.reasons)
+        if config.register_model:
+            _register(config, client, run, outcome, artifact, lineage | {"gate": outcome.gate}, data.version,
+                      len(splits.test), slice_metrics)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    client.runs.end_run(run.id, RunStatus.COMPLETED)
+    outcome.status = RunStatus.COMPLETED.value
+
+
+def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, storage_path: str,
+                 splits: Splits, labels: dict[str, np.ndarray], classes: list[Any] | None, params: dict[str, Any],
+                 transform: TabularTransform, warm: Any, artifact: Path, lineage: dict[str, Any],
+                 epoch_hook: Any) -> None:
+    import torch
+
+    from mlplatform.models.factory import default_factory
+    from mlplatform.settings import get_settings
+    from mlplatform.training.torch_train import ensure_ray, model_shape, train_torch
+    from mlplatform.training.warm_start import check_state_dict
+
+    shape = model_shape(config, transform, classes, params)
+    model = default_factory().create(config.model.family, config.task, params, seed=config.seed, **shape)
+    if warm is not None:  # strict key/shape check on the driver, before any worker starts
+        check_state_dict(warm.ref, model, warm.state_dict)
+    ensure_ray(get_settings().ray_address)
+    # Restores accumulate over driver sessions (a failure recovered, then a --resume of the same run).
+    restores: list[dict[str, Any]] = list(client.runs.get_run(run.id).tags.get("restore_events", []))
+
+    def on_event(item: dict[str, Any]) -> None:
+        if item.get("event") == "restored":
+            restores.append({"from_epoch": item["from_epoch"]})
+            client.runs.update_tags(run.id, {"restores": len(restores), "restore_events": restores})
+            client.runs.log_metrics(run.id, {"restores": float(len(restores))}, step=int(item["from_epoch"]))
+            return
+        _log_epoch(client, run.id, item)
+
+    output = train_torch(config, run_id=run.id, storage_path=storage_path, transform=transform, splits=splits,
+                         labels=labels, classes=classes, params=params,
+                         warm_state=warm.state_dict if warm else None, on_event=on_event, epoch_hook=epoch_hook)
+    outcome.epochs, outcome.stopped_early = len(output.history), output.stopped_early
+    outcome.best_epoch, outcome.restores = output.best_epoch, len(restores)
+    client.runs.log_metrics(run.id, {"best_epoch": float(output.best_epoch), "epochs_run": float(len(output.history)),
+                                     "stopped_early": float(output.stopped_early)})
+    client.runs.update_tags(run.id, {"best_checkpoint": output.checkpoint_path,
+                                     "kept_checkpoints": output.kept_checkpoints})
+    model.load_state_dict(output.state_dict, strict=True)
+    artifact.mkdir(parents=True)
+    torch.save(model.state_dict(), artifact / "model.pt")
+    transform.save(artifact)
+    lineage.update({"best_epoch": output.best_epoch, "best_checkpoint": output.checkpoint_path,
+                    "restores": len(restores), "stopped_early": output.stopped_early,
+                    "effective_batch": config.training.batch_size * config.scaling.num_workers
+                    * config.training.accumulation_steps})
+    ModelManifest(
+        framework="torch", task=config.task, family=config.model.family, target=config.data.target,
+        classes=classes, threshold=0.5 if classes is not None and len(classes) == 2 else None,
+        input_schema=schema_to_json(transform.schema), model_file="model.pt", model_params=params,
+        architecture=model.architecture(), metrics={k: float(v) for k, v in output.best_metrics.items()
+                                                    if isinstance(v, int | float) and not isinstance(v, bool)},
+        lineage=lineage,
+    ).write(artifact)
+    # The same monitoring reference as sklearn artifacts (SPEC S8.1), from the training split's predictions.
+    from mlplatform.predictor import Predictor
+    from mlplatform.training.sklearn_fit import _write_reference_profile
+
+    _write_reference_profile(Predictor.from_dir(artifact), splits.train, [f.name for f in transform.schema],
+                             config.data.target, artifact, config.seed)
+
+
+def _log_epoch(client: Any, run_id: str, item: dict[str, Any]) -> None:
+    epoch = int(item["epoch"])
+    rows = []
+    for key, value in item.items():
+        if key in {"event", "epoch", "stop"} or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        split = "validation" if key.startswith("val_") else "train"
+        rows.append({"key": key, "value": float(value), "step": epoch, "split": split})
+    client.runs.log_metrics(run_id, rows)
+    client.runs.heartbeat(run_id)
+
+
+def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, params: dict[str, Any],
+                   features: list[str], artifact: Path, lineage: dict[str, Any]) -> None:
+    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+
+    manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features,
+                                    family=config.model.family, out_dir=artifact, task=config.task, params=params,
+                                    seed=config.seed, eval_data=splits.validation, lineage=lineage)
+    client.runs.log_metrics(run.id, {f"val_{k}": v for k, v in manifest.metrics.items()}, split="validation")
+
+
+def _slice_metrics(predictor: Any, test: pd.DataFrame, target: str, columns: list[str]) -> dict[str, dict]:
+    out: dict[str, dict[str, float]] = {}
+    for column in columns:
+        if column not in test.columns:
+            raise InvalidInput(f"slice column {column!r} is not in the data", field="slices")
+        for value, part in test.groupby(column, dropna=False, observed=True):
+            out[f"{column}={value}"] = evaluate_predictions(predictor, part, target)
+    return out
+
+
+def _baselines(config: TrainConfig, client: Any, run: Any, splits: Splits, features: list[str],
+               work: Path) -> dict[str, dict[str, float]]:
+    """Baselines through the same split, transform fitting and evaluation code, each recorded as a child run
+    tagged ``baseline``."""
+    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+
+    results = {}
+    for family in config.baselines:
+        manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features, family=family,
+                                        out_dir=work / f"baseline-{family}", task=config.task, seed=config.seed,
+                                        eval_data=splits.test)
+        child = client.runs.start_run(config.experiment, RunKind.TRAIN, config={"family": family},
+                                      seed=config.seed, parent_run_id=run.id, name=f"baseline-{family}",
+                                      tags={"baseline": True, "family": family})
+        client.runs.log_metrics(child.id, manifest.metrics, split="test")
+        client.runs.end_run(child.id, RunStatus.COMPLETED)
+        results[family] = dict(manifest.metrics)
+    return results
+
+
+def _gate(config: TrainConfig, client: Any, outcome: TrainOutcome, predictor: Any, test: pd.DataFrame,
+          force: bool) -> GateResult:
+    metric = config.primary_metric
+    champion_value, champion_version, extra = None, None, []
+    if config.gate.compare_champion:
+        try:
+            champion = client.registry.resolve(f"{config.model_name}@champion")
+        except NotFound:
+            champion = None
+        if champion is not None:
+            champion_version = champion.version
+            try:
+                scored = evaluate_predictions(client.registry.load(champion), test, config.data.target)
+                champion_value = scored.get(metric)
+            except MLPlatformError as exc:  # e.g. the champion needs features this data lacks
+                extra.append(f"the champion (version {champion.version}) cannot be scored on this holdout "
+                             f"({exc}); compare them on a common holdout or use --force")
+    gate = evaluate_gate(metric, outcome.test_metrics, outcome.baselines, min_lift=config.gate.min_lift,
+                         floor=config.gate.floor, champion=champion_value, champion_version=champion_version,
+                         forced=force)
+    if extra:
+        gate = GateResult(**(gate.to_dict() | {"reasons": gate.reasons + extra, "passed": force,
+                                                "forced": force}))
+    majority = outcome.baselines.get("most_frequent", {}).get(metric)
+    if majority is not None and not evaluate_gate(metric, outcome.test_metrics, {"m": {metric: majority}},
+                                                  min_lift=1e-9).passed:
+        log.warning("the model does not beat the majority baseline on %s: likely a pipeline bug", metric)
+        client.runs.update_tags(outcome.run_id, {"likely_pipeline_bug": True})
+    if gate.forced:
+        log.warning("promotion gate overridden with --force: %s", "; ".join(gate.reasons))
+    return gate
+
+
+def _register(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, artifact: Path,
+              lineage: dict[str, Any], dataset_version: str, n_test: int, slices: dict[str, dict]) -> None:
+    manifest = ModelManifest.read(artifact)
+    manifest.metrics = dict(outcome.test_metrics)
+    manifest.lineage = {**manifest.lineage, **lineage}
+    manifest.write(artifact)
+    try:
+        client.registry.resolve(f"{config.model_name}@champion")
+        alias = "challenger"
+    except NotFound:
+        alias = "champion"
+    version = client.registry.register(config.model_name, artifact, alias=alias, parent=outcome.parent,
+                                       source_run_id=run.id, lineage={"baselines": outcome.baselines})
+    client.registry.add_evaluation(config.model_name, version.version, outcome.test_metrics,
+                                   dataset_version=dataset_version, slice="all", n=n_test)
+    for slice_name, values in slices.items():
+        client.registry.add_evaluation(config.model_name, version.version, values, dataset_version=dataset_version,
+                                       slice=slice_name)
+    outcome.model_version, outcome.alias = version.ref, alias
+    client.runs.update_tags(run.id, {"model_version": version.ref, "alias": alias})
+    log.info("registered %s as %s", version.ref, alias)

@@ -1,0 +1,224 @@
+"""Driver side of distributed torch training: Ray Data shards, ``TorchTrainer`` with checkpoint, failure and
+storage configs, a relay that streams epoch metrics back to the driver, and the best checkpoint's weights.
+
+Resuming is Ray Train V2's own mechanism: a trainer built with the same ``RunConfig(storage_path, name)``
+restores the checkpoint manager from storage and hands the latest checkpoint to the workers
+(``Trainer.restore`` is deprecated in V2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplatform.config.train import TrainConfig
+from mlplatform.errors import MLPlatformError, NotFound
+from mlplatform.features.transform import TabularTransform
+from mlplatform.training.data import Splits
+from mlplatform.training.torch_loop import CHECKPOINT_FILE, train_loop_per_worker
+
+log = logging.getLogger(__name__)
+EpochHook = Callable[[int, int], None]
+
+
+@dataclass
+class TorchRunOutput:
+    history: list[dict[str, Any]]
+    restores: int
+    stopped_early: bool
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    state_dict: dict[str, Any]
+    architecture_shape: dict[str, Any]
+    checkpoint_path: str
+    kept_checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Join the cluster of a ``ray job submit`` driver (RAY_ADDRESS), the configured address, or start locally."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
+
+
+def resolve_use_gpu(setting: bool | str) -> bool:
+    if setting != "auto":
+        return bool(setting)
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def storage_path_for(artifact_uri: str) -> str:
+    """Checkpoints live next to the artifacts: shared storage (s3://, gs://, NFS) on a multi-node cluster."""
+    if "://" in artifact_uri:
+        return artifact_uri.rstrip("/") + "/ray_train"
+    return str(Path(artifact_uri).expanduser().resolve() / "ray_train")
+
+
+def model_shape(config: TrainConfig, transform: TabularTransform, classes: list[Any] | None,
+                params: dict[str, Any]) -> dict[str, Any]:
+    cardinalities = [len(c.vocabulary) for c in transform.categorical] if params.get("embedding_dim", 0) else None
+    return {"n_inputs": transform.n_outputs, "n_outputs": len(classes) if classes else 1,
+            "cardinalities": cardinalities}
+
+
+def _matrices(transform: TabularTransform, frame: Any, n_codes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    dense = transform.transform(frame)
+    codes = transform.category_codes(frame) if n_codes else None
+    return dense, codes
+
+
+def _make_relay() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class MetricRelay:
+        """Holds what rank 0 reports until the driver drains it (the driver is the only store writer)."""
+
+        def __init__(self) -> None:
+            self._items: list[dict[str, Any]] = []
+
+        def put(self, item: dict[str, Any]) -> None:
+            self._items.append(item)
+
+        def drain(self) -> list[dict[str, Any]]:
+            items, self._items = self._items, []
+            return items
+
+    return MetricRelay.remote()
+
+
+class _Drainer(threading.Thread):
+    def __init__(self, relay: Any, on_event: Callable[[dict[str, Any]], None], interval: float = 0.5) -> None:
+        super().__init__(name="metric-relay-drain", daemon=True)
+        self._relay, self._on_event, self._interval = relay, on_event, interval
+        self._done = threading.Event()
+
+    def drain_once(self) -> None:
+        import ray
+
+        for item in ray.get(self._relay.drain.remote()):
+            try:
+                self._on_event(item)
+            except Exception:  # a store hiccup must not kill training; the final history is logged again
+                log.exception("could not record a training event")
+
+    def run(self) -> None:
+        while not self._done.wait(self._interval):
+            self.drain_once()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=10)
+        self.drain_once()
+
+
+def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transform: TabularTransform,
+                splits: Splits, labels: dict[str, np.ndarray], classes: list[Any] | None, params: dict[str, Any],
+                warm_state: dict[str, Any] | None = None,
+                on_event: Callable[[dict[str, Any]], None] | None = None,
+                epoch_hook: EpochHook | None = None) -> TorchRunOutput:
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    ray.data.DataContext.get_current().enable_progress_bars = False  # epoch log lines are the progress display
+    shape = model_shape(config, transform, classes, params)
+    n_codes = len(shape["cardinalities"] or [])
+    dense, codes = _matrices(transform, splits.train, n_codes)
+    columns = [dense] + ([codes.astype(np.float32)] if codes is not None else [])
+    columns.append(labels["train"].astype(np.float32)[:, None])
+    train_ds = ray.data.from_numpy(np.hstack(columns))
+    val_dense, val_codes = _matrices(transform, splits.validation, n_codes)
+    validation = ray.put({"dense": val_dense, "codes": val_codes, "y": labels["validation"],
+                          "n_outputs": shape["n_outputs"]})
+
+    opt = config.training
+    workers = config.scaling.num_workers
+    lr = opt.lr * workers * opt.accumulation_steps if opt.scale_lr else opt.lr
+    class_counts = np.bincount(labels["train"], minlength=len(classes)).tolist() if classes else None
+    relay = _make_relay()
+    loop_config = {
+        "task": config.task, "seed": config.seed, "family": config.model.family, "params": params, "shape": shape,
+        "loss": config.loss_name, "loss_params": config.loss.params, "class_counts": class_counts,
+        "optim": opt.model_dump() | {"early_stopping": None}, "lr": lr, "n_dense": dense.shape[1], "n_codes": n_codes,
+        "early_stopping": {"metric": config.early_stopping_metric, "mode": _mode(config.early_stopping_metric),
+                           "patience": opt.early_stopping.patience, "min_delta": opt.early_stopping.min_delta},
+        "validation": validation, "warm_state": ray.put(warm_state) if warm_state is not None else None,
+        "relay": relay, "epoch_hook": epoch_hook, "torch_threads": 1,
+        "record": config.model_dump(mode="json"),
+    }
+    use_gpu = resolve_use_gpu(config.scaling.use_gpu)
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=loop_config, datasets={"train": train_ds},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+        run_config=RunConfig(
+            name=run_id, storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep,
+                                               checkpoint_score_attribute=config.checkpoint.metric,
+                                               checkpoint_score_order=config.checkpoint_order),  # type: ignore[arg-type]
+            failure_config=FailureConfig(max_failures=config.failure.max_failures),
+        ),
+    )
+    drainer = _Drainer(relay, on_event or (lambda item: None))
+    drainer.start()
+    log.info("training %s on %d worker(s) (gpu=%s), effective batch %d, storage %s/%s", config.model.family,
+             workers, use_gpu, opt.batch_size * workers * opt.accumulation_steps, storage_path, run_id)
+    try:
+        result = trainer.fit()
+    except Exception as exc:
+        raise _translate(exc, run_id) from exc
+    finally:
+        drainer.stop()
+        ray.kill(relay)
+    return _best_output(config, result, shape, run_id)
+
+
+def _mode(metric: str) -> str:
+    from mlplatform.training.metrics import metric_mode
+
+    return metric_mode(metric[4:] if metric.startswith("val_") else metric)
+
+
+def _translate(exc: Exception, run_id: str) -> MLPlatformError:
+    failures = getattr(exc, "worker_failures", None) or {}
+    for failure in failures.values():
+        if isinstance(failure, MLPlatformError):
+            return failure
+    first = str(exc).strip().splitlines()
+    return MLPlatformError(f"training run {run_id} failed: {first[-1] if first else type(exc).__name__}; "
+                           f"`mlplatform train --resume {run_id}` continues from its latest checkpoint")
+
+
+def _best_output(config: TrainConfig, result: Any, shape: dict[str, Any], run_id: str) -> TorchRunOutput:
+    import torch
+
+    kept = list(result.best_checkpoints or [])
+    if not kept:
+        raise NotFound(f"training run {run_id} reported no checkpoint yet; nothing to register", field="checkpoint")
+    metric, reverse = config.checkpoint.metric, config.checkpoint_order == "max"
+    kept.sort(key=lambda item: (item[1][metric], -item[1]["epoch"] if reverse else item[1]["epoch"]),
+              reverse=reverse)
+    best_checkpoint, best_metrics = kept[0]
+    with best_checkpoint.as_directory() as directory:
+        state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+    latest = result.checkpoint
+    with latest.as_directory() as directory:
+        latest_state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+    returned = result.return_value or {}
+    return TorchRunOutput(
+        history=list(latest_state["history"]), restores=int(returned.get("restores", latest_state["restores"])),
+        stopped_early=bool(latest_state["history"][-1].get("stop")), best_epoch=int(state["epoch"]),
+        best_metrics=dict(best_metrics), state_dict=state["model"], architecture_shape=shape,
+        checkpoint_path=best_checkpoint.path,
+        kept_checkpoints=[{"path": c.path, "epoch": m["epoch"], metric: m[metric]} for c, m in kept],
+    )

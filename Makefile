@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Ray job entrypoints and `ray` itself resolve through PATH: put the venv first, as activating it would.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo demo-down test test-fast lint bench lock clean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,17 +103,31 @@ def model_artifact_dir(tmp_path_factory: pytest.TempPathFactory, churn_df: pd.Da
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    """One local Ray for the whole test session (starting Ray costs 3-8 s here)."""
+def ray_session() -> Iterator[str]:
+    """One local Ray for the whole test session (starting Ray costs 3-8 s here). Yields the dashboard URL, which
+    the Jobs API tests use; the dashboard binds 127.0.0.1 on a free port."""
     import ray
 
+    from tests._postgres import _free_port
+
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([
-                     str(Path(__file__).resolve().parents[1] / "platform"),
-                     str(Path(__file__).resolve().parents[1])])}})
-    yield
+        # Job entrypoints say `python ...`: let that be this venv's python, as `source .venv/bin/activate` would.
+        venv_bin = str(Path(sys.executable).parent)
+        if not os.environ.get("PATH", "").startswith(venv_bin):
+            os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+        context = ray.init(
+            num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=_free_port(),
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([
+                str(Path(__file__).resolve().parents[1] / "platform"),
+                str(Path(__file__).resolve().parents[1])])}},
+        )
+        _RAY["dashboard"] = f"http://{context.dashboard_url}"
+    yield _RAY.get("dashboard", "")
     ray.shutdown()
+
+
+_RAY: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")

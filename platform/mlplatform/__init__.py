@@ -1,25 +1,38 @@
 """mlplatform: a tabular ML platform on Ray (train, tune, register, batch-score, serve, monitor).
 
-The public API is what ``__all__`` lists; everything else may change without notice.
+The public API is what ``__all__`` lists; everything else may change without notice. Names load lazily (PEP 562)
+so that Ray workers importing one submodule do not pay for SQLAlchemy, Alembic and pandas at start-up.
 """
 
-from mlplatform.client import Client, parse_model_ref
-from mlplatform.entities import AlertLevel, ModelVersion, Run, RunKind, RunStatus, VersionStatus
-from mlplatform.errors import (
-    Conflict,
-    ConfigError,
-    GateFailed,
-    IntegrityError,
-    InvalidInput,
-    MLPlatformError,
-    NotFound,
-    Overloaded,
-    PayloadTooLarge,
-    Timeout,
-    Unavailable,
-)
-from mlplatform.predictor import Prediction, Predictor
-from mlplatform.settings import Settings, get_secret, get_settings
+import importlib as _importlib
+from typing import Any as _Any
+
+_EXPORTS: dict[str, str] = {
+    "AlertLevel": "mlplatform.entities",
+    "Client": "mlplatform.client",
+    "ConfigError": "mlplatform.errors",
+    "Conflict": "mlplatform.errors",
+    "GateFailed": "mlplatform.errors",
+    "IntegrityError": "mlplatform.errors",
+    "InvalidInput": "mlplatform.errors",
+    "MLPlatformError": "mlplatform.errors",
+    "ModelVersion": "mlplatform.entities",
+    "NotFound": "mlplatform.errors",
+    "Overloaded": "mlplatform.errors",
+    "PayloadTooLarge": "mlplatform.errors",
+    "Prediction": "mlplatform.predictor",
+    "Predictor": "mlplatform.predictor",
+    "Run": "mlplatform.entities",
+    "RunKind": "mlplatform.entities",
+    "RunStatus": "mlplatform.entities",
+    "Settings": "mlplatform.settings",
+    "Timeout": "mlplatform.errors",
+    "Unavailable": "mlplatform.errors",
+    "VersionStatus": "mlplatform.entities",
+    "get_secret": "mlplatform.settings",
+    "get_settings": "mlplatform.settings",
+    "parse_model_ref": "mlplatform.client",
+}
 
 __all__ = [
     "AlertLevel",
@@ -47,3 +60,16 @@ __all__ = [
     "get_settings",
     "parse_model_ref",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlplatform' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

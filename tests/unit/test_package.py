@@ -21,7 +21,7 @@ def test_platform_is_still_the_stdlib_module() -> None:
 
 
 def test_public_api_is_sorted_and_importable() -> None:
-    assert mlplatform.__all__ == sorted(mlplatform.__all__)
+    assert mlplatform.__all__ == sorted(mlplatform.__all__) == sorted(mlplatform._EXPORTS)
     for name in mlplatform.__all__:
         assert getattr(mlplatform, name) is not None
     public = {n for n, v in vars(mlplatform).items() if not n.startswith("_") and not isinstance(v, ModuleType)}

@@ -66,7 +66,7 @@ def storage_path_for(artifact_uri: str) -> str:
 
 def model_shape(config: TrainConfig, transform: TabularTransform, classes: list[Any] | None,
                 params: dict[str, Any]) -> dict[str, Any]:
-    cardinalities = [len(c.vocabulary) for c in transform.categorical] if params.get("embedding_dim", 0) else None
+    cardinalities = transform.cardinalities if params.get("embedding_dim", 0) else None
     return {"n_inputs": transform.n_outputs, "n_outputs": len(classes) if classes else 1,
             "cardinalities": cardinalities}
 

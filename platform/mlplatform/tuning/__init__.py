@@ -1,0 +1,1 @@
+"""Multi-pattern hyperparameter search on Ray Tune, recorded in the evaluation store (SPEC S3)."""

@@ -115,8 +115,9 @@ def ray_session() -> Iterator[str]:
         venv_bin = str(Path(sys.executable).parent)
         if not os.environ.get("PATH", "").startswith(venv_bin):
             os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+        # address="local": always a fresh instance, even when `make demo` left a `ray start` head running.
         context = ray.init(
-            num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=_free_port(),
+            address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=_free_port(),
             log_to_driver=False,
             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([
                 str(Path(__file__).resolve().parents[1] / "platform"),

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import emit_target, print_table  # noqa: E402
+from _report import emit_target, print_table
 
 ROWS = int(os.environ.get("BENCH_ROWS", "100000"))
 BATCH = 1000

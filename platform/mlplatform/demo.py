@@ -1,14 +1,15 @@
-"""``make demo``: the life of a model on generated data, printing where to look.
+"""``make demo``: the whole life of a model on generated data, through the same commands a user runs.
 
-Each stage is a function so that the demo grows with the platform; it is re-runnable (every run registers new
-versions rather than failing on existing ones) and ``--down`` stops what it started.
+Each stage prints the ``mlplatform`` command it runs, so the demo doubles as a tour. It is re-runnable (every run
+registers new versions) and ``--down`` stops what it started (Serve apps and the local Ray head).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -17,117 +18,188 @@ from typing import Any
 
 from rich.console import Console
 
-console = Console()
-logger = logging.getLogger("mlplatform.demo")
+console = Console(soft_wrap=True)
 MODEL = "churn"
+OUT = Path("demo_output")
+PORT = int(os.environ.get("MLPLATFORM_DEMO_PORT", "8000"))
+DASHBOARD = "http://127.0.0.1:8265"
+
+
+class DemoFailed(RuntimeError):
+    pass
 
 
 def step(title: str) -> None:
     console.rule(f"[bold cyan]{title}")
 
 
-def _ray_cli() -> str:
-    # The venv's own `ray`, so that `make demo` works without activating the venv.
-    candidate = Path(sys.executable).parent / "ray"
-    return str(candidate) if candidate.exists() else "ray"
+def _bin(name: str) -> str:
+    # The venv's own executables, so that `make demo` works without activating the venv.
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
 
 
-def start_ray(home: Path) -> str:
-    """A local Ray head with the dashboard on 127.0.0.1:8265 (reused when it is already up)."""
-    status = subprocess.run([_ray_cli(), "status"], capture_output=True, text=True, timeout=60)
-    if status.returncode != 0:
-        subprocess.run([_ray_cli(), "start", "--head", "--dashboard-host", "127.0.0.1", "--num-cpus", "4",
-                        "--disable-usage-stats"], check=True, capture_output=True, text=True, timeout=180)
-    (home / "demo").mkdir(parents=True, exist_ok=True)
-    (home / "demo" / "ray_started").write_text(str(time.time()))
-    return "http://127.0.0.1:8265"
+def mlplatform(*args: str, as_json: bool = False, allow: tuple[int, ...] = (0,)) -> Any:
+    command = [_bin("mlplatform"), *args, *(["--json"] if as_json else [])]
+    console.print(f"[dim]$ {shlex.join(['mlplatform', *args])}[/dim]")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if result.returncode not in allow:
+        raise DemoFailed(f"`{shlex.join(command[1:])}` exited {result.returncode}:\n{result.stderr[-2000:]}")
+    if as_json:
+        return json.loads(result.stdout) if result.stdout.strip() else None
+    if result.stdout.strip():
+        console.print(result.stdout.rstrip())
+    return result.returncode
 
 
-def stop_ray() -> None:
-    subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, timeout=120)
+def start_ray() -> None:
+    """A local Ray head with the dashboard on 127.0.0.1:8265, reused when one is already up."""
+    if subprocess.run([_bin("ray"), "status"], capture_output=True, timeout=60).returncode != 0:
+        subprocess.run([_bin("ray"), "start", "--head", "--dashboard-host", "127.0.0.1", "--num-cpus", "4",
+                        "--disable-usage-stats"], check=True, capture_output=True, text=True, timeout=300)
+    os.environ["RAY_ADDRESS"] = "auto"
+    console.print(f"Ray head running; dashboard {DASHBOARD}")
 
 
-def make_data(home: Path) -> dict[str, Path]:
+def make_data() -> dict[str, Path]:
     from mlplatform.datasets.synthetic import make_churn
 
-    data_dir = home / "demo" / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"train": data_dir / "churn_train.parquet", "scoring": data_dir / "churn_scoring.parquet",
-             "drifted": data_dir / "churn_drifted.parquet"}
-    make_churn(6000, seed=42).to_parquet(paths["train"], index=False)
-    make_churn(4000, seed=43).drop(columns=["churned"]).to_parquet(paths["scoring"], index=False)
-    make_churn(3000, seed=44, drift=1.0).to_parquet(paths["drifted"], index=False)
-    console.print(f"data written to {data_dir}")
+    data = OUT / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    paths = {"train": data / "churn_train.parquet", "scoring": data / "churn_scoring.parquet",
+             "recent": data / "churn_recent.parquet"}
+    make_churn(8000, seed=42).to_parquet(paths["train"], index=False)
+    make_churn(3000, seed=43).drop(columns=["churned"]).to_parquet(paths["scoring"], index=False)
+    # The newest window: the same customers' world after a price rise (drift in features and labels).
+    make_churn(4000, seed=44, drift=1.0).to_parquet(paths["recent"], index=False)
     return paths
 
 
-def train_and_register(client: Any, paths: dict[str, Path], home: Path) -> dict[str, Any]:
+def send_requests(endpoint: str, frame: Any, batch: int = 25) -> int:
+    import httpx
+
+    rows = json.loads(frame.drop(columns=["churned"], errors="ignore").to_json(orient="records"))
+    answered = 0
+    with httpx.Client(timeout=30) as http:
+        for start in range(0, len(rows), batch):
+            chunk = rows[start:start + batch]
+            response = http.post(f"{endpoint}/v1/models/{MODEL}:predict",
+                                 json={"instances": chunk}, headers={"X-Request-Key": chunk[0]["customer_id"]})
+            response.raise_for_status()
+            answered += len(response.json()["predictions"])
+    return answered
+
+
+def run() -> dict[str, Any]:
     import pandas as pd
-    from sklearn.model_selection import train_test_split
 
-    from mlplatform.datasets.synthetic import FEATURES, TARGET
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    facts: dict[str, Any] = {}
+    step("1. local Ray cluster")
+    start_ray()
 
-    df = pd.read_parquet(paths["train"])
-    train, test = train_test_split(df, test_size=0.2, random_state=42, stratify=df[TARGET])
-    results = {}
-    for family in ("most_frequent", "logistic", "hist_gbdt"):
-        run = client.runs.start_run("demo", "train", config={"family": family}, seed=42, name=family)
-        out = home / "demo" / "artifacts" / f"{family}-{run.id[:8]}"
-        manifest = fit_sklearn_artifact(train, target=TARGET, features=FEATURES, family=family, out_dir=out,
-                                        eval_data=test)
-        client.runs.log_metrics(run.id, manifest.metrics, split="test")
-        client.runs.end_run(run.id)
-        results[family] = (manifest, out, run.id)
-        console.print(f"{family:14s} accuracy={manifest.metrics['accuracy']:.4f} roc_auc="
-                      f"{manifest.metrics['roc_auc']:.4f}")
-    best = max(("logistic", "hist_gbdt"), key=lambda f: results[f][0].metrics["roc_auc"])
-    manifest, out, run_id = results[best]
-    baseline = results["most_frequent"][0].metrics["accuracy"]
-    if manifest.metrics["accuracy"] < baseline + 0.01:
-        raise SystemExit(f"{best} does not beat the majority baseline; refusing to register")
-    version = client.registry.register(MODEL, out, source_run_id=run_id, alias="champion")
-    client.registry.add_evaluation(MODEL, version.version, manifest.metrics, dataset_version=None, n=len(test))
-    console.print(f"registered {version.ref} ({best}) as champion; lift over baseline "
-                  f"{manifest.metrics['accuracy'] - baseline:+.4f}")
-    return {"version": version}
+    step("2. data: generate, version, profile")
+    paths = make_data()
+    version = mlplatform("data", "version", str(paths["train"]), "--name", "churn_train", as_json=True)
+    console.print(f"dataset churn_train version {version['version'][:16]}... ({version['row_count']} rows)")
+
+    step("3. multi-pattern search on Ray Tune (logistic, hist_gbdt, random_forest, mlp + baseline)")
+    mlplatform("tune", "--config", "tune_configs/demo_multi_pattern.yaml")
+
+    step("4. distributed training on Ray Train (2 workers), gated against the baselines")
+    trained = mlplatform("train", "--config", "train_jobs/configs/demo_mlp.yaml", "--force", as_json=True)
+    console.print(json.dumps({k: trained.get(k) for k in ("run_id", "model_version", "alias", "epochs",
+                                                           "test_metrics", "baselines", "gate")},
+                             indent=1, default=str))
+    current = mlplatform("models", "show", f"{MODEL}@champion", as_json=True, allow=(0, 2))
+    if not current or current.get("model_name") != MODEL:
+        versions = mlplatform("models", "show", MODEL, "--versions", as_json=True)
+        mlplatform("models", "alias", f"{MODEL}:{versions[-1]['version']}", "champion")
+    mlplatform("models", "list")
+
+    step("5. data validation against the champion, then batch scoring on Ray Data")
+    mlplatform("data", "validate", str(paths["scoring"]), "--model", f"{MODEL}@champion", "--ignore",
+               "customer_id,event_time", allow=(0, 3))
+    batch = mlplatform("batch", "--model", f"{MODEL}@champion", "--input", str(paths["scoring"]), "--output",
+                       str(OUT / "predictions"), "--keep-columns", "customer_id", "--concurrency", "2",
+                       as_json=True)
+    facts["batch"] = batch
+    console.print(f"scored {batch.get('rows_scored', batch)} rows -> {OUT / 'predictions'}")
+
+    step("6. online serving on Ray Serve")
+    served = mlplatform("serve", "up", "--model", f"{MODEL}@champion", "--port", str(PORT), as_json=True)
+    endpoint, facts["curl"] = served["endpoint"], served["curl"]
+    sample = pd.read_parquet(paths["scoring"]).head(500)
+    console.print(f"answered {send_requests(endpoint, sample)} predictions at {endpoint}")
+
+    step("7. a drifted week of traffic, then monitoring")
+    recent = pd.read_parquet(paths["recent"])
+    console.print(f"answered {send_requests(endpoint, recent.head(1500))} drifted predictions")
+    check = mlplatform("monitor", "check", "--model", f"{MODEL}@champion", "--window-file", str(paths["recent"]),
+                       as_json=True, allow=(0, 3))
+    facts["level"] = check.get("level") if isinstance(check, dict) else None
+    console.print(f"monitoring level: {facts['level']}")
+    mlplatform("monitor", "status")
+
+    step("8. retraining: a challenger warm-started from the champion on the newest window")
+    retrained = mlplatform("train", "--config", "train_jobs/configs/demo_retrain.yaml", "--warm-start",
+                           f"{MODEL}@champion", "--force", as_json=True)
+    console.print(json.dumps({k: retrained.get(k) for k in ("model_version", "alias", "parent", "test_metrics")},
+                             indent=1, default=str))
+
+    step("9. canary rollout of the challenger")
+    if _has_command("rollout"):
+        mlplatform("rollout", "start", "--model", MODEL, allow=(0, 2))
+        mlplatform("rollout", "status", "--model", MODEL, allow=(0, 2))
+    else:
+        console.print("rollout commands are not available in this build")
+
+    step("10. the monitoring report")
+    report = mlplatform("monitor", "report", "--model", f"{MODEL}@champion", "--window-file", str(paths["recent"]),
+                        "--out", str(OUT / "reports"), as_json=True)
+    facts["report"] = report["html"]
+    facts["endpoint"] = endpoint
+    return facts
+
+
+def _has_command(noun: str) -> bool:
+    from mlplatform.cli.main import NOUNS
+
+    return noun in NOUNS
+
+
+def down() -> None:
+    subprocess.run([_bin("mlplatform"), "serve", "down"], capture_output=True, timeout=120)
+    subprocess.run([_bin("ray"), "stop", "--force"], capture_output=True, timeout=120)
+    console.print("stopped the Serve apps and the local Ray head")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--down", action="store_true", help="stop what the demo started")
-    parser.add_argument("--no-ray", action="store_true", help="skip starting a Ray head")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from mlplatform.client import Client
+    if args.down:
+        down()
+        return 0
     from mlplatform.settings import get_settings
 
-    settings = get_settings()
-    if args.down:
-        stop_ray()
-        console.print("stopped the local Ray head (and the Serve apps on it)")
-        return 0
     started = time.monotonic()
-    dashboard = None
-    if not args.no_ray:
-        step("1. local Ray")
-        dashboard = start_ray(settings.home)
-        console.print(f"Ray dashboard: {dashboard}")
-    step("2. data")
-    paths = make_data(settings.home)
-    client = Client()
-    step("3. baselines and models")
-    train_and_register(client, paths, settings.home)
-    step("done")
-    console.print(f"finished in {time.monotonic() - started:.0f} s")
-    console.print(f"store:      {client.display_url}")
+    try:
+        facts = run()
+    except DemoFailed as exc:
+        console.print(f"[bold red]demo failed:[/bold red] {exc}")
+        return 1
+    settings = get_settings()
+    step(f"done in {time.monotonic() - started:.0f} s")
+    console.print(f"dashboard:  {DASHBOARD}")
+    console.print(f"endpoint:   {facts['endpoint']}/v1/models  (OpenAPI at {facts['endpoint']}/docs)")
+    console.print(f"try:        {facts['curl']}")
+    console.print(f"report:     {facts.get('report')}")
+    console.print(f"store:      {settings.display_store_url()}")
     console.print(f"artifacts:  {settings.resolved_artifact_uri()}")
-    if dashboard:
-        console.print(f"dashboard:  {dashboard}")
-    console.print("try:        .venv/bin/mlplatform models list")
+    console.print("stop:       make demo-down")
     return 0
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
     sys.exit(main())

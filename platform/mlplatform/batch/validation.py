@@ -1,8 +1,9 @@
 """Input checks for batch scoring: the file schema on the driver (before any compute) and rows in the actors.
 
 Schema problems stop the job before Ray starts work (a missing feature or a column of a type no row could ever be
-cast from). Row problems never stop it: the row is quarantined with a reason, so one bad value cannot take down a
-million-row job, and the reconciliation ``rows_in = rows_scored + rows_quarantined`` keeps the count honest.
+cast from). Row problems never stop it: the row is quarantined with the reasons of the shared row validator, so
+one bad value cannot take down a million-row job, and ``rows_in = rows_scored + rows_quarantined`` keeps the count
+honest.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mlplatform.errors import InvalidInput
+from mlplatform.features.datasets import MISSING_STRINGS
 from mlplatform.features.schema import FeatureSpec
 
 
@@ -64,45 +66,39 @@ class RowSplit:
 
 
 def split_valid_rows(df: pd.DataFrame, features: list[FeatureSpec], required: Sequence[str] = ()) -> RowSplit:
-    """Vectorised row validation; the first problem of a row (in schema order) is its reason.
+    """Row validation for one batch; all problems of a row are its reason, joined by ``; ``.
 
-    A row is rejected for a missing value in a ``required`` column (entity keys) or a non-nullable feature, a
-    numeric value that does not parse, or a non-finite number (the transform would turn it into NaN scores).
+    The feature rules (type, nulls in non-nullable features) are the platform's one validator,
+    :func:`mlplatform.features.validation.row_reasons`, shared with training gates and serving. Batch scoring adds
+    two of its own: a missing entity key (a prediction nobody can join back is useless) and a non-finite number
+    (the transform would turn it into a NaN score).
     """
+    from mlplatform.features.validation import row_reasons
+
     n = len(df)
-    reasons = np.full(n, None, dtype=object)
-
-    def reject(mask: np.ndarray, reason: str) -> None:
-        hit = mask & pd.isna(reasons)
-        reasons[hit] = reason
-
+    reasons: list[list[str]] = [[] for _ in range(n)]
     for name in required:
-        reject(df[name].isna().to_numpy(), f"missing value in key column {name!r}")
+        for i in np.flatnonzero(df[name].isna().to_numpy()):
+            reasons[i].append(f"missing value in key column {name!r}")
+    for i, text in enumerate(row_reasons(df, features).to_numpy()):
+        if text:
+            reasons[i].append(text)
     coerced: dict[str, Any] = {}
     for spec in features:
         col = df[spec.name]
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            # Text the validator reads as missing ("", "NA", "null" ...) is missing here too, never a parse error.
+            col = col.where(~col.map(lambda v: isinstance(v, str) and v.strip() in MISSING_STRINGS), None)
         if spec.is_numeric:
-            if col.dtype == object or pd.api.types.is_string_dtype(col):
-                text = col.astype("string").str.strip()
-                col = col.where(text != "", None)  # an empty CSV cell is a missing value, not a bad number
-                values = pd.to_numeric(col, errors="coerce").astype("float64")
-                bad = (values.isna() & col.notna()).to_numpy()
-                if bad.any():
-                    for position in np.flatnonzero(bad & pd.isna(reasons)):
-                        reasons[position] = f"{spec.name}: cannot cast {col.iloc[position]!r} to a number"
-            else:
-                values = col.astype("float64")
-            array = values.to_numpy()
-            reject(np.isinf(array), f"{spec.name}: value is not finite")
-            missing = np.isnan(array)
+            values = pd.to_numeric(col, errors="coerce").astype("float64") if col.dtype == object or \
+                pd.api.types.is_string_dtype(col) else col.astype("float64")
+            for i in np.flatnonzero(np.isinf(values.to_numpy())):
+                reasons[i].append(f"{spec.name}: value is not finite")
             coerced[spec.name] = values
         else:
-            missing = col.isna().to_numpy()
             coerced[spec.name] = col.astype("object").where(col.notna(), None).map(
                 lambda v: v if v is None else str(v))
-        if not spec.nullable:
-            reject(missing, f"{spec.name}: missing required value")
-    invalid = pd.notna(reasons)
+    invalid = np.fromiter((bool(r) for r in reasons), dtype=bool, count=n)
     valid_positions = np.flatnonzero(~invalid)
-    frame = pd.DataFrame(coerced, index=df.index).iloc[valid_positions] if features else df.iloc[valid_positions]
-    return RowSplit(valid_positions, frame, np.flatnonzero(invalid), [str(r) for r in reasons[invalid]])
+    frame = pd.DataFrame(coerced, index=df.index).iloc[valid_positions]
+    return RowSplit(valid_positions, frame, np.flatnonzero(invalid), ["; ".join(r) for r in reasons if r])

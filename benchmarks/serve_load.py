@@ -25,7 +25,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "platform"), st
 from _report import emit_target, print_table  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402 - module level: FastAPI resolves the route's annotations here
 
-BENCH = "serve_latency"
+BENCH = "serve_load"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
 MAX_REQUESTS = int(os.environ.get("BENCH_MAX_REQUESTS", "3000"))
 

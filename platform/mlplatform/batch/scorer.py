@@ -1,0 +1,163 @@
+"""The Ray Data callable class: validate, transform and predict one batch; the model loads once per actor.
+
+The model arrives through an injected loader, never from the actor's own environment: Ray actors do not see
+the driver's ``MLPLATFORM_*`` settings, and the driver has already resolved and verified the version.
+:class:`ArtifactBytesLoader` carries the verified files themselves (a model artifact is small next to the data),
+so actors need no access to the store or the artifact filesystem, and tests inject a real small model the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from mlplatform.batch.validation import split_valid_rows
+from mlplatform.errors import IntegrityError
+from mlplatform.features.schema import schema_from_json
+from mlplatform.predictor import Predictor
+
+logger = logging.getLogger(__name__)
+
+
+class ArtifactBytesLoader:
+    """Rebuilds a verified artifact directory from its bytes and loads it; each file is checked again against
+    the registry's SHA-256, so what an actor scores with is exactly what the driver verified."""
+
+    def __init__(self, files: dict[str, bytes], expected: dict[str, dict[str, Any]], name: str, version: int) -> None:
+        self.files = files
+        self.expected = expected
+        self.name = name
+        self.version = version
+
+    @classmethod
+    def from_dir(cls, directory: Path, expected: dict[str, dict[str, Any]], name: str,
+                 version: int) -> ArtifactBytesLoader:
+        return cls({rel: (Path(directory) / rel).read_bytes() for rel in expected}, expected, name, version)
+
+    def __call__(self) -> Predictor:
+        local = Path(tempfile.mkdtemp(prefix="mlplatform-batch-model-"))
+        try:
+            for rel, data in self.files.items():
+                found = hashlib.sha256(data).hexdigest()
+                if found != self.expected[rel]["sha256"]:
+                    raise IntegrityError(f"artifact file {rel} of {self.name}:{self.version} changed in transit "
+                                         f"(sha256 {found[:12]})", field=rel)
+                target = local / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            return Predictor.from_dir(local, name=self.name, version=self.version)
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
+
+
+def prediction_fields(manifest_task: str, classes: list[Any] | None) -> list[pa.Field]:
+    """Output columns after the kept keys; the same for every batch so that all files share one schema."""
+    if manifest_task != "classification":
+        return [pa.field("prediction", pa.float64())]
+    class_type = pa.array(list(classes or [])).type if classes else pa.string()
+    fields = [pa.field("prediction", class_type)]
+    if classes is not None and len(classes) == 2:
+        fields.append(pa.field("probability", pa.float64()))  # P(classes[1]), never "the max"
+    else:
+        fields.append(pa.field("confidence", pa.float64()))
+        fields.extend(pa.field(f"probability_{c}", pa.float64()) for c in classes or [])
+    return fields
+
+
+def output_schema(input_schema: pa.Schema, keep_columns: list[str], task: str,
+                  classes: list[Any] | None) -> pa.Schema:
+    return pa.schema([input_schema.field(c) for c in keep_columns] + prediction_fields(task, classes) + [
+        pa.field("model_name", pa.string()), pa.field("model_version", pa.int64()),
+        pa.field("run_id", pa.string()), pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+    ])
+
+
+def quarantine_schema(input_schema: pa.Schema, keep_columns: list[str]) -> pa.Schema:
+    return pa.schema([input_schema.field(c) for c in keep_columns]
+                     + [pa.field("reason", pa.string()), pa.field("row", pa.string())])
+
+
+class BatchScorer:
+    """``ds.map_batches(BatchScorer, fn_constructor_kwargs=..., batch_format="pyarrow", concurrency=N)``.
+
+    Valid rows come back as prediction rows; invalid rows go to ``<quarantine_path>/part-<hash>.parquet``
+    written from here. The name is a hash of the batch's content, so a retried task overwrites its own file
+    instead of adding a duplicate, and the driver's reconciliation catches anything else.
+    """
+
+    def __init__(self, loader: Callable[[], Predictor], *, feature_schema: list[dict[str, Any]],
+                 keep_columns: list[str], required_columns: list[str], output_schema: pa.Schema,
+                 quarantine_schema: pa.Schema, quarantine_fs: pafs.FileSystem, quarantine_path: str,
+                 run_id: str, scored_at: datetime) -> None:
+        self.predictor = loader()
+        self.features = schema_from_json(feature_schema)
+        self.keep_columns = keep_columns
+        self.required_columns = required_columns
+        self.output_schema = output_schema
+        self.quarantine_schema = quarantine_schema
+        self.quarantine_fs = quarantine_fs
+        self.quarantine_path = quarantine_path
+        self.run_id = run_id
+        self.scored_at = pd.Timestamp(scored_at)
+        self.classes = self.predictor.manifest.classes
+        logger.info("batch scorer loaded %s:%s", self.predictor.name, self.predictor.version)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        frame = batch.to_pandas()
+        split = split_valid_rows(frame, self.features, self.required_columns)
+        if len(split.invalid_positions):
+            self._quarantine(batch, frame, split.invalid_positions, split.reasons)
+        return self._predict(batch, split.features, split.valid_positions)
+
+    def _predict(self, batch: pa.Table, features: pd.DataFrame, positions: np.ndarray) -> pa.Table:
+        n = len(positions)
+        columns: dict[str, Any] = {c: batch.column(c).take(pa.array(positions, pa.int64()))
+                                   for c in self.keep_columns}
+        result = self.predictor.predict(features) if n else None
+        for field in self.output_schema:
+            if field.name in columns:
+                continue
+            if field.name == "prediction":
+                values: Any = result.predictions if result is not None else []
+            elif field.name == "probability":
+                values = result.probabilities[:, 1] if result is not None else []
+            elif field.name == "confidence":
+                values = result.confidence if result is not None else []
+            elif field.name.startswith("probability_"):
+                index = [f"probability_{c}" for c in self.classes or []].index(field.name)
+                values = result.probabilities[:, index] if result is not None else []
+            elif field.name == "model_name":
+                values = [self.predictor.name] * n
+            elif field.name == "model_version":
+                values = [self.predictor.version] * n
+            elif field.name == "run_id":
+                values = [self.run_id] * n
+            else:  # scored_at: one time per run, so every row of a run agrees
+                values = [self.scored_at] * n
+            columns[field.name] = pa.array(values, type=field.type)
+        return pa.table(columns, schema=self.output_schema)
+
+    def _quarantine(self, batch: pa.Table, frame: pd.DataFrame, positions: np.ndarray, reasons: list[str]) -> None:
+        take = pa.array(positions, pa.int64())
+        raw = frame.iloc[positions]
+        raw = raw.astype(object).where(raw.notna(), None)  # JSON null, not the non-standard NaN
+        rows = [json.dumps(r, default=str, sort_keys=True) for r in raw.to_dict(orient="records")]
+        table = pa.table({**{c: batch.column(c).take(take) for c in self.keep_columns},
+                          "reason": pa.array(reasons, pa.string()), "row": pa.array(rows, pa.string())},
+                         schema=self.quarantine_schema)
+        digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+        self.quarantine_fs.create_dir(self.quarantine_path, recursive=True)
+        pq.write_table(table, f"{self.quarantine_path}/part-{digest[:32]}.parquet", filesystem=self.quarantine_fs)

@@ -1,0 +1,60 @@
+"""Batch scoring's driver-side schema check, row split and worker-error translation (no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from mlplatform.batch.job import BatchResult, _check, _translate
+from mlplatform.batch.validation import check_input_schema, split_valid_rows
+from mlplatform.errors import IntegrityError, InvalidInput, MLPlatformError
+from mlplatform.features.schema import FeatureSpec
+
+FEATURES = [FeatureSpec(name="x", dtype="float"), FeatureSpec(name="c", dtype="category")]
+
+
+def test_row_split_keeps_valid_rows_and_gives_every_reason() -> None:
+    df = pd.DataFrame({"id": ["a", None, "c", "d", "e"], "x": ["1.5", "2", "abc", "NA", "inf"],
+                       "c": ["u", None, "v", "w", "u"]})
+    split = split_valid_rows(df, FEATURES, ["id"])
+    assert split.valid_positions.tolist() == [0, 3] and split.invalid_positions.tolist() == [1, 2, 4]
+    assert split.reasons == ["missing value in key column 'id'", "x: expected float, got 'abc'",
+                             "x: value is not finite"]
+    assert split.features["x"].tolist()[0] == 1.5 and np.isnan(split.features["x"].tolist()[1])  # "NA" = missing
+
+
+def test_schema_check_names_the_column() -> None:
+    good = pa.schema([("id", pa.string()), ("x", pa.float64()), ("c", pa.dictionary(pa.int8(), pa.string()))])
+    check_input_schema(good, FEATURES, ["id"])
+    check_input_schema(pa.schema([("x", pa.string()), ("c", pa.int64())]), FEATURES, [])  # cast per row
+    with pytest.raises(InvalidInput, match="needs feature 'c'") as caught:
+        check_input_schema(pa.schema([("x", pa.float64())]), FEATURES, [])
+    assert caught.value.field == "c"
+    with pytest.raises(InvalidInput, match="feature 'x' is list<item: double>") as caught:
+        check_input_schema(pa.schema([("x", pa.list_(pa.float64())), ("c", pa.string())]), FEATURES, [])
+    assert caught.value.field == "x"
+
+
+def test_worker_failures_become_one_platform_error() -> None:
+    trace = ("\x1b[36mray::MapWorker(MapBatches(BatchScorer)).submit()\x1b[39m (pid=1)\n"
+             '  File "scorer.py", line 8, in __call__\n    raise IntegrityError(...)\n'
+             "mlplatform.errors.IntegrityError: model.skops: bad bytes\n\n"
+             "The above exception was the direct cause of the following exception:\n\n"
+             "ray.exceptions.UserCodeException: UDF failed to process a data block.")
+    error = _translate(RuntimeError(trace), "/out/model=m/version=1")
+    assert isinstance(error, IntegrityError)
+    assert str(error) == ("batch scoring failed in a worker: model.skops: bad bytes; no output was published to "
+                          "/out/model=m/version=1")
+    other = _translate(RuntimeError(trace.replace("mlplatform.errors.IntegrityError", "ZeroDivisionError")), "/o")
+    assert type(other) is MLPlatformError and "ZeroDivisionError: model.skops: bad bytes" in str(other)
+
+
+def test_rows_that_do_not_reconcile_are_refused() -> None:
+    lost = BatchResult(run_id="r", model_name="m", model_version=1, output_path="/o/model=m/version=1",
+                       quarantine_path="/o/q", rows_in=5000, rows_scored=4500, rows_quarantined=0, duration_s=1.0,
+                       rows_per_s=5000.0, input_fingerprint="f")
+    assert not lost.reconciled
+    with pytest.raises(IntegrityError, match="5000 in != 4500 scored \\+ 0 quarantined; nothing was published"):
+        _check(lost, 0.05, None, "/unused")  # type: ignore[arg-type]

@@ -1,0 +1,60 @@
+"""Batch scoring as a Ray job (SPEC S5.1).
+
+    ray job submit --working-dir . \
+        --runtime-env-json '{"env_vars": {"MLPLATFORM_STORE_URL": "postgresql+psycopg://...",
+                                          "MLPLATFORM_ARTIFACT_URI": "s3://bucket/artifacts"}}' \
+        -- python train_jobs/batch_score.py --model churn@champion --input s3://bucket/scoring/2026-01-02/ \
+           --output s3://bucket/predictions --keep-columns customer_id
+
+The job's driver runs on the head node and is the only process that talks to the store; the scoring actors get
+the verified model files from it. ``ray job submit`` reads the cluster's auth token from ``~/.ray/auth_token``
+(Ray 2.60 turns token authentication on by default). Exit code: 0 done, 2 bad input or unknown model, 3 too many
+quarantined rows, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Score Parquet/CSV with a registered model version on Ray Data.")
+    parser.add_argument("--model", required=True, help="name@alias or name:version")
+    parser.add_argument("--input", required=True, help="file, folder or glob on any pyarrow filesystem")
+    parser.add_argument("--output", required=True, help="output folder (model=<name>/version=<v>/ inside)")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=None, help="actors (default: one per CPU)")
+    parser.add_argument("--keep-columns", default="", help="comma-separated id columns")
+    parser.add_argument("--partition-by", default=None)
+    parser.add_argument("--max-quarantine", type=float, default=0.05)
+    parser.add_argument("--on-invalid", choices=["quarantine", "fail"], default="quarantine")
+    parser.add_argument("--online-key", default=None, help="also update MLPLATFORM_HOME/online/<model>.parquet")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from mlplatform.batch import run_batch
+    from mlplatform.errors import MLPlatformError
+    from mlplatform.logs import configure_logging
+
+    configure_logging()
+    keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
+    if args.online_key and args.online_key not in keep:
+        keep.append(args.online_key)
+    try:
+        result = run_batch(args.model, args.input, args.output, batch_size=args.batch_size,
+                           concurrency=args.concurrency, keep_columns=keep, partition_by=args.partition_by,
+                           max_quarantine_fraction=args.max_quarantine, on_invalid=args.on_invalid,
+                           online_key=args.online_key)
+    except MLPlatformError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(result.to_dict(), sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

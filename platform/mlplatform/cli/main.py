@@ -19,6 +19,12 @@ NOUNS: dict[str, str] = {
     "store": "mlplatform.cli.store",
     "models": "mlplatform.cli.models",
     "runs": "mlplatform.cli.runs",
+    "serve": "mlplatform.cli.serve",
+    "data": "mlplatform.cli.data",
+    "train": "mlplatform.cli.train",
+    "tune": "mlplatform.cli.tune",
+    "monitor": "mlplatform.cli.monitor",
+    "batch": "mlplatform.cli.batch",
 }
 for noun, module in NOUNS.items():
     app.add_typer(importlib.import_module(module).app, name=noun)

@@ -25,6 +25,7 @@ NOUNS: dict[str, str] = {
     "tune": "mlplatform.cli.tune",
     "monitor": "mlplatform.cli.monitor",
     "batch": "mlplatform.cli.batch",
+    "rollout": "mlplatform.cli.rollout",
 }
 for noun, module in NOUNS.items():
     app.add_typer(importlib.import_module(module).app, name=noun)

@@ -58,6 +58,28 @@ class PredictionLogConfig(_Strict):
     write_timeout_s: float = Field(default=2.0, gt=0)
 
 
+class RolloutConfig(_Strict):
+    """How replicas follow the registry and guard a rollout (SPEC S7); the rollout itself lives in the store."""
+
+    follow_registry: bool = Field(default=True, description="Poll aliases and the rollout state.")
+    poll_interval_s: float = Field(default=10.0, gt=0, description="Alias moves reach replicas within this.")
+    guard_interval_s: float = Field(default=5.0, gt=0)
+    window_s: float = Field(default=300.0, gt=0, description="Sliding window of the guard's statistics.")
+    shadow_max_inflight: int = Field(default=1000, ge=0, description="Shadow copies queued or in flight per "
+                                     "model; more are dropped and counted.")
+    shadow_timeout_s: float = Field(default=5.0, gt=0)
+    entity_field: str | None = Field(default=None, description="Instance field used as the sticky routing key "
+                                     "when no X-User-ID / X-Request-Key header is sent.")
+    fault_injection: dict[int, float] = Field(default_factory=dict, description="TEST ONLY: version -> fraction "
+                                              "of its requests that fail deterministically.")
+
+    @model_validator(mode="after")
+    def _rates(self) -> RolloutConfig:
+        if any(not 0 <= rate <= 1 for rate in self.fault_injection.values()):
+            raise ValueError("fault_injection rates must be in [0, 1]")
+        return self
+
+
 class ModelEntry(_Strict):
     name: str = Field(description="Registered model name; the URL segment in /v1/models/{name}.")
     ref: str | None = Field(default=None, description="name, name:version or name@alias; default name@champion.")
@@ -87,6 +109,7 @@ class ServingConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
     health_check_period_s: float = Field(default=10.0, gt=0)
 

@@ -32,6 +32,8 @@ from mlplatform.errors import (
 )
 from mlplatform.serving.config import ServingConfig
 from mlplatform.serving.prediction_log import PredictionLogBuffer
+from mlplatform.serving.rollout.routing import routing_key
+from mlplatform.serving.rollout.shadow import ShadowQueue
 from mlplatform.serving.validation import parse_instances, parse_json_body
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ class ServingAPI:
                      if log_cfg.enabled else None)
         self._replica = _replica_id()
         self._metrics = _Metrics()
+        self._shadows: dict[str, ShadowQueue] = {}
 
     def __del__(self) -> None:
         # Serve calls the destructor on graceful shutdown: flush the prediction log before the replica exits.
@@ -148,8 +151,9 @@ class ServingAPI:
             handle = self._handle(name)
             payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
             instances = parse_instances(payload, self.cfg.max_instances)
-            answer = await self._call(handle.predict.remote(instances), self.cfg.request_timeout_s,
-                                      f"model {name}")
+            key = routing_key(request.headers, instances, request_id, self.cfg.rollout.entity_field)
+            answer = await self._call(handle.predict.remote(instances, routing_key=key),
+                                      self.cfg.request_timeout_s, f"model {name}")
         except Exception as exc:
             response = error_response(exc, request_id)
             status = response.status_code
@@ -157,6 +161,7 @@ class ServingAPI:
         finally:
             self._metrics.request(name, status, time.perf_counter() - started)
         results = answer.pop("results")
+        mirrors = answer.pop("mirror_versions", None) or []
         latency_ms = (time.perf_counter() - started) * 1000
         body = {"predictions": [r["prediction"] for r in results], **answer, "request_id": request_id,
                 "served_by": self._replica, "timestamp": datetime.now(UTC).isoformat()}
@@ -165,14 +170,34 @@ class ServingAPI:
         self._log_answer(request_id, answer, instances, results, latency_ms)
         hits = sum(answer["cached"])
         cache_header = "hit" if hits == len(results) else "miss" if hits == 0 else "partial"
+        for version in mirrors:  # queued only: sent after this response, in batches
+            self._mirror(name, handle, request_id, instances, version)
         return JSONResponse(body, headers={"X-Cache": cache_header})
+
+    def _mirror(self, name: str, handle: Any, request_id: str, instances: list[dict[str, Any]],
+                version: int) -> None:
+        def done(answer: dict[str, Any] | None, error: BaseException | None, latency_ms: float) -> None:
+            if error is not None:
+                logger.info("shadow copy of %s to version %s failed: %s", request_id, version, unwrap(error))
+                return
+            assert answer is not None
+            self._log_answer(request_id, answer, instances, answer.pop("results"), latency_ms)
+
+        queue = self._shadows.get(name)
+        if queue is None:
+            rollout = self.cfg.rollout
+            queue = self._shadows[name] = ShadowQueue(
+                lambda v, batch: _await(handle.predict_shadow.remote(v, batch)),
+                max_queued=rollout.shadow_max_inflight, max_batch=self.cfg.batching.max_batch_size,
+                timeout_s=rollout.shadow_timeout_s)
+        queue.submit(version, instances, done)
 
     def _log_answer(self, request_id: str, answer: dict[str, Any], instances: list[dict[str, Any]],
                     results: list[dict[str, Any]], latency_ms: float) -> None:
         if self._log is None:
             return
         now = datetime.now(UTC)
-        variant = "fallback" if answer.get("fallback") else None
+        variant = "fallback" if answer.get("fallback") else answer.get("variant")
         version = answer.get("fallback_version", answer["model_version"])
         self._log.add([PredictionRecord(
             request_id=request_id, model_name=answer["model_name"], version=version, features=instances[i],
@@ -207,7 +232,8 @@ class ServingAPI:
             return error_response(exc, request.state.request_id)
         ready = {n: isinstance(m, dict) and bool(m.get("ready")) for n, m in zip(self._models, metas, strict=True)}
         body = {"status": "ok" if all(ready.values()) else "degraded", "models": ready,
-                "prediction_log": self._log.stats() if self._log else None}
+                "prediction_log": self._log.stats() if self._log else None,
+                "shadow": {n: q.stats() for n, q in self._shadows.items()}}
         return JSONResponse(body, status_code=200 if all(ready.values()) else 503,
                             headers=None if all(ready.values()) else {"Retry-After": "5"})
 

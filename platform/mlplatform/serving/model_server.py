@@ -18,12 +18,16 @@ import numpy as np
 import pandas as pd
 from ray import serve
 
-from mlplatform.errors import InvalidInput, MLPlatformError, Unavailable
+from mlplatform.errors import InvalidInput, MLPlatformError, NotFound, Unavailable
 from mlplatform.features.schema import FeatureSpec, schema_from_json
 from mlplatform.predictor import Predictor
 from mlplatform.serving.breaker import CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
 from mlplatform.serving.config import ServingConfig
+from mlplatform.serving.rollout.faults import FaultInjector
+from mlplatform.serving.rollout.follower import RegistryFollower, Routes, current_replica_id
+from mlplatform.serving.rollout.routing import SHADOW
+from mlplatform.serving.rollout.window import VersionStats
 from mlplatform.serving.validation import validate_rows
 
 logger = logging.getLogger(__name__)
@@ -96,10 +100,13 @@ class ModelServer:
         self.model_name = model_name
         self.entry = next(m for m in self.cfg.models if m.name == model_name)
         self._client = build_client(self.cfg)
-        self._model: LoadedModel | None = None
         self._fallback: LoadedModel | None = None
         self.requested_ref: str | None = None
-        self.last_error: str | None = None
+        # champion, challenger and mirrors live in the follower's routing table (one atomic reference)
+        self._version_stats = VersionStats(self.cfg.rollout.window_s)
+        self._follower = RegistryFollower(model_name, self._client, self._load_version, self.cfg.rollout,
+                                          self._version_stats, current_replica_id())
+        self._faults = FaultInjector(self.cfg.rollout.fault_injection)
         self._cache = PredictionCache(self.cfg.cache.max_entries, self.cfg.cache.ttl_s)
         self._breaker = CircuitBreaker(f"model {model_name}", self.cfg.breaker.failure_threshold,
                                        self.cfg.breaker.reset_timeout_s)
@@ -109,22 +116,40 @@ class ModelServer:
         self._batched.set_max_batch_size(batching.max_batch_size)
         self._batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
+    @property
+    def _model(self) -> LoadedModel | None:
+        routes = self._follower.routes
+        return None if routes is None else routes.champion
+
+    @property
+    def last_error(self) -> str | None:
+        return self._follower.last_error
+
+    def __del__(self) -> None:
+        follower = getattr(self, "_follower", None)
+        if follower is not None:
+            follower.stop()
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         ref = (user_config or {}).get("ref") or self.entry.initial_ref()
         self.requested_ref = ref
         try:
-            loaded = await asyncio.to_thread(self._load, ref)
+            # load, verify and warm up whatever is new, then swap the routing table in one assignment:
+            # in-flight batches keep the objects they already hold
+            await asyncio.to_thread(self._follower.refresh, ref, retry=True)
         except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._follower.last_error = f"{type(exc).__name__}: {exc}"
             if self._model is None:
                 raise  # nothing to keep serving: fail the replica so Serve reports and retries it
+        model = self._model
+        assert model is not None
+        if self.last_error:
             logger.error("refusing %s for %s; still serving version %s: %s", ref, self.model_name,
-                         self._model.version, self.last_error)
-            return
-        self._model = loaded  # one reference swap: in-flight batches keep the object they already hold
-        self.last_error = None
-        logger.info("serving %s version %s (loaded in %.2fs)", loaded.name, loaded.version, loaded.load_seconds)
+                         model.version, self.last_error)
+        else:
+            logger.info("serving %s version %s (loaded in %.2fs)", model.name, model.version, model.load_seconds)
+        self._follower.start()  # alias moves and rollout changes from now on arrive through the poll
         if self.entry.fallback and self._fallback is None:
             try:
                 self._fallback = await asyncio.to_thread(self._load, self.entry.fallback)
@@ -133,8 +158,10 @@ class ModelServer:
                                exc_info=True)
 
     def _load(self, ref: str) -> LoadedModel:
+        return self._load_version(self._client.registry.resolve(ref), ref)
+
+    def _load_version(self, version: Any, ref: str) -> LoadedModel:
         started = time.perf_counter()
-        version = self._client.registry.resolve(ref)
         if version.model_name != self.model_name:
             raise InvalidInput(f"ref {ref!r} names model {version.model_name}, not {self.model_name}", field="ref")
         predictor = self._client.registry.load(version)  # raises IntegrityError on any sha256 mismatch
@@ -151,20 +178,65 @@ class ModelServer:
     # -- reads -------------------------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         model = self._model
+        routes = self._follower.routes
         base = {"name": self.model_name, "ready": model is not None, "requested_ref": self.requested_ref,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "routing": None if routes is None else routes.describe()}
         return {**base, **model.metadata()} if model else base
 
     def stats(self) -> dict[str, Any]:
+        routes = self._follower.routes
         return {"version": None if self._model is None else self._model.version,
                 "batch_sizes": list(self._batch_sizes), "cache": self._cache.stats(),
-                "breaker": self._breaker.state, "last_error": self.last_error}
+                "breaker": self._breaker.state, "last_error": self.last_error,
+                "routing": None if routes is None else routes.describe(),
+                "versions": self._version_stats.snapshot(), "refused": dict(self._follower.refused),
+                "last_decision": self._follower.last_decision}
+
+    async def guard_now(self) -> str | None:
+        """Run one guard check at once (operators; the background thread does it every guard interval)."""
+        return await asyncio.to_thread(self._follower.guard_once)
 
     # -- predict -----------------------------------------------------------------------------------------------
-    async def predict(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
-        model = self._model
-        if model is None:
+    async def predict(self, instances: list[dict[str, Any]], routing_key: str | None = None,
+                      shadow_version: int | None = None) -> dict[str, Any]:
+        """Answer from the version the routing table picks for ``routing_key`` (sticky), or, for a shadow copy,
+        from the mirrored ``shadow_version``. The answer names the version and the variant; a primary answer also
+        lists the versions the ingress should mirror the request to."""
+        routes: Routes | None = self._follower.routes
+        if routes is None:
             raise Unavailable(f"model {self.model_name} is not ready", retry_after_s=5)
+        if shadow_version is not None:
+            variant, model = SHADOW, routes.mirror(shadow_version)
+            if model is None:
+                raise NotFound(f"version {shadow_version} of {self.model_name} is not mirrored here",
+                               field="version")
+        else:
+            variant, model = routes.pick(routing_key)
+        started = time.perf_counter()
+        ok: bool | None = False
+        try:
+            self._faults.check(model.version)
+            answer = await self._predict_with(model, instances)
+            ok = True
+        except InvalidInput:
+            ok = None  # the client's mistake says nothing about the version
+            raise
+        finally:
+            if ok is not None:  # one event per request, not per row (SPEC S7.5)
+                self._version_stats.record(model.version, variant, (time.perf_counter() - started) * 1000, ok)
+        answer["variant"] = variant
+        if shadow_version is None:
+            answer["mirror_versions"] = [m.version for m in routes.mirrors]
+        return answer
+
+    async def predict_shadow(self, version: int, batch: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Many queued shadow copies in one call; they meet in ``@serve.batch`` like any requests. A failed copy
+        becomes ``{"error": message}`` so one bad copy cannot fail the others."""
+        answers = await asyncio.gather(*[self.predict(instances, shadow_version=version) for instances in batch],
+                                       return_exceptions=True)
+        return [a if isinstance(a, dict) else {"error": f"{type(a).__name__}: {a}"} for a in answers]
+
+    async def _predict_with(self, model: LoadedModel, instances: list[dict[str, Any]]) -> dict[str, Any]:
         rows = validate_rows(instances, model.schema)
         cache_on = self.cfg.cache.enabled
         keys = [cache_key(model.name, model.version, model.schema_version, r) for r in rows] if cache_on else []

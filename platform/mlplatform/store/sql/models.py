@@ -247,3 +247,26 @@ class AuditRow(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
+
+
+class RolloutRow(Base):
+    """One staged rollout per model (champion -> challenger): the routing state every replica follows."""
+
+    __tablename__ = "rollouts"
+    model_name: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    stage: Mapped[str] = mapped_column(sa.String(32))
+    stages: Mapped[list[Any]]
+    champion_version: Mapped[int | None]
+    challenger_version: Mapped[int | None]
+    salt: Mapped[str] = mapped_column(sa.String(64))
+    policy: Mapped[dict[str, Any]]
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    rollbacks: Mapped[int] = mapped_column(sa.Integer)
+    details: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    stage_started_at: Mapped[datetime]
+    cooldown_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -1,0 +1,228 @@
+"""Inside each model replica: follow the registry's aliases and the rollout state, and run the guard.
+
+A background thread polls every ``poll_interval_s`` (one alias query and one rollout row). A version that is not
+loaded yet is loaded, SHA-256 verified and warmed up *before* the routing table is swapped, in one reference
+assignment, so requests in flight keep the table they started with and none fails during a promote or rollback. A
+version that fails to load is remembered as refused and never routed to; the current one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlplatform.errors import Conflict, NotFound
+from mlplatform.serving.config import RolloutConfig
+from mlplatform.serving.rollout import control
+from mlplatform.serving.rollout.guard import ADVANCE, ALARM, ROLLBACK, GuardPolicy, decide
+from mlplatform.serving.rollout.routing import CHALLENGER, CHAMPION, assign
+from mlplatform.serving.rollout.window import VersionStats
+from mlplatform.store.sql.rollouts import RolloutState
+
+logger = logging.getLogger(__name__)
+
+
+def current_replica_id() -> str:
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # outside a replica (unit use)
+        return "local"
+
+
+@dataclass(frozen=True)
+class Routes:
+    """An immutable routing table; replaced whole, never edited."""
+
+    champion: Any  # LoadedModel
+    challenger: Any | None = None
+    challenger_weight: float = 0.0
+    salt: str = ""
+    mirrors: tuple[Any, ...] = ()
+    stage: str | None = None
+    status: str | None = None
+
+    def pick(self, key: str | None) -> tuple[str, Any]:
+        if self.challenger is None or key is None or self.challenger_weight <= 0:
+            return CHAMPION, self.champion
+        if assign(key, self.salt, self.challenger_weight) == CHALLENGER:
+            return CHALLENGER, self.challenger
+        return CHAMPION, self.champion
+
+    def mirror(self, version: int) -> Any | None:
+        return next((m for m in self.mirrors if m.version == version), None)
+
+    def versions(self) -> set[int]:
+        found = {self.champion.version, *(m.version for m in self.mirrors)}
+        if self.challenger is not None:
+            found.add(self.challenger.version)
+        return found
+
+    def describe(self) -> dict[str, Any]:
+        return {"champion": self.champion.version,
+                "challenger": None if self.challenger is None else self.challenger.version,
+                "challenger_weight": self.challenger_weight, "mirrors": [m.version for m in self.mirrors],
+                "stage": self.stage, "status": self.status}
+
+
+class RegistryFollower:
+    def __init__(self, model_name: str, client: Any, load_version: Callable[[Any, str], Any], cfg: RolloutConfig,
+                 stats: VersionStats, replica_id: str) -> None:
+        self.model_name = model_name
+        self.cfg = cfg
+        self.stats = stats
+        self.replica_id = replica_id
+        self._client = client
+        self._load_version = load_version  # (ModelVersion, ref) -> LoadedModel; raises on a bad artifact
+        self._rollouts = control.rollout_store(client)
+        self._loaded: dict[int, Any] = {}
+        self.refused: dict[int, str] = {}
+        self.routes: Routes | None = None
+        self.rollout: RolloutState | None = None
+        self.champion_ref: str | None = None
+        self.last_error: str | None = None
+        self.last_decision: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- loading -----------------------------------------------------------------------------------------------
+    def _get(self, version: int, ref: str) -> Any | None:
+        if version in self._loaded:
+            return self._loaded[version]
+        if version in self.refused:
+            return None
+        try:
+            entity = self._client.registry.get_version(self.model_name, version=version)
+            loaded = self._load_version(entity, ref)
+        except Exception as exc:
+            self.refused[version] = f"{type(exc).__name__}: {exc}"
+            logger.error("refusing %s:%s: %s", self.model_name, version, self.refused[version])
+            return None
+        self._loaded[version] = loaded
+        return loaded
+
+    def refresh(self, champion_ref: str | None = None, *, retry: bool = False) -> Routes | None:
+        """Resolve aliases and rollout state, load what is missing, swap the table. Raises only when there is no
+        champion at all (the replica cannot serve)."""
+        from mlplatform.client import parse_model_ref
+
+        with self._lock:
+            if champion_ref is not None:
+                self.champion_ref = champion_ref
+            assert self.champion_ref is not None
+            name, pinned, alias = parse_model_ref(self.champion_ref)
+            if name != self.model_name:
+                raise NotFound(f"ref {self.champion_ref!r} names model {name}, not {self.model_name}", field="ref")
+            follow = self.cfg.follow_registry
+            aliases = dict(self._client.registry.get_model(name).aliases) if follow or pinned is None else {}
+            champion_version = pinned if pinned is not None else aliases.get(alias or "champion")
+            if retry and champion_version is not None:
+                self.refused.pop(champion_version, None)
+            rollout = self._rollouts.get(name) if follow else None
+            current = self.routes.champion if self.routes else None
+            champion = None
+            if champion_version is None:
+                self.last_error = f"NotFound: model {name} has no alias {alias or 'champion'!r}"
+            else:
+                champion = self._get(champion_version, self.champion_ref)
+                self.last_error = None if champion is not None else self.refused.get(champion_version)
+            champion = champion or current
+            if champion is None:
+                raise NotFound(self.last_error or f"no version of {name} could be loaded", field="ref")
+            routes = self._table(champion, aliases, rollout)
+            self._loaded = {v: m for v, m in self._loaded.items() if v in routes.versions()}
+            if self.routes is None or routes.describe() != self.routes.describe():
+                logger.info("routing for %s: %s", name, routes.describe())
+            self.routes, self.rollout = routes, rollout
+            self.stats.forget(routes.versions() | ({rollout.challenger_version} if rollout else set()))
+            return routes
+
+    def _table(self, champion: Any, aliases: dict[str, int], rollout: RolloutState | None) -> Routes:
+        challenger_version = aliases.get("challenger")
+        challenger = None
+        # the rollout applies only to the pair it was started for; any alias move makes it stale (weight 0)
+        if (rollout is not None and rollout.active and challenger_version is not None
+                and rollout.challenger_version == challenger_version
+                and rollout.champion_version == champion.version and challenger_version != champion.version
+                and (rollout.challenger_weight > 0 or rollout.mirror_challenger)):
+            challenger = self._get(challenger_version, f"{self.model_name}@challenger")
+        mirrors = [challenger] if challenger is not None and rollout and rollout.mirror_challenger else []
+        shadow_version = aliases.get("shadow")
+        if shadow_version is not None and shadow_version != champion.version \
+                and shadow_version not in {m.version for m in mirrors}:
+            shadow = self._get(shadow_version, f"{self.model_name}@shadow")
+            if shadow is not None:
+                mirrors.append(shadow)
+        weight = rollout.challenger_weight if challenger is not None and rollout else 0.0
+        return Routes(champion=champion, challenger=challenger if weight > 0 else None, challenger_weight=weight,
+                      salt=rollout.salt if rollout else "", mirrors=tuple(mirrors),
+                      stage=rollout.stage if rollout else None, status=rollout.status if rollout else None)
+
+    # -- guard -------------------------------------------------------------------------------------------------
+    def guard_once(self) -> str | None:
+        rollout, routes = self.rollout, self.routes
+        if rollout is None or routes is None:
+            return None
+        try:
+            self._rollouts.report_metrics(self.model_name, self.replica_id, {
+                "versions": self.stats.snapshot(), "routes": routes.describe()})
+        except Exception:
+            logger.warning("could not report rollout metrics for %s", self.model_name, exc_info=True)
+        challenger_version = rollout.challenger_version
+        if not rollout.active or routes.champion.version != rollout.champion_version \
+                or challenger_version is None or challenger_version not in routes.versions():
+            return None
+        policy = GuardPolicy.model_validate(rollout.policy)
+        now = datetime.now(UTC)
+        decision = decide(policy, self.stats.stats(routes.champion.version), self.stats.stats(challenger_version),
+                          seconds_in_stage=(now - rollout.stage_started_at).total_seconds(),
+                          in_cooldown=bool(rollout.cooldown_until and now < rollout.cooldown_until),
+                          can_advance=control.next_stage(rollout) is not None)
+        self.last_decision = decision.to_dict()
+        try:
+            if decision.action == ROLLBACK:
+                control.rollback(self._client, rollout, decision)
+            elif decision.action == ADVANCE:
+                control.advance(self._client, self.model_name, actor="rollout-guard", reason=decision.reason,
+                                expected_revision=rollout.revision)
+            elif decision.action == ALARM:
+                control.alert(self._client, rollout, decision)
+        except Conflict:
+            logger.info("rollout of %s changed under the guard (another replica acted)", self.model_name)
+        if decision.action in (ROLLBACK, ADVANCE):
+            self.refresh()  # apply at once instead of waiting for the next poll
+        return decision.action
+
+    # -- background thread -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None and self.cfg.follow_registry:
+            self._thread = threading.Thread(target=self._run, name=f"follow-{self.model_name}", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        next_poll = time.monotonic() + self.cfg.poll_interval_s
+        next_guard = time.monotonic() + self.cfg.guard_interval_s
+        while not self._stop.wait(max(0.01, min(next_poll, next_guard) - time.monotonic())):
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + self.cfg.poll_interval_s
+                try:
+                    self.refresh()
+                except Exception:  # the store may be down: keep serving what is loaded
+                    logger.warning("registry poll for %s failed", self.model_name, exc_info=True)
+            if now >= next_guard:
+                next_guard = now + self.cfg.guard_interval_s
+                try:
+                    self.guard_once()
+                except Exception:
+                    logger.warning("rollout guard for %s failed", self.model_name, exc_info=True)

@@ -117,7 +117,8 @@ def ray_session() -> Iterator[str]:
             os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
         # address="local": always a fresh instance, even when `make demo` left a `ray start` head running.
         context = ray.init(
-            address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=_free_port(),
+            address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
+            dashboard_port=_free_port(),
             log_to_driver=False,
             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([
                 str(Path(__file__).resolve().parents[1] / "platform"),

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def _submit(client, entrypoint: str, env: dict[str, str]) -> str:  # noqa: ANN001 - JobSubmissionClient
+def _submit(client, entrypoint: str, env: dict[str, str]) -> str:
     deadline = time.monotonic() + 240
     while True:
         try:
@@ -26,7 +26,7 @@ def _submit(client, entrypoint: str, env: dict[str, str]) -> str:  # noqa: ANN00
             time.sleep(2)
 
 
-def _wait(client, job_id: str, timeout: float = 420) -> str:  # noqa: ANN001
+def _wait(client, job_id: str, timeout: float = 420) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = client.get_job_status(job_id)

@@ -9,11 +9,11 @@ import pytest
 from mlplatform.errors import IntegrityError, InvalidInput
 
 
-def _stored_file(client, version, name: str) -> Path:  # noqa: ANN001
+def _stored_file(client, version, name: str) -> Path:
     return Path(version.artifact_uri) / name
 
 
-def test_tampered_weights_are_refused_and_previous_model_keeps_working(client, model_artifact_dir, churn_df) -> None:  # noqa: ANN001
+def test_tampered_weights_are_refused_and_previous_model_keeps_working(client, model_artifact_dir, churn_df) -> None:
     version = client.registry.register("churn", model_artifact_dir, alias="champion")
     loaded = client.registry.load("churn@champion")
     expected = loaded.predict(churn_df.head(5)).predictions
@@ -24,21 +24,21 @@ def test_tampered_weights_are_refused_and_previous_model_keeps_working(client, m
     assert loaded.predict(churn_df.head(5)).predictions == expected
 
 
-def test_missing_artifact_file_is_refused(client, model_artifact_dir) -> None:  # noqa: ANN001
+def test_missing_artifact_file_is_refused(client, model_artifact_dir) -> None:
     version = client.registry.register("churn", model_artifact_dir)
     _stored_file(client, version, "transform.json").unlink()
     with pytest.raises(IntegrityError, match="missing"):
         client.registry.load("churn:1")
 
 
-def test_register_refuses_a_directory_that_is_not_a_model(client, tmp_path) -> None:  # noqa: ANN001
+def test_register_refuses_a_directory_that_is_not_a_model(client, tmp_path) -> None:
     (tmp_path / "junk.txt").write_text("hello")
     with pytest.raises(InvalidInput, match=r"model\.json"):
         client.registry.register("churn", tmp_path)
     assert client.registry.list_models() == []
 
 
-def test_pickled_payload_in_place_of_weights_is_never_executed(client, model_artifact_dir, tmp_path) -> None:  # noqa: ANN001
+def test_pickled_payload_in_place_of_weights_is_never_executed(client, model_artifact_dir, tmp_path) -> None:
     """A skops file that asks for a non-sklearn type is refused even when its hash was recorded."""
     import shutil
 

@@ -22,15 +22,23 @@ console = Console(soft_wrap=True)
 MODEL = "churn"
 OUT = Path("demo_output")
 PORT = int(os.environ.get("MLPLATFORM_DEMO_PORT", "8000"))
-DASHBOARD = "http://127.0.0.1:8265"
 
 
 class DemoFailed(RuntimeError):
     pass
 
 
+_STAGES: list[tuple[str, float]] = []
+
+
 def step(title: str) -> None:
+    _STAGES.append((title, time.monotonic()))
     console.rule(f"[bold cyan]{title}")
+
+
+def stage_seconds() -> dict[str, float]:
+    ends = [t for _, t in _STAGES[1:]] + [time.monotonic()]
+    return {title: round(end - start, 1) for (title, start), end in zip(_STAGES, ends, strict=True)}
 
 
 def _bin(name: str) -> str:
@@ -52,13 +60,32 @@ def mlplatform(*args: str, as_json: bool = False, allow: tuple[int, ...] = (0,))
     return result.returncode
 
 
-def start_ray() -> None:
-    """A local Ray head with the dashboard on 127.0.0.1:8265, reused when one is already up."""
-    if subprocess.run([_bin("ray"), "status"], capture_output=True, timeout=60).returncode != 0:
-        subprocess.run([_bin("ray"), "start", "--head", "--dashboard-host", "127.0.0.1", "--num-cpus", "4",
-                        "--disable-usage-stats"], check=True, capture_output=True, text=True, timeout=300)
-    os.environ["RAY_ADDRESS"] = "auto"
-    console.print(f"Ray head running; dashboard {DASHBOARD}")
+def start_ray(in_process: bool) -> str:
+    """A Ray head with the dashboard; returns the dashboard URL. Every command the demo runs joins it through
+    RAY_ADDRESS.
+
+    By default a ``ray start --head`` cluster (reused when one is up) that outlives the demo, so the endpoint and the
+    dashboard stay up for you; ``in_process`` starts a private one that ends with the demo (the e2e test)."""
+    if in_process:
+        import socket
+
+        import ray
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        context = ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
+                           dashboard_port=port, log_to_driver=False)
+        os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]
+        dashboard = f"http://{context.dashboard_url}"
+    else:
+        if subprocess.run([_bin("ray"), "status"], capture_output=True, timeout=60).returncode != 0:
+            subprocess.run([_bin("ray"), "start", "--head", "--dashboard-host", "127.0.0.1", "--num-cpus", "4",
+                            "--disable-usage-stats"], check=True, capture_output=True, text=True, timeout=300)
+        os.environ["RAY_ADDRESS"] = "auto"
+        dashboard = "http://127.0.0.1:8265"
+    console.print(f"Ray head running; dashboard {dashboard}")
+    return dashboard
 
 
 def make_data() -> dict[str, Path]:
@@ -90,12 +117,13 @@ def send_requests(endpoint: str, frame: Any, batch: int = 25) -> int:
     return answered
 
 
-def run() -> dict[str, Any]:
+def run(in_process_ray: bool = False) -> dict[str, Any]:
     import pandas as pd
 
     facts: dict[str, Any] = {}
     step("1. local Ray cluster")
-    start_ray()
+    facts["dashboard"] = start_ray(in_process_ray)
+    mlplatform("store", "upgrade")
 
     step("2. data: generate, version, profile")
     paths = make_data()
@@ -176,6 +204,9 @@ def down() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--down", action="store_true", help="stop what the demo started")
+    parser.add_argument("--in-process-ray", action="store_true",
+                        help="run on a private Ray that stops with the demo (tests) instead of `ray start --head`")
+    parser.add_argument("--facts", type=Path, help="also write what the demo did as JSON to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if args.down:
@@ -185,19 +216,29 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     try:
-        facts = run()
+        facts = run(args.in_process_ray)
     except DemoFailed as exc:
         console.print(f"[bold red]demo failed:[/bold red] {exc}")
         return 1
     settings = get_settings()
-    step(f"done in {time.monotonic() - started:.0f} s")
-    console.print(f"dashboard:  {DASHBOARD}")
+    facts["seconds"] = round(time.monotonic() - started, 1)
+    facts["stages"] = stage_seconds()
+    for title, seconds in facts["stages"].items():
+        console.print(f"{seconds:7.1f} s  {title}")
+    if args.facts:
+        args.facts.write_text(json.dumps(facts, indent=1, default=str))
+    step(f"done in {facts['seconds']:.0f} s")
+    console.print(f"dashboard:  {facts['dashboard']}")
     console.print(f"endpoint:   {facts['endpoint']}/v1/models  (OpenAPI at {facts['endpoint']}/docs)")
     console.print(f"try:        {facts['curl']}")
     console.print(f"report:     {facts.get('report')}")
     console.print(f"store:      {settings.display_store_url()}")
     console.print(f"artifacts:  {settings.resolved_artifact_uri()}")
     console.print("stop:       make demo-down")
+    if args.in_process_ray:
+        import ray
+
+        ray.shutdown()
     return 0
 
 

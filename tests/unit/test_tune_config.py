@@ -43,8 +43,14 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "tune_configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_configs_load(config: Path) -> None:
-    loaded = load_tune_config(config)
+def test_shipped_configs_load(config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The demo's configs read the data `make demo` writes under demo_output/ (relative to the repo root).
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "demo_output" / "data"
+    data.mkdir(parents=True)
+    for name in ("churn_train.parquet", "churn_recent.parquet"):
+        (data / name).write_bytes(b"")
+    loaded = load_tune_config(config.resolve())
     assert len(loaded.patterns) >= 3 and loaded.resolved_mode == "max"
 
 

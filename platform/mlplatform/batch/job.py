@@ -71,6 +71,9 @@ class BatchResult:
         return {**asdict(self), "reconciled": self.reconciled}
 
 
+# Ray Data read/write tasks ask for 1 CPU by default; a quarter fits beside actors and Serve replicas.
+IO_TASK_ARGS = {"num_cpus": 0.25}
+
 def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
               concurrency: int | None = None, keep_columns: list[str] | None = None,
               partition_by: str | None = None, max_quarantine_fraction: float = DEFAULT_MAX_QUARANTINE,
@@ -192,6 +195,8 @@ def _score(inputs: Any, staging: str, out_fs: pafs.FileSystem, loader: Callable[
     columns = list(dict.fromkeys([*keep, *(f["name"] for f in features)]))
     resources = ray.cluster_resources()
     cpus = resources.get("CPU", 1.0)
+    # What is free now, not the cluster's total: Serve replicas or training may hold CPUs on every node.
+    free_cpus = ray.available_resources().get("CPU", cpus)
     # At least one block per file and two per actor, so reads run beside the actors instead of one big block
     # feeding one actor (Ray's warning "operator only received 1 input(s)").
     blocks = max(len(inputs.paths), 2 * (concurrency or int(cpus)))
@@ -203,14 +208,14 @@ def _score(inputs: Any, staging: str, out_fs: pafs.FileSystem, loader: Callable[
         context.use_datasource_v2 = False
         try:
             ds = ray.data.read_parquet(inputs.paths, filesystem=inputs.filesystem, columns=columns,
-                                       override_num_blocks=blocks)
+                                       override_num_blocks=blocks, ray_remote_args=IO_TASK_ARGS)
         finally:
             context.use_datasource_v2 = v2
     else:
         options = csv_convert_options([f["name"] for f in features])
         options.include_columns = columns
         ds = ray.data.read_csv(inputs.paths, filesystem=inputs.filesystem, convert_options=options,
-                               override_num_blocks=blocks)
+                               override_num_blocks=blocks, ray_remote_args=IO_TASK_ARGS)
     if max_in_flight_mb is not None:
         ds.context.execution_options.resource_limits = ray.data.ExecutionResources(
             object_store_memory=max_in_flight_mb * 1024 * 1024)
@@ -219,10 +224,11 @@ def _score(inputs: Any, staging: str, out_fs: pafs.FileSystem, loader: Callable[
     if concurrency is None:  # SPEC S5: one actor per CPU (or GPU)
         concurrency = max(1, int(resources.get("GPU", 0) if num_gpus else cpus))
     if num_cpus is None:
-        # Read and write tasks need a CPU too: an actor pool holding every CPU deadlocks the pipeline (measured
-        # here), so the actors share all CPUs but one. Logical CPUs are only accounting: on 2 cores two actors
-        # of 0.5 CPU still use both cores.
-        num_cpus = min(1.0, max(0.25, (cpus - 1) / concurrency))
+        # Read and write tasks need CPU too: an actor pool holding every free CPU deadlocks the pipeline
+        # (measured here), so the actors share what is free but half a CPU, and I/O tasks ask for a quarter CPU
+        # each so they fit beside Serve replicas on a busy node. Logical CPUs are only accounting: on 2 cores
+        # two actors of 0.5 CPU still use both cores.
+        num_cpus = min(1.0, max(0.25, (free_cpus - 0.5) / concurrency))
     logger.info("scoring with %d actors x %.2f CPU, %d GPU, batches of %d rows", concurrency, num_cpus, num_gpus,
                 batch_size)
     scored = ds.map_batches(
@@ -234,7 +240,8 @@ def _score(inputs: Any, staging: str, out_fs: pafs.FileSystem, loader: Callable[
             "quarantine_path": parts_dir, "run_id": run_id, "scored_at": scored_at,
         })
     scored.write_parquet(staging, filesystem=out_fs, partition_cols=[partition_by] if partition_by else None,
-                         filename_provider=_part_files(), mode=ray.data.SaveMode.OVERWRITE)
+                         filename_provider=_part_files(), mode=ray.data.SaveMode.OVERWRITE,
+                         ray_remote_args=IO_TASK_ARGS)
 
 
 def _part_files() -> Any:

@@ -121,6 +121,8 @@ class OptimSection(_Strict):
 class ScalingSection(_Strict):
     num_workers: PositiveInt = 2
     use_gpu: bool | Literal["auto"] = Field(default="auto", description="auto: use GPUs when the cluster has any.")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        default="PACK", description="Ray placement of the workers; STRICT_SPREAD puts each on its own node.")
 
 
 class CheckpointSection(_Strict):

@@ -160,7 +160,8 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
     use_gpu = resolve_use_gpu(config.scaling.use_gpu)
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=loop_config, datasets={"train": train_ds},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                     placement_strategy=config.scaling.placement_strategy),
         run_config=RunConfig(
             name=run_id, storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep,

@@ -105,7 +105,7 @@ def make_data() -> dict[str, Path]:
 def send_requests(endpoint: str, frame: Any, batch: int = 25) -> int:
     import httpx
 
-    rows = json.loads(frame.drop(columns=["churned"], errors="ignore").to_json(orient="records"))
+    rows = json.loads(frame.drop(columns=["churned"], errors="ignore").to_json(orient="records", date_format="iso"))
     answered = 0
     with httpx.Client(timeout=30) as http:
         for start in range(0, len(rows), batch):

@@ -30,8 +30,22 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+_json_stream: Any = None
+
+
+def reserve_stdout_for_json() -> None:
+    """With ``--json``, stdout carries the JSON document only: everything else printed while the command runs
+    (Ray's worker logs, Tune's progress, library prints) goes to stderr, so scripts can parse stdout."""
+    global _json_stream
+    if _json_stream is None:
+        _json_stream = sys.stdout
+        sys.stdout = sys.stderr
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=_default, indent=2, sort_keys=True) + "\n")
+    stream = _json_stream or sys.stdout
+    stream.write(json.dumps(data, default=_default, indent=2, sort_keys=True) + "\n")
+    stream.flush()
 
 
 def console() -> Console:

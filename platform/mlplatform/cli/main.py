@@ -42,6 +42,10 @@ def version() -> None:
 def run() -> None:
     from mlplatform.logs import configure_logging
 
+    if "--json" in sys.argv[1:]:
+        from mlplatform.cli._output import reserve_stdout_for_json
+
+        reserve_stdout_for_json()
     try:
         configure_logging()
         app()

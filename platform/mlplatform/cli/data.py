@@ -82,7 +82,8 @@ def validate(path: str = typer.Argument(..., help="Parquet or CSV file or direct
              reference: str = typer.Option(None, "--reference",
                                            help="dataset name[@version] whose profile is the reference "
                                                 "(default: the model's training dataset, when recorded)"),
-             ignore: list[str] = typer.Option([], "--ignore", help="columns never reported as unexpected"),
+             ignore: list[str] = typer.Option([], "--ignore", help="columns never reported as unexpected "
+                                              "(repeat the option or give a comma-separated list)"),
              as_json: bool = JsonOption) -> None:
     """Validate data against a model's input schema; exit code 3 when any check is at ERROR level."""
     from mlplatform.features.datasets import read_table
@@ -94,7 +95,8 @@ def validate(path: str = typer.Argument(..., help="Parquet or CSV file or direct
         schema = schema_from_json(version.input_schema)
         ref_profile, ref_name = _reference_profile(reference, version.lineage)
         df = read_table(path)
-        report = validate_frame(df, schema, ref_profile, ValidationConfig(ignore_columns=list(ignore)),
+        ignored = [c.strip() for item in ignore for c in item.split(",") if c.strip()]
+        report = validate_frame(df, schema, ref_profile, ValidationConfig(ignore_columns=ignored),
                                 dataset={"path": path, "model": version.ref, "reference": ref_name})
     if as_json:
         print_json(report.to_dict())

@@ -105,28 +105,35 @@ def model_artifact_dir(tmp_path_factory: pytest.TempPathFactory, churn_df: pd.Da
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[str]:
     """One local Ray for the whole test session (starting Ray costs 3-8 s here). Yields the dashboard URL, which
-    the Jobs API tests use; the dashboard binds 127.0.0.1 on a free port."""
+    the Jobs API tests use. Started as a ``ray.cluster_utils.Cluster`` head so that every port can be chosen:
+    the dashboard and its agent bind free ports on 127.0.0.1, never the defaults another Ray on the machine
+    (a `make demo` head, a second test run) may hold."""
     import ray
+    from ray.cluster_utils import Cluster
 
     from tests._postgres import _free_port
 
-    if not ray.is_initialized():
-        # Job entrypoints say `python ...`: let that be this venv's python, as `source .venv/bin/activate` would.
-        venv_bin = str(Path(sys.executable).parent)
-        if not os.environ.get("PATH", "").startswith(venv_bin):
-            os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
-        # address="local": always a fresh instance, even when `make demo` left a `ray start` head running.
-        context = ray.init(
-            address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
-            dashboard_port=_free_port(),
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([
-                str(Path(__file__).resolve().parents[1] / "platform"),
-                str(Path(__file__).resolve().parents[1])])}},
-        )
-        _RAY["dashboard"] = f"http://{context.dashboard_url}"
-    yield _RAY.get("dashboard", "")
+    if ray.is_initialized():
+        yield _RAY.get("dashboard", "")
+        return
+    # Job entrypoints say `python ...`: let that be this venv's python, as `source .venv/bin/activate` would.
+    venv_bin = str(Path(sys.executable).parent)
+    if not os.environ.get("PATH", "").startswith(venv_bin):
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 4, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": _free_port(),
+        "dashboard_agent_listen_port": _free_port(),
+    })
+    context = ray.init(
+        address=cluster.address, log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([
+            str(Path(__file__).resolve().parents[1] / "platform"),
+            str(Path(__file__).resolve().parents[1])])}},
+    )
+    _RAY["dashboard"] = f"http://{context.dashboard_url}"
+    yield _RAY["dashboard"]
     ray.shutdown()
+    cluster.shutdown()
 
 
 _RAY: dict[str, str] = {}

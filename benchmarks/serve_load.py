@@ -6,6 +6,8 @@ request count and time (BENCH_SECONDS, BENCH_MAX_REQUESTS).
 Targets (issue 8): platform_vs_bare_serve >= 0.8 (single-row req/s at c=32), p99_ms_c1 < 50, cache_hit_p99_ms_c1
 < 10, batched_vs_unbatched >= 2.0 (c=32, a random forest whose single-row latency is >= 5 ms). The high-throughput
 mode targets (ht_platform_vs_fastapi, ht_p99_ms_c32) are not measured: that mode is not implemented yet.
+
+``--rollout`` runs the rollout benchmark instead (benchmarks/serve_rollout.py: routing_cost, shadow_cost).
 """
 
 from __future__ import annotations
@@ -244,5 +246,9 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--fastapi-child":
         fastapi_child(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:] == ["--rollout"]:  # issue 9: req/s with a 95/5 split and with a shadow vs direct
+        import serve_rollout
+
+        serve_rollout.main()
     else:
         main()

@@ -18,7 +18,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "platform"), str(ROOT)]
 from _report import emit_target, print_table  # noqa: E402
-from serve_latency import free_port, load, request_bodies  # noqa: E402
+from serve_load import free_port, load, request_bodies  # noqa: E402 - serve_latency.py was renamed
 
 BENCH = "serve_rollout"
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))

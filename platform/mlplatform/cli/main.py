@@ -26,6 +26,7 @@ NOUNS: dict[str, str] = {
     "monitor": "mlplatform.cli.monitor",
     "batch": "mlplatform.cli.batch",
     "rollout": "mlplatform.cli.rollout",
+    "features": "mlplatform.cli.features",
 }
 for noun, module in NOUNS.items():
     app.add_typer(importlib.import_module(module).app, name=noun)

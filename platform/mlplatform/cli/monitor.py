@@ -1,4 +1,5 @@
-"""``mlplatform monitor check|status|report``: drift and live-quality checks, current levels, HTML reports."""
+"""``mlplatform monitor check|status|report|retrain|replay``: drift and live-quality checks, current levels, HTML
+reports, the guarded retraining loop and offline replay of logged requests."""
 
 from __future__ import annotations
 
@@ -103,3 +104,85 @@ def report(model: str = ModelOption, window_file: Path = WindowFileOption, last:
                                             alerts=c.monitoring.alerts(result.model_name))
     emit({"html": str(html_path), "json": str(json_path), "level": result.level.name}, as_json,
          lambda: typer.echo(str(html_path)))
+
+
+_RETRAIN_EXIT = {"completed": 0, "skipped": 0, "refused": 5, "rejected": 3, "failed": 1}
+
+
+@app.command()
+def retrain(model: str = typer.Option(..., "--model", help="Registered model name."),
+            train_config: Path = typer.Option(..., "--config", help="Training YAML (train_jobs/configs/*.yaml)."),
+            window_file: Path = typer.Option(None, "--window-file", help="The newest labelled data window "
+                                             "(Parquet/CSV); replaces the config's data."),
+            only_on_alert: bool = typer.Option(False, "--only-on-alert", help="Retrain only when an open RED "
+                                               "drift or decay alert calls for it."),
+            rollout: bool = typer.Option(True, "--rollout/--no-rollout", help="Start a shadow rollout of the "
+                                         "new challenger."),
+            monitor_config: Path = typer.Option(None, "--monitor-config", help="Monitor config YAML (guards, "
+                                                "sinks)."),
+            as_json: bool = JsonOption) -> None:
+    """Retrain on the newest window from the champion; a winner becomes the challenger in shadow. Guarded:
+    never while one runs, >= 6 h apart, <= 2 per UTC day. Exit 0 done/skipped, 3 lost to the champion,
+    5 refused by a guard, 1 failed."""
+    from mlplatform.monitoring.config import load_monitor_config
+    from mlplatform.monitoring.retrain import RetrainResult, find_trigger, run_retrain
+
+    with expected_errors():
+        c = client()
+        champion = c.registry.resolve(f"{model}@champion")
+        trigger, alert = find_trigger(c, model, champion.version)
+        if trigger is None and only_on_alert:
+            result = RetrainResult(model, "skipped", "none", reason="no open RED drift or decay alert")
+        else:
+            result = run_retrain(c, model, train_config, trigger=trigger or "manual",
+                                 alert_id=alert.id if alert else None, window_file=window_file,
+                                 monitor_config=load_monitor_config(monitor_config), start_rollout=rollout,
+                                 actor="cli")
+    data = result.to_dict()
+    emit(data, as_json, lambda: typer.echo(
+        f"retrain {data['status']}: {data['challenger'] or '-'} (trigger {data['trigger']}, parent "
+        f"{data['parent'] or '-'}, run {data['run_id'] or '-'})" + (f": {data['reason']}" if data["reason"] else "")))
+    if _RETRAIN_EXIT[result.status]:
+        raise typer.Exit(_RETRAIN_EXIT[result.status])
+
+
+def _instant(value: str | None, option: str) -> Any:
+    from datetime import UTC, datetime
+
+    from mlplatform.errors import InvalidInput
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{option} {value!r} is not an ISO-8601 time", field=option.lstrip("-")) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def replay(model: str = ModelOption,
+           candidate: str = typer.Option(..., "--candidate", help="The version to replay the requests through."),
+           start: str = typer.Option(None, "--start", help="ISO time; requests logged at or after it."),
+           end: str = typer.Option(None, "--end", help="ISO time; requests logged before it."),
+           as_json: bool = JsonOption) -> None:
+    """Re-score the requests MODEL answered with CANDIDATE, offline; compare the answers. Stores one replay run,
+    nothing else."""
+    from mlplatform.monitoring.replay import run_replay
+
+    with expected_errors():
+        summary = run_replay(client(), model, candidate, start=_instant(start, "--start"),
+                             end=_instant(end, "--end"))
+
+    def render() -> None:
+        typer.echo(f"{summary['candidate']} vs logged {summary['model']}: n={summary['n']} agreement "
+                   f"{summary['agreement_rate']} ({summary['disagreements']} differ)")
+        if summary["score_diff"]:
+            d = summary["score_diff"]
+            typer.echo(f"confidence diff: max {d['max']:.3g} mean {d['mean']:.3g}, {d['above_tolerance']} > "
+                       f"{d['tolerance']:g}")
+        lab = summary["labelled"]
+        typer.echo(f"labelled rows {lab['n']}: logged accuracy {lab['logged_accuracy']}, candidate "
+                   f"{lab['candidate_accuracy']}; run {summary.get('run_id')}")
+
+    emit(summary, as_json, render)

@@ -71,3 +71,29 @@ def best(metric: str, mode: str = typer.Option(None, "--mode"), experiment: str 
                                             dataset_version=dataset_version, split=split)
     data = {"run_id": run.id, "metric": metric, "value": value, "kind": run.kind}
     emit(data, as_json, lambda: typer.echo(f"{run.id} {metric}={value:.4f}"))
+
+
+@app.command()
+def replay(run_id: str, as_json: bool = JsonOption) -> None:
+    """Re-run a training run from its stored config, seed and dataset version (hash verified) and compare every
+    test metric; exits 3 when they do not match (exactly on CPU sklearn / single-worker runs, else within 0.01)."""
+    from mlplatform.errors import GateFailed
+    from mlplatform.training.replay import replay as run_replay
+
+    with expected_errors():
+        report = run_replay(run_id, client=client())
+    data = report.to_dict()
+
+    def render() -> None:
+        print_table([{"metric": m.name, "original": m.original, "replay": m.replay, "ok": m.ok}
+                     for m in report.metrics], ["metric", "original", "replay", "ok"],
+                    title=f"replay {report.replay_run_id} of run {run_id} ({report.tolerance['mode']})")
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+
+    emit(data, as_json, render)
+    if not report.match:
+        with expected_errors():
+            raise GateFailed(f"replay {report.replay_run_id} of run {run_id} does not match: "
+                             f"{', '.join(m.name for m in report.mismatches)}", field="metrics",
+                             run_id=report.replay_run_id)

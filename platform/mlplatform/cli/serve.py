@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,13 +14,14 @@ import typer
 
 from mlplatform.cli._output import JsonOption, emit, expected_errors, print_table
 from mlplatform.errors import Unavailable
+from mlplatform.serving.deploy import THROUGHPUT_ENV
 
 app = typer.Typer(help="Online serving on Ray Serve: deploy, inspect and stop the prediction API.",
                   no_args_is_help=True)
 AddressOption = typer.Option(None, "--address", help="Ray address (default: MLPLATFORM_RAY_ADDRESS, else 'auto').")
 
 
-def _connect(address: str | None, *, start: bool) -> None:
+def _connect(address: str | None, *, start: bool, high_throughput: bool = False) -> None:
     """Join the running Ray cluster; with ``start``, run ``ray start --head`` first when none is running.
 
     Serve's controller is a detached actor, so the apps keep running after this CLI process exits."""
@@ -32,6 +34,10 @@ def _connect(address: str | None, *, start: bool) -> None:
     target = address or get_settings().ray_address or "auto"
     try:
         ray.init(address=target, logging_level="WARNING", log_to_driver=False)
+        if high_throughput:
+            typer.echo("Ray was already running: only the replicas get RAY_SERVE_THROUGHPUT_OPTIMIZED=1; for the "
+                       "controller and proxies too, restart Ray with it exported (ray stop; "
+                       "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 ray start --head)", err=True)
         return
     except ConnectionError:
         if not start or target != "auto":
@@ -40,8 +46,10 @@ def _connect(address: str | None, *, start: bool) -> None:
     if ray_bin is None:
         raise Unavailable("no Ray cluster is running and the `ray` command was not found")
     typer.echo("no Ray cluster running; starting one with `ray start --head`", err=True)
+    # Serve's controller and proxies read RAY_SERVE_THROUGHPUT_OPTIMIZED when they start: give it to Ray itself
+    env = {**os.environ, **THROUGHPUT_ENV} if high_throughput else None
     done = subprocess.run([ray_bin, "start", "--head", "--disable-usage-stats"], capture_output=True, text=True,
-                          check=False)
+                          check=False, env=env)
     if done.returncode != 0:
         raise Unavailable(f"`ray start --head` failed: {done.stderr.strip()[-400:]}")
     ray.init(address="auto", logging_level="WARNING", log_to_driver=False)
@@ -67,6 +75,12 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
        address: str = AddressOption,
        start_ray: bool = typer.Option(True, "--start-ray/--no-start-ray",
                                       help="Start a local Ray head when none is running."),
+       high_throughput: bool = typer.Option(
+           False, "--high-throughput/--default-mode",
+           help="Ray Serve's throughput-optimized mode (RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for the replicas, and "
+                "for Ray itself when this command starts it): gRPC between deployments and a direct-ingress "
+                "HTTP port (30000-31000) on each ingress replica, ~14x the proxy's req/s here. Off by default: "
+                "with HAProxy in front (RAY_SERVE_ENABLE_HA_PROXY=1) Serve binds all interfaces, not 127.0.0.1."),
        as_json: bool = JsonOption) -> None:
     """Deploy the prediction API; deploying again with a new version reloads replicas in place."""
     from mlplatform.serving import deploy
@@ -76,15 +90,18 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
         settings = get_settings()
         document = deploy.prepare(deploy.load_config(config), model=model, port=port, host=host,
                                   store_url=settings.shareable_store_url(),
-                                  artifact_uri=settings.resolved_artifact_uri(), home=str(settings.home))
-        _connect(address, start=start_ray)
+                                  artifact_uri=settings.resolved_artifact_uri(), home=str(settings.home),
+                                  high_throughput=high_throughput)
+        _connect(address, start=start_ray, high_throughput=high_throughput)
         deploy.deploy(document)
     url = deploy.endpoint(document)
-    first = document["applications"][0]["args"]["models"][0]
+    args = document["applications"][0]["args"]
+    first = (args.get("models") or [None])[0] or {"name": args["ensembles"][0]["name"],
+                                                   "ref": args["ensembles"][0]["members"][0]}
     name, ref = first["name"], first.get("ref") or f"{first['name']}@champion"
     body = json.dumps({"instances": [_sample_instance(ref)]})
     curl = f"curl -s -X POST {url}/v1/models/{name}:predict -H 'Content-Type: application/json' -d '{body}'"
-    emit({"endpoint": url, "models": [m["name"] for m in document["applications"][0]["args"]["models"]],
+    emit({"endpoint": url, "models": [m["name"] for m in [*args.get("models", []), *args.get("ensembles", [])]],
           "curl": curl}, as_json, lambda: typer.echo(f"serving at {url}\n  models: {url}/v1/models\n"
                                                      f"  docs:   {url}/docs\n  try:    {curl}"))
 

@@ -39,8 +39,9 @@ def _validation_metric(name: str | None) -> str | None:
 
 
 class DataSection(_Strict):
-    source: Literal["synthetic_churn", "file"] = Field(
-        default="synthetic_churn", description="synthetic_churn (generated, seeded) or file (Parquet or CSV).")
+    source: Literal["synthetic_churn", "file", "sklearn_breast_cancer", "sklearn_wine", "sklearn_digits"] = Field(
+        default="synthetic_churn", description="synthetic_churn (generated, seeded), file (Parquet or CSV), or a "
+        "dataset bundled with scikit-learn (no download; the label goes into the column named by data.target).")
     path: str | None = Field(default=None, description="Parquet/CSV path or URI; required when source is file.")
     name: str | None = Field(default=None, description="Dataset name in the store (default: from the source).")
     n_rows: PositiveInt = Field(default=5000, description="Rows to generate (synthetic_churn only).")
@@ -145,6 +146,17 @@ class GateSection(_Strict):
     compare_champion: bool = Field(default=True, description="Candidate must be >= champion on this holdout.")
 
 
+class RebalanceSection(_Strict):
+    """Imbalance handling (SPEC S2.10). Resampling touches the training split only, seeded by the run seed."""
+
+    strategy: Literal["none", "class_weight", "oversample", "undersample"] = Field(
+        default="none", description="class_weight: balanced weights in the loss / estimator; oversample: repeat "
+        "minority rows; undersample: drop majority rows.")
+    ratio: float = Field(default=1.0, gt=0.0, le=1.0, description="Target size of every class relative to the "
+                         "largest (oversample) or smallest (undersample) class after resampling: "
+                         "minority / majority >= ratio.")
+
+
 class TrainConfig(_Strict):
     experiment: str = Field(default="default", min_length=1, max_length=255)
     model_name: str = Field(description="Registered model name the result is registered under.")
@@ -159,6 +171,7 @@ class TrainConfig(_Strict):
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     failure: FailureSection = Field(default_factory=FailureSection)
     gate: GateSection = Field(default_factory=GateSection)
+    rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
     warm_start: str | None = Field(default=None, description="name@alias or name:version to initialise from.")
     slices: list[str] = Field(default_factory=list, description="Categorical columns to report test metrics by.")
     register_model: bool = Field(default=True, description="Register the result (after the gate).")
@@ -174,6 +187,8 @@ class TrainConfig(_Strict):
                     check(value)
                 except InvalidInput as exc:
                     raise ValueError(exc.message) from None
+        if self.rebalance.strategy != "none" and self.task != "classification":
+            raise ValueError(f"rebalance.strategy {self.rebalance.strategy!r} needs task: classification")
         return self
 
     # -- resolved defaults -------------------------------------------------------------------------------------
@@ -189,6 +204,8 @@ class TrainConfig(_Strict):
 
     @property
     def loss_name(self) -> str:
+        if self.loss.name is None and self.rebalance.strategy == "class_weight":
+            return "weighted_cross_entropy"  # balanced class weights by default (SPEC S2.10)
         return self.loss.name or ("cross_entropy" if self.task == "classification" else "mse")
 
     @property
@@ -236,6 +253,15 @@ class TrainConfig(_Strict):
                     raise
             except (TypeError, ValueError) as exc:
                 raise InvalidInput(f"bad loss parameters: {exc}", field="loss.params") from None
+        if self.rebalance.strategy == "class_weight":
+            if self.framework == "torch" and self.loss_name == "cross_entropy":
+                raise InvalidInput("rebalance.strategy class_weight conflicts with loss.name cross_entropy; use "
+                                   "weighted_cross_entropy or focal, or leave loss.name unset",
+                                   field="rebalance.strategy")
+            if self.framework == "sklearn" and "class_weight" not in factory.create(
+                    self.model.family, self.task, self.model.params).get_params():
+                raise InvalidInput(f"family {self.model.family!r} takes no class weights; use oversample or "
+                                   "undersample", field="rebalance.strategy")
         if self.task == "regression" and self.primary_metric not in {"rmse", "mae", "r2"}:
             raise InvalidInput(f"gate metric {self.primary_metric!r} does not apply to regression",
                                field="gate.metric")

@@ -124,6 +124,12 @@ def _sklearn_validator(family: str) -> Callable[[str, dict[str, Any]], None]:
     return validate
 
 
+def _stacking_validator(task: str, params: dict[str, Any]) -> None:
+    from mlplatform.models.stacking import validate_stacking
+
+    validate_stacking(task, params)  # member version refs are resolved later, against the registry
+
+
 def _sklearn_builder(family: str) -> Callable[..., Any]:
     def build(task: str, params: dict[str, Any], seed: int, **_shape: Any) -> Any:
         from mlplatform.models.sklearn_models import build_sklearn
@@ -143,8 +149,9 @@ def _register_builtins(factory: ModelFactory) -> None:
     for name in SKLEARN_FAMILIES:
         tasks = {"mean": frozenset({"regression"}), "stratified": frozenset({"classification"}),
                  "most_frequent": frozenset({"classification"})}.get(name, TASKS)
+        validator = _stacking_validator if name == "stacking" else _sklearn_validator(name)
         factory.register(ModelFamily(
-            name=name, framework="sklearn", builder=_sklearn_builder(name), validator=_sklearn_validator(name),
+            name=name, framework="sklearn", builder=_sklearn_builder(name), validator=validator,
             tasks=tasks, baseline=name in BASELINE_FAMILIES, description=f"scikit-learn {name}"))
 
 

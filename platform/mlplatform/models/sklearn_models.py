@@ -43,6 +43,12 @@ def _hist_gbdt(task: str, params: dict[str, Any], seed: int) -> Any:
     return cls(**params, random_state=seed)
 
 
+def _stacking(task: str, params: dict[str, Any], seed: int) -> Any:
+    from mlplatform.models.stacking import build_stacking
+
+    return build_stacking(task, params, seed)
+
+
 SKLEARN_FAMILIES: dict[str, Builder] = {
     "most_frequent": lambda task, p, seed: _dummy(task, p, seed, "most_frequent"),
     "stratified": lambda task, p, seed: _dummy(task, p, seed, "stratified"),
@@ -51,6 +57,7 @@ SKLEARN_FAMILIES: dict[str, Builder] = {
     "linear": _logistic,
     "random_forest": _random_forest,
     "hist_gbdt": _hist_gbdt,
+    "stacking": _stacking,
 }
 BASELINE_FAMILIES = ("most_frequent", "stratified", "mean")
 

@@ -13,7 +13,13 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
 
-from mlplatform.serving.config import ServingConfig, deployment_name
+from mlplatform.serving.config import (
+    ServingConfig,
+    deployment_name,
+    ensemble_deployment_name,
+    member_deployment_name,
+)
+from mlplatform.serving.ensemble import EnsembleServer
 from mlplatform.serving.http_api import _FEEDBACK_BODY, _PREDICT_BODY, ServingAPI, api
 from mlplatform.serving.model_server import ModelServer
 
@@ -46,6 +52,7 @@ class Ingress(ServingAPI):
 
 IngressDeployment = serve.deployment(Ingress)
 ModelDeployment = serve.deployment(ModelServer)
+EnsembleDeployment = serve.deployment(EnsembleServer)
 
 
 def model_deployment_options(cfg: ServingConfig, name: str) -> dict[str, Any]:
@@ -62,19 +69,51 @@ def model_deployment_options(cfg: ServingConfig, name: str) -> dict[str, Any]:
     if entry.num_replicas is not None:
         options["num_replicas"] = entry.num_replicas
     else:
-        options["autoscaling_config"] = cfg.autoscaling.model_dump()
+        options["autoscaling_config"] = cfg.autoscaling.model_dump(exclude_none=True)
     return options
 
 
+def _replica_options(cfg: ServingConfig, num_replicas: int | None) -> dict[str, Any]:
+    if num_replicas is not None:
+        return {"num_replicas": num_replicas}
+    return {"autoscaling_config": cfg.autoscaling.model_dump(exclude_none=True)}
+
+
+def ensemble_bindings(cfg: ServingConfig, plain: dict[str, Any]) -> dict[str, Any]:
+    """One deployment per distinct member ref (shared by the ensembles naming it), one per ensemble."""
+    from mlplatform.client import parse_model_ref
+
+    members: dict[str, Any] = {}
+    bound: dict[str, Any] = {}
+    for entry in cfg.ensembles:
+        for ref in entry.members:
+            if ref not in members:
+                members[ref] = ModelDeployment.options(
+                    name=member_deployment_name(ref), user_config={"ref": ref},
+                    max_ongoing_requests=cfg.max_ongoing_requests, max_queued_requests=cfg.max_queued_requests,
+                    ray_actor_options={"num_cpus": cfg.model_num_cpus},
+                    graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
+                    health_check_period_s=cfg.health_check_period_s, **_replica_options(cfg, entry.num_replicas),
+                ).bind(parse_model_ref(ref)[0], plain, member_ref=ref)
+        bound[entry.name] = EnsembleDeployment.options(
+            name=ensemble_deployment_name(entry.name), max_ongoing_requests=cfg.ingress_max_ongoing_requests,
+            max_queued_requests=cfg.max_queued_requests, ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
+            graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
+            **_replica_options(cfg, entry.num_replicas),
+        ).bind(entry.name, [members[ref] for ref in entry.members], plain)
+    return bound
+
+
 def build_app(args: dict[str, Any]) -> Application:
-    """Application builder: ``args`` follow :class:`ServingConfig` (models, store_url, artifact_uri, ...)."""
+    """Application builder: ``args`` follow :class:`ServingConfig` (models, ensembles, store_url, ...)."""
     cfg = ServingConfig.parse(args)
     plain = cfg.model_dump(mode="json")  # replicas re-validate the same plain dict
     handles = {entry.name: ModelDeployment.options(**model_deployment_options(cfg, entry.name))
                .bind(entry.name, plain) for entry in cfg.models}
+    handles.update(ensemble_bindings(cfg, plain))
     return IngressDeployment.options(
         name=INGRESS_NAME, num_replicas=cfg.ingress_replicas, max_ongoing_requests=cfg.ingress_max_ongoing_requests,
-        max_queued_requests=cfg.max_queued_requests * max(1, len(cfg.models)),
+        max_queued_requests=cfg.max_queued_requests * max(1, len(handles)),
         ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
         graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
     ).bind(handles, plain)

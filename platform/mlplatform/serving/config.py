@@ -7,7 +7,7 @@ client from ``store_url`` / ``artifact_uri`` here, because Ray processes do not 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -31,11 +31,18 @@ class AutoscalingConfig(_Strict):
     target_ongoing_requests: float = Field(default=16, gt=0)
     upscale_delay_s: float = Field(default=30.0, ge=0)
     downscale_delay_s: float = Field(default=600.0, ge=0)
+    look_back_period_s: float | None = Field(default=None, gt=0, description="Window of the averaged load; "
+                                             "None keeps Ray's default (30 s).")
+    metrics_interval_s: float | None = Field(default=None, gt=0, description="Load report interval; must stay "
+                                             "below look_back_period_s. None keeps Ray's default (10 s).")
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingConfig:
         if self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas must not exceed max_replicas")
+        look_back, interval = self.look_back_period_s or 30.0, self.metrics_interval_s or 10.0
+        if look_back <= interval:
+            raise ValueError(f"look_back_period_s ({look_back:g}) must exceed metrics_interval_s ({interval:g})")
         return self
 
 
@@ -80,18 +87,71 @@ class RolloutConfig(_Strict):
         return self
 
 
+class OnlineFeaturesConfig(_Strict):
+    """Where ``{"entity_ids": [...]}`` requests find their features: the online table that ``materialize``
+    writes under ``home`` (default: the app's ``home``), one or more feature views merged per entity."""
+
+    views: list[dict[str, Any]] = Field(min_length=1, description="FeatureView definitions (name, entity, "
+                                        "features, ttl, ...), as in a feature views YAML.")
+    home: str | None = Field(default=None, description="MLPLATFORM_HOME holding online/online_features.db.")
+    timeout_s: float = Field(default=1.0, gt=0, description="Per attempt; 3 attempts with jittered backoff.")
+
+    @model_validator(mode="after")
+    def _views(self) -> OnlineFeaturesConfig:
+        from mlplatform.features.pit_join import FeatureView
+
+        entities = {FeatureView.model_validate(v).entity for v in self.views}  # raises on a bad view
+        if len(entities) != 1:
+            raise ValueError(f"all online feature views must share one entity key, got {sorted(entities)}")
+        return self
+
+
 class ModelEntry(_Strict):
     name: str = Field(description="Registered model name; the URL segment in /v1/models/{name}.")
     ref: str | None = Field(default=None, description="name, name:version or name@alias; default name@champion.")
     fallback: str | None = Field(default=None, description="Model ref answering while the breaker is open.")
     num_replicas: int | None = Field(default=None, ge=1, description="Fixed replicas; None uses autoscaling.")
+    online_features: OnlineFeaturesConfig | None = Field(default=None, description="Enables entity_ids requests.")
 
     def initial_ref(self) -> str:
         return self.ref or f"{self.name}@champion"
 
 
+class EnsembleEntry(_Strict):
+    """An ensemble served at /v1/models/{name}: one deployment per member (scaling on its own), called
+    concurrently through DeploymentHandles, answers combined by ``combine``."""
+
+    name: str = Field(description="URL segment in /v1/models/{name}; must differ from every model name.")
+    members: list[str] = Field(min_length=2, description="Model refs (name:version pins a member; name@alias "
+                               "follows the registry like a served model).")
+    combine: Literal["mean", "vote", "weighted"] = Field(default="mean", description="mean of probabilities, "
+                                                         "majority vote of labels, or weighted mean.")
+    weights: list[float] | None = Field(default=None, description="One positive weight per member (weighted).")
+    on_member_failure: Literal["fail", "degrade"] = Field(default="fail", description="fail: 503 when a member "
+                                                          "fails or times out; degrade: answer from the others, "
+                                                          "marked degraded.")
+    min_members: int = Field(default=1, ge=1, description="degrade needs at least this many answers.")
+    member_timeout_s: float = Field(default=5.0, gt=0)
+    num_replicas: int | None = Field(default=None, ge=1, description="Per member; None uses autoscaling.")
+    online_features: OnlineFeaturesConfig | None = None
+
+    @model_validator(mode="after")
+    def _weights(self) -> EnsembleEntry:
+        if self.combine == "weighted":
+            if self.weights is None or len(self.weights) != len(self.members):
+                raise ValueError("combine 'weighted' needs one weight per member")
+            if any(w <= 0 for w in self.weights):
+                raise ValueError("ensemble weights must be positive")
+        elif self.weights is not None:
+            raise ValueError("weights are only used with combine 'weighted'")
+        if self.min_members > len(self.members):
+            raise ValueError("min_members must not exceed the number of members")
+        return self
+
+
 class ServingConfig(_Strict):
-    models: list[ModelEntry] = Field(min_length=1)
+    models: list[ModelEntry] = Field(default_factory=list)
+    ensembles: list[EnsembleEntry] = Field(default_factory=list)
     store_url: str | None = None
     artifact_uri: str | None = None
     home: str | None = Field(default=None, description="MLPLATFORM_HOME for replicas (artifact cache).")
@@ -119,10 +179,16 @@ class ServingConfig(_Strict):
         if self.batching.enabled and self.max_ongoing_requests < self.batching.max_batch_size:
             raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be at least "
                              f"batching.max_batch_size ({self.batching.max_batch_size})")
-        names = [m.name for m in self.models]
+        names = [m.name for m in self.models] + [e.name for e in self.ensembles]
+        if not names:
+            raise ValueError("serve at least one model or ensemble")
         if len(set(names)) != len(names):
-            raise ValueError(f"model names must be unique, got {names}")
+            raise ValueError(f"model and ensemble names must be unique, got {names}")
         return self
+
+    def online_features(self, name: str) -> OnlineFeaturesConfig | None:
+        entry = next((e for e in [*self.models, *self.ensembles] if e.name == name), None)
+        return None if entry is None else entry.online_features
 
     @classmethod
     def parse(cls, args: dict[str, Any], source: str = "serve app args") -> ServingConfig:
@@ -137,3 +203,12 @@ class ServingConfig(_Strict):
 def deployment_name(model_name: str) -> str:
     """Stable per-model deployment name, so a YAML ``deployments:`` entry can override its ``user_config``."""
     return f"Model_{model_name}"
+
+
+def member_deployment_name(ref: str) -> str:
+    """One deployment per distinct member ref (``churn:3`` -> ``Member_churn_3``), shared by ensembles."""
+    return "Member_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in ref)
+
+
+def ensemble_deployment_name(name: str) -> str:
+    return f"Ensemble_{name}"

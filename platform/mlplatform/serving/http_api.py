@@ -31,6 +31,7 @@ from mlplatform.errors import (
     http_status_for,
 )
 from mlplatform.serving.config import ServingConfig
+from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids
 from mlplatform.serving.prediction_log import PredictionLogBuffer
 from mlplatform.serving.rollout.routing import routing_key
 from mlplatform.serving.rollout.shadow import ShadowQueue
@@ -43,9 +44,12 @@ METADATA_TIMEOUT_S = 2.0
 api = FastAPI(title="mlplatform serving", version="1", description="KServe V1 style prediction API.")
 
 _PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["instances"],
+    "type": "object", "description": "Either instances (feature rows) or entity_ids (online features; an "
+    "unknown entity is a 422 naming entity_ids[i]).",
     "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": 1000,
-                                 "items": {"type": "object", "additionalProperties": True}}}}}}}}
+                                 "items": {"type": "object", "additionalProperties": True}},
+                   "entity_ids": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                  "items": {"type": ["string", "integer"]}}}}}}}}
 _FEEDBACK_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["request_id", "label"],
     "properties": {"request_id": {"type": "string", "maxLength": 128},
@@ -115,12 +119,21 @@ class ServingAPI:
         self._replica = _replica_id()
         self._metrics = _Metrics()
         self._shadows: dict[str, ShadowQueue] = {}
+        self._lookups = {entry.name: OnlineFeatureLookup(entry.online_features, self.cfg.home)
+                         for entry in [*self.cfg.models, *self.cfg.ensembles] if entry.online_features}
 
     def __del__(self) -> None:
         # Serve calls the destructor on graceful shutdown: flush the prediction log before the replica exits.
         log = getattr(self, "_log", None)
         if log is not None:
             log.close(self.cfg.prediction_log.write_timeout_s)
+
+    def _lookup(self, name: str) -> OnlineFeatureLookup:
+        lookup = self._lookups.get(name)
+        if lookup is None:
+            raise InvalidInput(f"model {name!r} has no online features configured; send 'instances' instead",
+                               field="entity_ids")
+        return lookup
 
     def _handle(self, name: str) -> Any:
         handle = self._models.get(name)
@@ -150,7 +163,12 @@ class ServingAPI:
         try:
             handle = self._handle(name)
             payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
-            instances = parse_instances(payload, self.cfg.max_instances)
+            entity_ids = None
+            if isinstance(payload, dict) and "entity_ids" in payload:
+                entity_ids = parse_entity_ids(payload, self.cfg.max_instances)
+                instances = await self._lookup(name).instances(entity_ids)
+            else:
+                instances = parse_instances(payload, self.cfg.max_instances)
             key = routing_key(request.headers, instances, request_id, self.cfg.rollout.entity_field)
             answer = await self._call(handle.predict.remote(instances, routing_key=key),
                                       self.cfg.request_timeout_s, f"model {name}")
@@ -163,11 +181,13 @@ class ServingAPI:
         results = answer.pop("results")
         mirrors = answer.pop("mirror_versions", None) or []
         latency_ms = (time.perf_counter() - started) * 1000
+        if entity_ids is not None:
+            answer["entity_ids"] = entity_ids
         body = {"predictions": [r["prediction"] for r in results], **answer, "request_id": request_id,
                 "served_by": self._replica, "timestamp": datetime.now(UTC).isoformat()}
         if any(r["probabilities"] is not None for r in results):
             body["probabilities"] = [r["probabilities"] for r in results]
-        self._log_answer(request_id, answer, instances, results, latency_ms)
+        self._log_answer(request_id, answer, instances, results, latency_ms, entity_ids)
         hits = sum(answer["cached"])
         cache_header = "hit" if hits == len(results) else "miss" if hits == 0 else "partial"
         for version in mirrors:  # queued only: sent after this response, in batches
@@ -193,16 +213,21 @@ class ServingAPI:
         queue.submit(version, instances, done)
 
     def _log_answer(self, request_id: str, answer: dict[str, Any], instances: list[dict[str, Any]],
-                    results: list[dict[str, Any]], latency_ms: float) -> None:
+                    results: list[dict[str, Any]], latency_ms: float,
+                    entity_ids: list[str | int] | None = None) -> None:
         if self._log is None:
             return
         now = datetime.now(UTC)
         variant = "fallback" if answer.get("fallback") else answer.get("variant")
-        version = answer.get("fallback_version", answer["model_version"])
+        if answer.get("degraded"):
+            variant = f"{variant}-degraded"
+        # an ensemble has no registry version of its own: logged as version 0 (its members are in the response)
+        version = answer.get("fallback_version", answer["model_version"]) or 0
         self._log.add([PredictionRecord(
             request_id=request_id, model_name=answer["model_name"], version=version, features=instances[i],
             prediction=r["prediction"], confidence=r["confidence"], latency_ms=latency_ms, timestamp=now,
-            instance_index=i, variant=variant) for i, r in enumerate(results)])
+            instance_index=i, variant=variant, entity_id=None if entity_ids is None else str(entity_ids[i]))
+            for i, r in enumerate(results)])
 
     async def list_models(self, request: Request) -> JSONResponse:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from mlplatform.features.schema import FeatureSpec, schema_from_json
 from mlplatform.predictor import Predictor
 from mlplatform.serving.breaker import CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
-from mlplatform.serving.config import ServingConfig
+from mlplatform.serving.config import ModelEntry, ServingConfig
 from mlplatform.serving.rollout.faults import FaultInjector
 from mlplatform.serving.rollout.follower import RegistryFollower, Routes, current_replica_id
 from mlplatform.serving.rollout.routing import SHADOW
@@ -95,10 +96,12 @@ def _warmup_row(schema: list[FeatureSpec]) -> tuple[Any, ...]:
 class ModelServer:
     """Serve deployment body; :func:`mlplatform.serving.app.build_app` wraps it with ``serve.deployment``."""
 
-    def __init__(self, model_name: str, config: dict[str, Any]) -> None:
+    def __init__(self, model_name: str, config: dict[str, Any], member_ref: str | None = None) -> None:
         self.cfg = ServingConfig.parse(config)
         self.model_name = model_name
-        self.entry = next(m for m in self.cfg.models if m.name == model_name)
+        # an ensemble member is not a served model entry: it serves exactly its ref, without a fallback
+        self.entry = (ModelEntry(name=model_name, ref=member_ref) if member_ref is not None
+                      else next(m for m in self.cfg.models if m.name == model_name))
         self._client = build_client(self.cfg)
         self._fallback: LoadedModel | None = None
         self.requested_ref: str | None = None
@@ -190,7 +193,8 @@ class ModelServer:
                 "breaker": self._breaker.state, "last_error": self.last_error,
                 "routing": None if routes is None else routes.describe(),
                 "versions": self._version_stats.snapshot(), "refused": dict(self._follower.refused),
-                "last_decision": self._follower.last_decision}
+                "last_decision": self._follower.last_decision,
+                "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1"}
 
     async def guard_now(self) -> str | None:
         """Run one guard check at once (operators; the background thread does it every guard interval)."""

@@ -53,6 +53,9 @@ def load_data(config: TrainConfig) -> LoadedData:
 
         frame = make_churn(section.n_rows, seed=config.seed)
         name, uri = section.name or "synthetic_churn", None
+    elif section.source.startswith("sklearn_"):
+        frame = bundled_sklearn_frame(section.source, section.target)
+        name, uri = section.name or section.source, None
     else:
         assert section.path is not None  # the config validator requires it
         frame = _read_file(section.path)
@@ -60,13 +63,27 @@ def load_data(config: TrainConfig) -> LoadedData:
     if section.target not in frame.columns:
         raise InvalidInput(f"target column {section.target!r} is not in the data (columns: "
                            f"{', '.join(map(str, frame.columns[:20]))})", field="data.target")
-    features = section.features or [c for c in frame.columns if c != section.target and c not in section.id_columns]
+    id_columns = set(section.id_columns)
+    if section.source.startswith("sklearn_"):
+        from mlplatform.datasets.sklearn_data import ENTITY, EVENT_TIME
+
+        id_columns |= {ENTITY, EVENT_TIME}
+    features = section.features or [c for c in frame.columns if c != section.target and c not in id_columns]
     missing = [f for f in features if f not in frame.columns]
     if missing:
         raise InvalidInput(f"feature column(s) {', '.join(missing)} are not in the data", field="data.features")
     if frame[section.target].isna().any():
         raise InvalidInput(f"target column {section.target!r} has missing values", field="data.target")
     return LoadedData(frame=frame, name=name, version=content_hash(frame), uri=uri, features=list(features))
+
+
+def bundled_sklearn_frame(source: str, target: str) -> pd.DataFrame:
+    """A dataset shipped inside scikit-learn (no download, :mod:`mlplatform.datasets.sklearn_data`) with its label
+    in the column ``target``. Its event times use a fixed seed, so the dataset version never depends on the run seed."""
+    from mlplatform.datasets.sklearn_data import load_sklearn_dataset
+
+    frame, label = load_sklearn_dataset(source)
+    return frame.rename(columns={label: target}) if target != label else frame
 
 
 def _read_file(path: str) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import pandas as pd
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.config.train import TrainConfig, load_train_config, train_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
-from mlplatform.errors import Conflict, GateFailed, InvalidInput, MLPlatformError, NotFound
+from mlplatform.errors import Conflict, GateFailed, IntegrityError, InvalidInput, MLPlatformError, NotFound
 from mlplatform.features.schema import schema_to_json
 from mlplatform.features.transform import TabularTransform
 from mlplatform.training.data import Splits, encode_labels, load_data, split_data
@@ -78,7 +78,12 @@ def _client() -> Any:
 
 
 def train(config: TrainConfig, *, client: Any = None, warm_start: str | None = None, force: bool = False,
-          resume_run_id: str | None = None, epoch_hook: Any = None) -> TrainOutcome:
+          resume_run_id: str | None = None, epoch_hook: Any = None, parent: str | None = None,
+          kind: RunKind = RunKind.TRAIN, parent_run_id: str | None = None, expect_data_version: str | None = None,
+          tags: dict[str, Any] | None = None) -> TrainOutcome:
+    """``parent``: the version this run retrains, recorded in lineage even when the family cannot warm start
+    (a warm start's source always is the parent). ``kind``/``parent_run_id``/``tags`` let a replay record itself
+    as a linked run; ``expect_data_version`` refuses data whose content hash differs, before any training."""
     client = client or _client()
     if warm_start is not None:
         config = train_config_from_dict(config.model_dump(mode="json") | {"warm_start": warm_start}, "--warm-start")
@@ -90,14 +95,19 @@ def train(config: TrainConfig, *, client: Any = None, warm_start: str | None = N
         client.runs.end_run(run.id, RunStatus.RUNNING)
     else:
         storage_path = storage_path_for(client.artifacts.root_uri)
+        from mlplatform._internal.lineage import environment, git_state
+
+        # Code and environment at training time, so a replay can say what changed since (SPEC S9.8).
         run = client.runs.start_run(
-            config.experiment, RunKind.TRAIN, config={"train_config": config.model_dump(mode="json")},
-            seed=config.seed, name=f"{config.model_name}-{config.model.family}",
+            config.experiment, kind, config={"train_config": config.model_dump(mode="json")},
+            seed=config.seed, name=f"{config.model_name}-{config.model.family}", parent_run_id=parent_run_id,
             tags={"family": config.model.family, "framework": config.framework, "storage_path": storage_path,
-                  "warm_start": config.warm_start, "force": force})
-    outcome = TrainOutcome(run_id=run.id, status=RunStatus.RUNNING.value, parent=None, storage_path=storage_path)
+                  "warm_start": config.warm_start, "force": force, "code": git_state(),
+                  "environment": environment(), **(tags or {})})
+    outcome = TrainOutcome(run_id=run.id, status=RunStatus.RUNNING.value, parent=parent, storage_path=storage_path)
     try:
-        _run(config, client, run, outcome, storage_path, force, resume_run_id is not None, epoch_hook)
+        _run(config, client, run, outcome, storage_path, force, resume_run_id is not None, epoch_hook,
+             expect_data_version)
     except GateFailed:
         raise
     except KeyboardInterrupt:
@@ -110,9 +120,12 @@ def train(config: TrainConfig, *, client: Any = None, warm_start: str | None = N
 
 
 def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, storage_path: str, force: bool,
-         resuming: bool, epoch_hook: Any) -> None:
+         resuming: bool, epoch_hook: Any, expect_data_version: str | None = None) -> None:
     target, task = config.data.target, config.task
     data = load_data(config)
+    if expect_data_version is not None and data.version != expect_data_version:
+        raise IntegrityError(f"the data of {data.name} ({data.uri or config.data.source}) changed: recorded dataset "
+                             f"version {expect_data_version[:12]}, now {data.version[:12]}", field="data")
     dataset = client.datasets.register(data.name, data.version, uri=data.uri, row_count=len(data.frame),
                                        schema={"columns": {c: str(t) for c, t in data.frame.dtypes.items()}})
     linked = [d for role, d in client.datasets.for_run(run.id) if role == "train"]
@@ -120,14 +133,26 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
         raise Conflict(f"the data changed since run {run.id} started (dataset version {linked[0].version[:12]} "
                        f"-> {data.version[:12]}); start a new run", field="data")
     client.runs.link_dataset(run.id, dataset.id, role="train")
-    splits = split_data(data.frame, config)
+    from mlplatform.training.rebalance import rebalance_splits
+
+    original = split_data(data.frame, config)
+    # Resampling touches the training split only; validation and test keep the real class ratios.
+    splits, rebalance = rebalance_splits(original, config)
     classes, labels = encode_labels(splits, target, task)
-    client.runs.update_tags(run.id, {"split": splits.summary(), "dataset": f"{data.name}@{data.version[:12]}",
+    client.runs.update_tags(run.id, {"split": original.summary(), "rebalance": rebalance,
+                                     "dataset": f"{data.name}@{data.version[:12]}",
                                      "effective_batch": config.training.batch_size * config.scaling.num_workers
                                      * config.training.accumulation_steps})
     from mlplatform.models.factory import default_factory
 
-    params = default_factory().resolve_params(config.model.family, task, config.model.params)
+    model_params = dict(config.model.params)
+    if config.model.family == "stacking":  # member version refs become (family, params) with their version named
+        from mlplatform.training.stacking import resolve_members
+
+        model_params["members"] = resolve_members(model_params.get("members") or [], client.registry)
+    params = default_factory().resolve_params(config.model.family, task, model_params)
+    if config.rebalance.strategy == "class_weight" and config.framework == "sklearn":
+        params["class_weight"] = "balanced"
     warm = None
     if config.warm_start:
         from mlplatform.training.warm_start import load_warm_start
@@ -143,15 +168,18 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
     work = Path(tempfile.mkdtemp(prefix="mlplatform-train-"))
     try:
         artifact = work / "model"
-        lineage = {"run_id": run.id, "seed": config.seed, "split": splits.summary(),
+        lineage = {"run_id": run.id, "seed": config.seed, "split": original.summary(), "rebalance": rebalance,
                    "dataset": {"name": data.name, "version": data.version, "uri": data.uri},
                    "transform_sha256": transform.fingerprint, "config": config.model_dump(mode="json"),
-                   "parent": warm.ref if warm else None}
+                   "parent": outcome.parent}
+        if config.model.family == "stacking":
+            lineage["members"] = [m.get("version") or m["family"] for m in params["members"]]
         if config.framework == "torch":
             _train_torch(config, client, run, outcome, storage_path, splits, labels, classes, params, transform,
-                         warm, artifact, lineage, epoch_hook)
+                         warm, artifact, lineage, epoch_hook, reference=original.train)
         else:
-            _train_sklearn(config, client, run, splits, params, data.features, artifact, lineage)
+            _train_sklearn(config, client, run, splits, params, data.features, artifact, lineage,
+                           reference=original.train)
         from mlplatform.predictor import Predictor
 
         predictor = Predictor.from_dir(artifact)
@@ -160,7 +188,7 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
         slice_metrics = _slice_metrics(predictor, splits.test, target, config.slices)
         for slice_name, values in slice_metrics.items():
             client.runs.log_metrics(run.id, values, split="test", slice=slice_name)
-        outcome.baselines = _baselines(config, client, run, splits, data.features, work)
+        outcome.baselines = _baselines(config, client, run, original, data.features, work)
         gate = _gate(config, client, outcome, predictor, splits.test, force)
         outcome.gate = gate.to_dict()
         client.runs.update_tags(run.id, {"gate": outcome.gate})
@@ -184,7 +212,7 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
 def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, storage_path: str,
                  splits: Splits, labels: dict[str, np.ndarray], classes: list[Any] | None, params: dict[str, Any],
                  transform: TabularTransform, warm: Any, artifact: Path, lineage: dict[str, Any],
-                 epoch_hook: Any) -> None:
+                 epoch_hook: Any, reference: pd.DataFrame) -> None:
     import torch
 
     from mlplatform.models.factory import default_factory
@@ -237,7 +265,7 @@ def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutco
     from mlplatform.predictor import Predictor
     from mlplatform.training.sklearn_fit import _write_reference_profile
 
-    _write_reference_profile(Predictor.from_dir(artifact), splits.train, [f.name for f in transform.schema],
+    _write_reference_profile(Predictor.from_dir(artifact), reference, [f.name for f in transform.schema],
                              config.data.target, artifact, config.seed)
 
 
@@ -254,12 +282,13 @@ def _log_epoch(client: Any, run_id: str, item: dict[str, Any]) -> None:
 
 
 def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, params: dict[str, Any],
-                   features: list[str], artifact: Path, lineage: dict[str, Any]) -> None:
+                   features: list[str], artifact: Path, lineage: dict[str, Any], reference: pd.DataFrame) -> None:
     from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features,
                                     family=config.model.family, out_dir=artifact, task=config.task, params=params,
-                                    seed=config.seed, eval_data=splits.validation, lineage=lineage)
+                                    seed=config.seed, eval_data=splits.validation, lineage=lineage,
+                                    reference_data=reference)
     client.runs.log_metrics(run.id, {f"val_{k}": v for k, v in manifest.metrics.items()}, split="validation")
 
 

@@ -20,8 +20,10 @@ def fit_sklearn_artifact(
     train: pd.DataFrame, *, target: str, features: list[str], family: str, out_dir: Path,
     task: str = "classification", params: dict[str, Any] | None = None, seed: int = 42,
     eval_data: pd.DataFrame | None = None, transform_config: TransformConfig | None = None,
-    lineage: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None, reference_data: pd.DataFrame | None = None,
 ) -> ModelManifest:
+    """``reference_data`` (default ``train``) is what the monitoring reference profiles: the training split as it
+    really is, when ``train`` was resampled for class balance."""
     if target not in train.columns:
         raise InvalidInput(f"target column {target!r} is not in the data", field="target")
     transform = TabularTransform.fit(train, features, transform_config)
@@ -46,7 +48,8 @@ def fit_sklearn_artifact(
     if eval_data is not None:
         manifest.metrics = evaluate_predictions(predictor, eval_data, target)
     manifest.write(out_dir)
-    _write_reference_profile(predictor, train, features, target, out_dir, seed)
+    _write_reference_profile(predictor, train if reference_data is None else reference_data, features, target,
+                             out_dir, seed)
     return manifest
 
 

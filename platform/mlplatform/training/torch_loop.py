@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -195,6 +196,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         if config.get("epoch_hook") is not None:
             config["epoch_hook"](epoch, rank)
         seed_everything(epoch_seed(seed, rank, epoch))
+        started = time.perf_counter()  # the training pass only: validation and checkpointing are timed apart
         model.train()
         loss_sum, rows, pending = torch.zeros(2, dtype=torch.float64), 0, 0
         batches = shard.iter_torch_batches(batch_size=opt["batch_size"], dtypes=torch.float32, device=device,
@@ -234,11 +236,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             totals = loss_sum.to(device)
             dist.all_reduce(totals)
             loss_sum = totals.cpu()
+        epoch_seconds = time.perf_counter() - started
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         metrics = {"epoch": epoch, "step": step, "lr": lr,
                    "train_loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else 0.0,
-                   "train_rows": int(loss_sum[1]),
+                   "train_rows": int(loss_sum[1]), "epoch_seconds": epoch_seconds,
                    **_validate(model, loss_fn, val, rank, world, task, device)}
         value = metrics[es_metric]
         if _improved(value, best, mode, config["early_stopping"]["min_delta"]):

@@ -117,6 +117,9 @@ class OptimSection(_Strict):
     amp: bool = Field(default=True, description="Mixed precision on GPU (bf16, else fp16 + GradScaler); "
                       "always off on CPU.")
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
+    shard_in_memory: bool | Literal["auto"] = Field(
+        default="auto", description="Read each worker's shard once and shuffle it in memory every epoch (auto: when "
+        "a shard is under 1 GiB); false streams it from Ray Data every epoch, for data larger than memory.")
 
 
 class ScalingSection(_Strict):

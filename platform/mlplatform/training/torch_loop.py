@@ -189,6 +189,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     n_dense, n_codes, acc = config["n_dense"], config["n_codes"], opt["accumulation_steps"]
     stopped_early = bool(history and history[-1].get("stop"))
     mode, es_metric = config["early_stopping"]["mode"], config["early_stopping"]["metric"]
+    shard_cache: dict[str, torch.Tensor] = {}
 
     for epoch in range(start_epoch, opt["epochs"]):
         if stopped_early:
@@ -199,9 +200,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()  # the training pass only: validation and checkpointing are timed apart
         model.train()
         loss_sum, rows, pending = torch.zeros(2, dtype=torch.float64), 0, 0
-        batches = shard.iter_torch_batches(batch_size=opt["batch_size"], dtypes=torch.float32, device=device,
-                                           local_shuffle_buffer_size=opt["batch_size"] * 4,
-                                           local_shuffle_seed=epoch_seed(seed, rank, epoch))
+        if config.get("shard_in_memory"):
+            batches = _in_memory_batches(shard, shard_cache, opt["batch_size"], epoch_seed(seed, rank, epoch), device)
+        else:
+            batches = shard.iter_torch_batches(batch_size=opt["batch_size"], dtypes=torch.float32, device=device,
+                                               local_shuffle_buffer_size=opt["batch_size"] * 4,
+                                               local_shuffle_seed=epoch_seed(seed, rank, epoch))
         for batch, is_last in _with_last(batches):
             dense, codes, target = _split_columns(batch["data"], n_dense, n_codes, task)
             pending += 1
@@ -255,6 +259,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         _report(config, model, optimizer, scheduler, scaler, metrics, history, step, epoch, rank,
                 best=best, best_epoch=best_epoch, bad_epochs=bad_epochs, restores=restores)
     return {"history": history, "restores": restores, "stopped_early": stopped_early, "best_epoch": best_epoch}
+
+
+def _in_memory_batches(shard: Any, cache: dict[str, torch.Tensor], batch_size: int, seed: int,
+                       device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    """The shard read once (first epoch) and shuffled in memory with a seeded permutation every epoch.
+
+    Ray Data's per-batch iteration cost dominated small tabular epochs here (the 2-worker path ran at ~0.44x a
+    single process); a shard that fits in memory does not need streaming. Every rank reads its whole shard in the
+    same epoch, and Ray Train's equal split gives every rank the same number of rows, hence of batches, so the
+    DDP all-reduces stay in lockstep."""
+    if "data" not in cache:
+        parts = [batch["data"] for batch in shard.iter_batches(batch_size=65536, batch_format="numpy")]
+        cache["data"] = torch.from_numpy(np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)) if parts \
+            else torch.zeros((0, 0), dtype=torch.float32)
+    data = cache["data"]
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    for start in range(0, len(data), batch_size):
+        yield {"data": data[order[start:start + batch_size]].to(device)}
 
 
 def _relay(config: dict[str, Any], item: dict[str, Any]) -> None:

@@ -122,6 +122,13 @@ class _Drainer(threading.Thread):
         self.drain_once()
 
 
+SHARD_IN_MEMORY_LIMIT = 1 << 30
+
+
+def train_ds_bytes(rows: int, width: int) -> int:
+    return rows * width * 4  # float32
+
+
 def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transform: TabularTransform,
                 splits: Splits, labels: dict[str, np.ndarray], classes: list[Any] | None, params: dict[str, Any],
                 warm_state: dict[str, Any] | None = None,
@@ -157,6 +164,9 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
         "relay": relay, "epoch_hook": epoch_hook, "torch_threads": 1,
         "record": config.model_dump(mode="json"),
     }
+    shard_bytes = train_ds_bytes(len(splits.train), sum(c.shape[1] for c in columns)) / workers
+    loop_config["shard_in_memory"] = (shard_bytes < SHARD_IN_MEMORY_LIMIT if opt.shard_in_memory == "auto"
+                                      else bool(opt.shard_in_memory))
     use_gpu = resolve_use_gpu(config.scaling.use_gpu)
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=loop_config, datasets={"train": train_ds},

@@ -76,13 +76,13 @@ def split_valid_rows(df: pd.DataFrame, features: list[FeatureSpec], required: Se
     from mlplatform.features.validation import row_reasons
 
     n = len(df)
-    reasons: list[list[str]] = [[] for _ in range(n)]
+    reasons: dict[int, list[str]] = {}  # sparse: only rows with a problem
     for name in required:
         for i in np.flatnonzero(df[name].isna().to_numpy()):
-            reasons[i].append(f"missing value in key column {name!r}")
-    for i, text in enumerate(row_reasons(df, features).to_numpy()):
-        if text:
-            reasons[i].append(text)
+            reasons.setdefault(int(i), []).append(f"missing value in key column {name!r}")
+    feature_reasons = row_reasons(df, features).to_numpy()
+    for i in np.flatnonzero(feature_reasons != ""):
+        reasons.setdefault(int(i), []).append(feature_reasons[i])
     coerced: dict[str, Any] = {}
     for spec in features:
         col = df[spec.name]
@@ -93,12 +93,14 @@ def split_valid_rows(df: pd.DataFrame, features: list[FeatureSpec], required: Se
             values = pd.to_numeric(col, errors="coerce").astype("float64") if col.dtype == object or \
                 pd.api.types.is_string_dtype(col) else col.astype("float64")
             for i in np.flatnonzero(np.isinf(values.to_numpy())):
-                reasons[i].append(f"{spec.name}: value is not finite")
+                reasons.setdefault(int(i), []).append(f"{spec.name}: value is not finite")
             coerced[spec.name] = values
         else:
             coerced[spec.name] = col.astype("object").where(col.notna(), None).map(
                 lambda v: v if v is None else str(v))
-    invalid = np.fromiter((bool(r) for r in reasons), dtype=bool, count=n)
+    invalid = np.zeros(n, dtype=bool)
+    invalid[list(reasons)] = True
     valid_positions = np.flatnonzero(~invalid)
     frame = pd.DataFrame(coerced, index=df.index).iloc[valid_positions]
-    return RowSplit(valid_positions, frame, np.flatnonzero(invalid), ["; ".join(r) for r in reasons if r])
+    invalid_positions = np.flatnonzero(invalid)
+    return RowSplit(valid_positions, frame, invalid_positions, ["; ".join(reasons[int(i)]) for i in invalid_positions])

@@ -79,7 +79,10 @@ def start_ray(in_process: bool) -> str:
         os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]
         dashboard = f"http://{context.dashboard_url}"
     else:
-        if subprocess.run([_bin("ray"), "status"], capture_output=True, timeout=60).returncode != 0:
+        # `ray status` is no probe here: with Ray 2.60's token auth it fails against a running head unless
+        # RAY_AUTH_MODE is set in the caller's environment; joining the head is what every later step does anyway.
+        probe = "import ray; ray.init(address='auto', log_to_driver=False, logging_level='ERROR'); ray.shutdown()"
+        if subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=120).returncode != 0:
             subprocess.run([_bin("ray"), "start", "--head", "--dashboard-host", "127.0.0.1", "--num-cpus", "4",
                             "--disable-usage-stats"], check=True, capture_output=True, text=True, timeout=300)
         os.environ["RAY_ADDRESS"] = "auto"

@@ -183,7 +183,8 @@ def run(in_process_ray: bool = False) -> dict[str, Any]:
 
     step("9. canary rollout of the challenger")
     if _has_command("rollout"):
-        mlplatform("rollout", "start", "--model", MODEL, allow=(0, 2))
+        mlplatform("rollout", "start", "--model", MODEL, allow=(0, 2))  # shadow: the challenger gets copies
+        mlplatform("rollout", "advance", "--model", MODEL, allow=(0, 2))  # canary: 95/5, sticky per key
         mlplatform("rollout", "status", "--model", MODEL, allow=(0, 2))
     else:
         console.print("rollout commands are not available in this build")

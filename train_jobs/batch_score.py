@@ -24,8 +24,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="name@alias or name:version")
     parser.add_argument("--input", required=True, help="file, folder or glob on any pyarrow filesystem")
     parser.add_argument("--output", required=True, help="output folder (model=<name>/version=<v>/ inside)")
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=None, help="actors (default: one per CPU)")
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="concurrent scorers (default: one per CPU, or GPU)")
+    parser.add_argument("--compute", choices=["auto", "tasks", "actors"], default="auto",
+                        help="fused tasks (fastest on CPU) or an actor pool (GPU clusters); auto picks")
     parser.add_argument("--keep-columns", default="", help="comma-separated id columns")
     parser.add_argument("--partition-by", default=None)
     parser.add_argument("--max-quarantine", type=float, default=0.05)
@@ -46,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         keep.append(args.online_key)
     try:
         result = run_batch(args.model, args.input, args.output, batch_size=args.batch_size,
-                           concurrency=args.concurrency, keep_columns=keep, partition_by=args.partition_by,
+                           concurrency=args.concurrency, compute=args.compute, keep_columns=keep,
+                           partition_by=args.partition_by,
                            max_quarantine_fraction=args.max_quarantine, on_invalid=args.on_invalid,
                            online_key=args.online_key)
     except MLPlatformError as exc:

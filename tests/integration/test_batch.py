@@ -65,12 +65,14 @@ class ExplodingLoader:
         return predictor
 
 
+@pytest.mark.parametrize("compute", ["tasks", "actors"])
 def test_batch_output_equals_predictor_and_reruns_replace(ray_session: None, client: Any, registered: Any,
                                                           scoring_rows: pd.DataFrame, model_artifact_dir: Path,
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, compute: str) -> None:
     source = _write_parquet_parts(scoring_rows, tmp_path / "in")
     result = run_batch("churn@champion", str(source), str(tmp_path / "out"), batch_size=250, concurrency=2,
-                       keep_columns=["customer_id"], client=client)
+                       keep_columns=["customer_id"], client=client, compute=compute)
+    assert client.runs.get_run(result.run_id).config["compute"] == compute
 
     assert result.model_version == registered.version and result.reconciled
     assert (result.rows_in, result.rows_scored, result.rows_quarantined) == (1200, 1200, 0)
@@ -94,7 +96,7 @@ def test_batch_output_equals_predictor_and_reruns_replace(ray_session: None, cli
 
     files_before = sorted(p.name for p in Path(result.output_path).iterdir())
     again = run_batch("churn:1", str(source), str(tmp_path / "out"), batch_size=250, concurrency=2,
-                      keep_columns=["customer_id"], client=client)
+                      keep_columns=["customer_id"], client=client, compute=compute)
     assert again.output_path == result.output_path
     assert sorted(p.name for p in Path(again.output_path).iterdir()) == files_before  # replaced, nothing added
     columns = ["customer_id", "prediction", "probability", "model_name", "model_version"]
@@ -161,8 +163,9 @@ def test_too_many_invalid_rows_publish_nothing_but_keep_the_quarantine(ray_sessi
     assert run.status == "failed" and client.runs.latest_metrics(run.id)["rows_quarantined"] == 2
 
 
+@pytest.mark.parametrize("compute", ["tasks", "actors"])
 def test_failure_mid_job_publishes_nothing(ray_session: None, client: Any, registered: Any,
-                                           scoring_rows: pd.DataFrame, tmp_path: Path) -> None:
+                                           scoring_rows: pd.DataFrame, tmp_path: Path, compute: str) -> None:
     source = _write_parquet_parts(scoring_rows, tmp_path / "in")
 
     def exploding(version: Any, local: Path) -> ExplodingLoader:
@@ -171,7 +174,7 @@ def test_failure_mid_job_publishes_nothing(ray_session: None, client: Any, regis
 
     with pytest.raises(MLPlatformError, match="injected failure in batch 2") as caught:
         run_batch("churn@champion", str(source), str(tmp_path / "out"), batch_size=100, concurrency=1,
-                  keep_columns=["customer_id"], client=client, loader_factory=exploding)
+                  keep_columns=["customer_id"], client=client, loader_factory=exploding, compute=compute)
 
     assert "no output was published" in str(caught.value)
     assert not (tmp_path / "out" / "model=churn" / "version=1").exists()

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from mlplatform.batch.job import BatchResult, _check, _translate
-from mlplatform.batch.validation import check_input_schema, split_valid_rows
+from mlplatform.batch.validation import all_rows_valid, check_input_schema, split_valid_rows
 from mlplatform.errors import IntegrityError, InvalidInput, MLPlatformError
 from mlplatform.features.schema import FeatureSpec
 
@@ -23,6 +23,33 @@ def test_row_split_keeps_valid_rows_and_gives_every_reason() -> None:
     assert split.reasons == ["missing value in key column 'id'", "x: expected float, got 'abc'",
                              "x: value is not finite"]
     assert split.features["x"].tolist()[0] == 1.5 and np.isnan(split.features["x"].tolist()[1])  # "NA" = missing
+
+
+NUMERIC = [FeatureSpec(name="x", dtype="float", nullable=False), FeatureSpec(name="n", dtype="int")]
+
+
+@pytest.mark.parametrize(("columns", "fast", "bad_rows"), [
+    ({"id": ["a", "b"], "x": [1.5, -2.0], "n": [1, 2]}, True, 0),
+    ({"id": ["a", "b"], "x": [1, 2], "n": [1, 2]}, True, 0),  # int data for a float feature (not strict)
+    ({"id": ["a", None], "x": [1.5, 2.0], "n": [1, 2]}, False, 1),  # missing key
+    ({"id": ["a", "b"], "x": [1.5, float("nan")], "n": [1, 2]}, False, 1),  # missing, not nullable
+    ({"id": ["a", "b"], "x": [1.5, float("inf")], "n": [1, 2]}, False, 1),  # not finite
+    ({"id": ["a", "b"], "x": [1.5, None], "n": [1, 2]}, False, 1),  # Arrow null
+    ({"id": ["a", "b"], "x": [1.5, 2.0], "n": [1.0, 2.5]}, False, 1),  # fractional int
+    ({"id": ["a", "b"], "x": [True, False], "n": [1, 2]}, False, 2),  # bool is not a number
+    ({"id": ["a", "b"], "x": ["1.5", "2"], "n": [1, 2]}, False, 0),  # text: valid, but cast per row
+])
+def test_fast_path_agrees_with_the_row_split(columns: dict, fast: bool, bad_rows: int) -> None:
+    """The Arrow-level shortcut may only say "all valid" when the full per-row split finds no bad row."""
+    table = pa.table(columns)
+    assert all_rows_valid(table, NUMERIC, ["id"]) is fast
+    assert len(split_valid_rows(table.to_pandas(), NUMERIC, ["id"]).invalid_positions) == bad_rows
+
+
+def test_fast_path_leaves_categories_to_the_row_split() -> None:
+    table = pa.table({"x": [1.0, 2.0], "c": ["u", "v"]})
+    assert not all_rows_valid(table, FEATURES)
+    assert all_rows_valid(table, FEATURES[:1])
 
 
 def test_schema_check_names_the_column() -> None:

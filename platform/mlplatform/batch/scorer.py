@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mlplatform.batch.validation import split_valid_rows
+from mlplatform.batch.validation import all_rows_valid, split_valid_rows
 from mlplatform.errors import IntegrityError
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
@@ -104,6 +104,7 @@ class BatchScorer:
                  run_id: str, scored_at: datetime) -> None:
         self.predictor = loader()
         self.features = schema_from_json(feature_schema)
+        self.feature_names = [f.name for f in self.features]
         self.keep_columns = keep_columns
         self.required_columns = required_columns
         self.output_schema = output_schema
@@ -113,9 +114,14 @@ class BatchScorer:
         self.run_id = run_id
         self.scored_at = pd.Timestamp(scored_at)
         self.classes = self.predictor.manifest.classes
+        self._constants = {"model_name": self.predictor.name, "model_version": self.predictor.version,
+                           "run_id": run_id, "scored_at": self.scored_at.to_pydatetime()}
         logger.info("batch scorer loaded %s:%s", self.predictor.name, self.predictor.version)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if all_rows_valid(batch, self.features, self.required_columns):
+            features = batch.select(self.feature_names).to_pandas()
+            return self._predict(batch, features, np.arange(batch.num_rows))
         frame = batch.to_pandas()
         split = split_valid_rows(frame, self.features, self.required_columns)
         if len(split.invalid_positions):
@@ -124,7 +130,8 @@ class BatchScorer:
 
     def _predict(self, batch: pa.Table, features: pd.DataFrame, positions: np.ndarray) -> pa.Table:
         n = len(positions)
-        columns: dict[str, Any] = {c: batch.column(c).take(pa.array(positions, pa.int64()))
+        every_row = n == batch.num_rows  # positions is a subset in order: equal length means all rows
+        columns: dict[str, Any] = {c: batch.column(c) if every_row else batch.column(c).take(pa.array(positions))
                                    for c in self.keep_columns}
         result = self.predictor.predict(features) if n else None
         for field in self.output_schema:
@@ -139,14 +146,9 @@ class BatchScorer:
             elif field.name.startswith("probability_"):
                 index = [f"probability_{c}" for c in self.classes or []].index(field.name)
                 values = result.probabilities[:, index] if result is not None else []
-            elif field.name == "model_name":
-                values = [self.predictor.name] * n
-            elif field.name == "model_version":
-                values = [self.predictor.version] * n
-            elif field.name == "run_id":
-                values = [self.run_id] * n
-            else:  # scored_at: one time per run, so every row of a run agrees
-                values = [self.scored_at] * n
+            else:  # a constant per run (scored_at too, so every row of a run agrees): no per-row Python objects
+                columns[field.name] = pa.repeat(pa.scalar(self._constants[field.name], type=field.type), n)
+                continue
             columns[field.name] = pa.array(values, type=field.type)
         return pa.table(columns, schema=self.output_schema)
 
@@ -161,3 +163,21 @@ class BatchScorer:
         digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
         self.quarantine_fs.create_dir(self.quarantine_path, recursive=True)
         pq.write_table(table, f"{self.quarantine_path}/part-{digest[:32]}.parquet", filesystem=self.quarantine_fs)
+
+
+# One scorer per worker process and run: Ray reuses a worker process for the tasks of a job, so with fused tasks the
+# model still loads once per process, as in an actor. Holding only the current run bounds the memory it keeps.
+_PROCESS_SCORERS: dict[str, BatchScorer] = {}
+
+
+def score_in_task(batch: pa.Table, *, cache_key: str, batch_size: int, **scorer_kwargs: Any) -> pa.Table:
+    """``map_batches`` function of the fused strategy: read, score and write run in one task, so no block crosses
+    the object store between them. The block arrives whole and is scored ``batch_size`` rows at a time."""
+    scorer = _PROCESS_SCORERS.get(cache_key)
+    if scorer is None:
+        _PROCESS_SCORERS.clear()
+        scorer = _PROCESS_SCORERS[cache_key] = BatchScorer(**scorer_kwargs)
+    if batch.num_rows <= batch_size:
+        return scorer(batch)
+    return pa.concat_tables([scorer(batch.slice(start, batch_size))
+                             for start in range(0, batch.num_rows, batch_size)])

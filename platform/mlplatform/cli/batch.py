@@ -18,8 +18,13 @@ def batch(
     model: str = typer.Option(..., "--model", help="name@alias or name:version (resolved once, at start)."),
     input_uri: str = typer.Option(..., "--input", help="Parquet/CSV file, folder or glob on any pyarrow filesystem."),
     output_uri: str = typer.Option(..., "--output", help="Output folder; results go to model=<name>/version=<v>/."),
-    batch_size: int = typer.Option(1000, "--batch-size", min=1, help="Rows per model call."),
-    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Scoring actors (default: one per CPU)."),
+    batch_size: int = typer.Option(10_000, "--batch-size", min=1, help="Rows per model call."),
+    concurrency: int = typer.Option(None, "--concurrency", min=1,
+                                    help="Concurrent scorers, tasks or actors (default: one per CPU, or GPU)."),
+    compute: str = typer.Option("auto", "--compute",
+                                help="tasks: read, score and write fused in one task per block (fastest on CPU); "
+                                     "actors: an actor pool, one GPU each on GPU clusters; auto: actors for torch "
+                                     "models when the cluster has GPUs, else tasks."),
     keep_columns: str = typer.Option(None, "--keep-columns", help="Comma-separated id columns to keep."),
     partition_by: str = typer.Option(None, "--partition-by", help="Write hive partitions by this input column."),
     max_quarantine: float = typer.Option(0.05, "--max-quarantine", min=0.0, max=1.0,
@@ -41,7 +46,7 @@ def batch(
     with expected_errors():
         result = run_batch(model, input_uri, output_uri, batch_size=batch_size, concurrency=concurrency,
                            keep_columns=keep, partition_by=partition_by, max_quarantine_fraction=max_quarantine,
-                           on_invalid=on_invalid, online_key=online_key, client=client())
+                           on_invalid=on_invalid, online_key=online_key, compute=compute, client=client())
     data = result.to_dict()
     emit(data, as_json, lambda: print_table(
         [{"field": k, "value": data[k]} for k in ("model_name", "model_version", "run_id", "rows_in", "rows_scored",

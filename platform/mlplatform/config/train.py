@@ -26,6 +26,8 @@ from mlplatform.errors import ConfigError, InvalidInput
 
 Task = Literal["classification", "regression"]
 VAL_METRICS = {"loss", "accuracy", "f1", "roc_auc", "pr_auc", "log_loss", "rmse", "mae", "r2"}
+# Bundled sources whose label is known to have more than two classes: threshold tuning is refused up front.
+MULTICLASS_SOURCES = {"sklearn_wine": 3, "sklearn_digits": 10}
 
 
 class _Strict(BaseModel):
@@ -150,14 +152,23 @@ class GateSection(_Strict):
 
 
 class RebalanceSection(_Strict):
-    """Imbalance handling (SPEC S2.10). Resampling touches the training split only, seeded by the run seed."""
+    """Imbalance handling (SPEC S2.10). Resampling touches the training split only, seeded by the run seed; the
+    decision threshold is tuned on the validation split, never on test."""
 
-    strategy: Literal["none", "class_weight", "oversample", "undersample"] = Field(
+    strategy: Literal["none", "class_weight", "oversample", "undersample", "smote"] = Field(
         default="none", description="class_weight: balanced weights in the loss / estimator; oversample: repeat "
-        "minority rows; undersample: drop majority rows.")
+        "minority rows; undersample: drop majority rows; smote: add synthetic minority rows interpolated between "
+        "a row and one of its k_neighbors nearest same-class rows (numeric features; the rest is copied).")
     ratio: float = Field(default=1.0, gt=0.0, le=1.0, description="Target size of every class relative to the "
-                         "largest (oversample) or smallest (undersample) class after resampling: "
+                         "largest (oversample, smote) or smallest (undersample) class after resampling: "
                          "minority / majority >= ratio.")
+    k_neighbors: PositiveInt = Field(default=5, description="smote: neighbours per row; every class that grows "
+                                     "needs at least k_neighbors + 1 training rows.")
+    tune_threshold: bool = Field(default=False, description="Binary classification: after training, choose the "
+                                 "decision threshold on P(classes[1]) maximising threshold_metric on the "
+                                 "validation split and write it into the model artifact.")
+    threshold_metric: Literal["f1", "balanced_accuracy"] = Field(
+        default="f1", description="What tune_threshold maximises on the validation split.")
 
 
 class TrainConfig(_Strict):
@@ -192,6 +203,11 @@ class TrainConfig(_Strict):
                     raise ValueError(exc.message) from None
         if self.rebalance.strategy != "none" and self.task != "classification":
             raise ValueError(f"rebalance.strategy {self.rebalance.strategy!r} needs task: classification")
+        if self.rebalance.tune_threshold and self.task != "classification":
+            raise ValueError("rebalance.tune_threshold needs task: classification (a binary classifier)")
+        if self.rebalance.tune_threshold and self.data.source in MULTICLASS_SOURCES:
+            raise ValueError(f"rebalance.tune_threshold needs a binary target; {self.data.source} has "
+                             f"{MULTICLASS_SOURCES[self.data.source]} classes")
         return self
 
     # -- resolved defaults -------------------------------------------------------------------------------------

@@ -137,8 +137,11 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
 
     original = split_data(data.frame, config)
     # Resampling touches the training split only; validation and test keep the real class ratios.
-    splits, rebalance = rebalance_splits(original, config)
+    splits, rebalance = rebalance_splits(original, config, features=data.features)
     classes, labels = encode_labels(splits, target, task)
+    if config.rebalance.tune_threshold and (classes is None or len(classes) != 2):
+        raise InvalidInput(f"rebalance.tune_threshold needs a binary target; {target!r} has "
+                           f"{len(classes or [])} classes", field="rebalance.tune_threshold")
     client.runs.update_tags(run.id, {"split": original.summary(), "rebalance": rebalance,
                                      "dataset": f"{data.name}@{data.version[:12]}",
                                      "effective_batch": config.training.batch_size * config.scaling.num_workers
@@ -182,6 +185,8 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
                            reference=original.train)
         from mlplatform.predictor import Predictor
 
+        if config.rebalance.tune_threshold:  # before any test metric, so test scores the tuned threshold
+            _tune_threshold(config, client, run, artifact, splits.validation, lineage)
         predictor = Predictor.from_dir(artifact)
         outcome.test_metrics = evaluate_predictions(predictor, splits.test, target)
         client.runs.log_metrics(run.id, outcome.test_metrics, split="test")
@@ -290,6 +295,35 @@ def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, p
                                     seed=config.seed, eval_data=splits.validation, lineage=lineage,
                                     reference_data=reference)
     client.runs.log_metrics(run.id, {f"val_{k}": v for k, v in manifest.metrics.items()}, split="validation")
+
+
+def _tune_threshold(config: TrainConfig, client: Any, run: Any, artifact: Path, validation: pd.DataFrame,
+                    lineage: dict[str, Any]) -> None:
+    """Choose the binary decision threshold on the validation split (never test) and write it into the artifact's
+    manifest, so evaluation, batch scoring and serving all apply it; recorded in the run tags and the lineage."""
+    from mlplatform.predictor import Predictor
+    from mlplatform.training.threshold import threshold_metric, tune_threshold
+
+    predictor = Predictor.from_dir(artifact)
+    classes = predictor.manifest.classes or []
+    proba = predictor.predict(validation).positive_probability()
+    if proba is None or len(classes) != 2:
+        raise InvalidInput("rebalance.tune_threshold needs a binary classifier", field="rebalance.tune_threshold")
+    positive = validation[config.data.target].to_numpy() == classes[1]
+    metric = config.rebalance.threshold_metric
+    threshold, value = tune_threshold(proba, positive, metric)
+    if positive.all() or not positive.any():
+        log.warning("the validation split holds one class; the decision threshold stays at 0.5")
+    info = {"threshold": threshold, "metric": metric, "validation_value": value,
+            "value_at_0_5": threshold_metric(proba, positive, 0.5, metric), "n_validation": len(validation)}
+    manifest = ModelManifest.read(artifact)
+    manifest.threshold = threshold
+    manifest.lineage = {**manifest.lineage, "threshold": info}
+    manifest.write(artifact)
+    lineage["threshold"] = info
+    client.runs.update_tags(run.id, {"threshold": info})
+    log.info("decision threshold %.4f (validation %s %.4f; %.4f at 0.5)", threshold, metric, value,
+             info["value_at_0_5"])
 
 
 def _slice_metrics(predictor: Any, test: pd.DataFrame, target: str, columns: list[str]) -> dict[str, dict]:

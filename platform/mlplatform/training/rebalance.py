@@ -1,5 +1,6 @@
-"""Class rebalancing by over- or undersampling (SPEC S2.10): only the training split is resampled, seeded by the
-run seed, so validation and test keep the real class ratios and metrics stay comparable across runs.
+"""Class rebalancing by over- or undersampling or SMOTE-like synthesis (SPEC S2.10): only the training split is
+resampled, seeded by the run seed, so validation and test keep the real class ratios and metrics stay comparable
+across runs.
 
 Class weights (``strategy: class_weight``) are not resampling: they go into the torch loss
 (``weighted_cross_entropy``, see :attr:`TrainConfig.loss_name`) or the estimator's ``class_weight``.
@@ -52,14 +53,26 @@ def resample(frame: pd.DataFrame, target: str, strategy: str, ratio: float, seed
     return frame.iloc[order]
 
 
-def rebalance_splits(splits: Splits, config: TrainConfig) -> tuple[Splits, dict[str, Any]]:
-    """The splits to train on (training split resampled when configured) and a summary for the run's tags."""
+def rebalance_splits(splits: Splits, config: TrainConfig,
+                     features: list[str] | None = None) -> tuple[Splits, dict[str, Any]]:
+    """The splits to train on (training split resampled when configured) and a summary for the run's tags.
+    ``features`` tells SMOTE which columns are features (the pipeline passes the loaded data's list; default
+    ``data.features``, else every column but the target and ``data.id_columns``)."""
     section, target = config.rebalance, config.data.target
     summary: dict[str, Any] = {"strategy": section.strategy, "ratio": section.ratio}
-    if section.strategy not in {"oversample", "undersample"}:
+    if section.strategy not in {"oversample", "undersample", "smote"}:
         return splits, summary
     before = splits.train[target].value_counts().sort_index()
-    train = resample(splits.train, target, section.strategy, section.ratio, config.seed)
+    if section.strategy == "smote":
+        from mlplatform.training.smote import smote
+
+        columns = features if features is not None else config.data.features
+        if columns is None:
+            columns = [c for c in splits.train.columns if c != target and c not in config.data.id_columns]
+        train, synthetic = smote(splits.train, target, columns, section.ratio, section.k_neighbors, config.seed)
+        summary |= {"k_neighbors": section.k_neighbors, "synthetic_rows": synthetic}
+    else:
+        train = resample(splits.train, target, section.strategy, section.ratio, config.seed)
     after = train[target].value_counts().sort_index()
     summary |= {"class_counts_before": {str(k): int(v) for k, v in before.items()},
                 "class_counts_after": {str(k): int(v) for k, v in after.items()}}

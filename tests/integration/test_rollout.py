@@ -140,7 +140,9 @@ def test_canary_split_is_sticky_and_every_answer_names_its_version(
         result = runner.invoke(app, ["rollout", "status", "--model", "churn", "--json"])
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
-        return data if data["versions"].get("2", {}).get("requests", 0) >= 10 else None
+        counts = {v: data["versions"].get(v, {}).get("requests", 0) for v in ("1", "2")}
+        # replicas report their window periodically: wait until every request of the split is in it
+        return data if counts["2"] >= 10 and counts["1"] + counts["2"] >= len(keys) else None
 
     status = wait_for(shown, timeout_s=20)
     assert status["stage"] == "canary" and status["split"] == {"champion": 95.0, "challenger": 5.0}

@@ -311,9 +311,9 @@ def main() -> None:
         child.terminate()
         child.wait(10)
 
-    def platform_args(name: str, batching: bool) -> dict[str, Any]:
+    def platform_args(name: str, batching: bool, colocated: bool) -> dict[str, Any]:
         return {"models": [{"name": name, "num_replicas": 1}], **where, "model_num_cpus": 0.5,
-                "ingress_num_cpus": 0.5, "batching": {"enabled": batching}}
+                "ingress_num_cpus": 0.5, "batching": {"enabled": batching}, "colocate_models": colocated}
 
     for mode in ("default", "ht"):
         base = start_ray(throughput_optimized=mode == "ht")
@@ -325,19 +325,29 @@ def main() -> None:
                 measure(f"{mode} bare c{c}", f"bare Serve{label}", url, c)
             serve.delete("bare")
 
-            serve.run(build_app(platform_args("fast", True)), name="platform", route_prefix="/p")
+            # The layouts each mode deploys: the default keeps the model in its own deployment (handle hop);
+            # `serve up --high-throughput` serves it inside the ingress replica (colocate_models).
+            colocated = mode == "ht"
+            layout = "colocated" if colocated else "separate"
+            serve.run(build_app(platform_args("fast", True, colocated)), name="platform", route_prefix="/p")
             prefix = f"{base}/p" if mode == "default" else direct_ingress_url("platform")
             url = f"{prefix}/v1/models/fast:predict"
             for c in (1, 32):
-                measure(f"{mode} platform c{c}", f"platform (batched){label}", url, c)
-            measure(f"{mode} cache hit", f"platform cache hit{label}", url, 1, bodies[:1])
+                measure(f"{mode} platform c{c}", f"platform {layout} (batched){label}", url, c)
+            measure(f"{mode} cache hit", f"platform {layout} cache hit{label}", url, 1, bodies[:1])
             serve.delete("platform")
+            if mode == "default":  # the other layout behind the proxy, for the record
+                serve.run(build_app(platform_args("fast", True, True)), name="colo", route_prefix="/colo")
+                url = f"{base}/colo/v1/models/fast:predict"
+                measure("default colocated c32", "platform colocated (batched)", url, 32)
+                measure("default colocated cache hit", "platform colocated cache hit", url, 1, bodies[:1])
+                serve.delete("colo")
 
             for batching in (True, False):
                 app = f"slow-{'b' if batching else 'u'}"
-                serve.run(build_app(platform_args("slow", batching)), name=app, route_prefix=f"/{app}")
+                serve.run(build_app(platform_args("slow", batching, colocated)), name=app, route_prefix=f"/{app}")
                 prefix = f"{base}/{app}" if mode == "default" else direct_ingress_url(app)
-                name = f"platform forest {'batched' if batching else 'unbatched'}{label}"
+                name = f"platform {layout} forest {'batched' if batching else 'unbatched'}{label}"
                 measure(f"{mode} forest {'batched' if batching else 'unbatched'}", name,
                         f"{prefix}/v1/models/slow:predict", 32)
                 serve.delete(app)
@@ -347,8 +357,9 @@ def main() -> None:
 
     print_table("serving: single-row requests (c = concurrent clients)", rows)
     print(f"forest single-row in-process p50 {slow_in_process['p50_ms']:.1f} ms (needs >= 5 ms)")
-    print("modes: default = Serve's proxy on 127.0.0.1; direct ingress = RAY_SERVE_THROUGHPUT_OPTIMIZED=1, each "
-          "ingress replica answers on its own port (30000-31000), no proxy hop")
+    print("modes: default = Serve's proxy on 127.0.0.1, the model in its own deployment (one DeploymentHandle hop); "
+          "direct ingress = RAY_SERVE_THROUGHPUT_OPTIMIZED=1, each ingress replica answers on its own port "
+          "(30000-31000), and `serve up --high-throughput` serves the model inside it (colocated: no hop at all)")
     emit_target(BENCH, "platform_vs_bare_serve",
                 results["default platform c32"]["req_s"] / results["default bare c32"]["req_s"], 0.8)
     emit_target(BENCH, "ht_platform_vs_fastapi",
@@ -364,6 +375,8 @@ def main() -> None:
         ("ht_cache_hit_p99_ms_c1", results["ht cache hit"]["p99_ms"]),
         ("ht_p99_ms_c1", results["ht platform c1"]["p99_ms"]),
         ("bare_serve_p99_ms_c1", results["default bare c1"]["p99_ms"]),
+        ("colocated_cache_hit_p99_ms_c1", results["default colocated cache hit"]["p99_ms"]),
+        ("colocated_vs_bare_serve", results["default colocated c32"]["req_s"] / results["default bare c32"]["req_s"]),
     ):
         print(json.dumps({"benchmark": BENCH, "metric": metric, "value": round(value, 4), "target": None,
                           "ok": True}))

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from mlplatform.datasets.synthetic import FEATURES
+from mlplatform.predictor import Predictor
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -79,7 +80,6 @@ def predict(url: str, body: Any, **kwargs: Any) -> httpx.Response:
 
 def test_predictions_equal_in_process_predictor(served: dict[str, Any], churn_df: pd.DataFrame,
                                                 model_artifact_dir: Path) -> None:
-    from mlplatform.predictor import Predictor
 
     rows = churn_df.iloc[2000:2025]
     response = predict(served["url"], {"instances": instances(rows)}, headers={"X-Request-ID": "req-equal-1"})
@@ -201,8 +201,10 @@ def test_prediction_log_has_one_row_per_instance(served: dict[str, Any], churn_d
 
 # -- version changes through user_config (declarative deploys reconfigure live replicas) ---------------------------
 
-@pytest.fixture
-def declarative_app(serve_instance: str, tmp_path: Path, model_artifact_dir: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=[False, True], ids=["separate", "colocated"])
+def declarative_app(request: pytest.FixtureRequest, serve_instance: str, tmp_path: Path,
+                    model_artifact_dir: Path) -> Iterator[dict[str, Any]]:
+    """A ``serve deploy``-style app, with the model in its own deployment or inside the ingress replica."""
     from ray import serve
 
     from mlplatform.serving import deploy
@@ -212,7 +214,7 @@ def declarative_app(serve_instance: str, tmp_path: Path, model_artifact_dir: Pat
     port = int(serve_instance.rsplit(":", 1)[1])
     document = deploy.prepare({"http_options": {"host": "127.0.0.1", "port": port}, "applications": [{
         "name": name, "route_prefix": f"/{name}", "import_path": "serve_apps.model_app:build_app",
-        "args": app_args(where)}]})
+        "args": app_args(where, colocate_models=request.param)}]})
     deploy.deploy(document)
     yield {"client": client, "document": document, "name": name, "url": f"{serve_instance}/{name}",
            "artifact_dir": model_artifact_dir}
@@ -227,6 +229,9 @@ def test_version_change_reloads_in_place_without_failed_requests(declarative_app
     url, rows = declarative_app["url"], instances(churn_df.iloc[:8])
     first = predict(url, {"instances": rows[:1]})
     assert first.json()["model_version"] == 1
+    expected = Predictor.from_dir(declarative_app["artifact_dir"]).predict(churn_df.iloc[:1][FEATURES])
+    assert first.json()["predictions"] == list(expected.predictions)
+    assert first.json()["probabilities"][0] == pytest.approx(list(expected.probabilities[0]), abs=1e-12)
     assert predict(url, {"instances": rows[:1]}).json()["cached"] == [True]
     statuses: list[int] = []
     versions: set[int] = set()

@@ -101,9 +101,14 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
     name, ref = first["name"], first.get("ref") or f"{first['name']}@champion"
     body = json.dumps({"instances": [_sample_instance(ref)]})
     curl = f"curl -s -X POST {url}/v1/models/{name}:predict -H 'Content-Type: application/json' -d '{body}'"
+    direct: list[str] = []
+    if high_throughput:
+        with expected_errors():
+            direct = deploy.direct_ingress().get(document["applications"][0]["name"], [])
+    lines = [f"serving at {url}", f"  models: {url}/v1/models", f"  docs:   {url}/docs", f"  try:    {curl}"]
+    lines += [f"  direct ingress (no proxy hop): {d}" for d in direct]
     emit({"endpoint": url, "models": [m["name"] for m in [*args.get("models", []), *args.get("ensembles", [])]],
-          "curl": curl}, as_json, lambda: typer.echo(f"serving at {url}\n  models: {url}/v1/models\n"
-                                                     f"  docs:   {url}/docs\n  try:    {curl}"))
+          "curl": curl, "direct_ingress": direct}, as_json, lambda: typer.echo("\n".join(lines)))
 
 
 @app.command()
@@ -117,8 +122,12 @@ def status(address: str = AddressOption, as_json: bool = JsonOption) -> None:
     rows = [{"app": app_name, "app_status": info["status"], "deployment": dep, "status": d["status"],
              "replicas": ", ".join(f"{k}={v}" for k, v in sorted(d["replicas"].items()))}
             for app_name, info in data["applications"].items() for dep, d in info["deployments"].items()]
-    emit(data, as_json, lambda: print_table(rows, ["app", "app_status", "deployment", "status", "replicas"],
-                                            title="serve"))
+    def show() -> None:
+        print_table(rows, ["app", "app_status", "deployment", "status", "replicas"], title="serve")
+        for app_name, urls in data.get("direct_ingress", {}).items():
+            typer.echo(f"direct ingress {app_name}: {', '.join(urls)}")
+
+    emit(data, as_json, show)
 
 
 @app.command()

@@ -108,12 +108,14 @@ def build_app(args: dict[str, Any]) -> Application:
     """Application builder: ``args`` follow :class:`ServingConfig` (models, ensembles, store_url, ...)."""
     cfg = ServingConfig.parse(args)
     plain = cfg.model_dump(mode="json")  # replicas re-validate the same plain dict
-    handles = {entry.name: ModelDeployment.options(**model_deployment_options(cfg, entry.name))
-               .bind(entry.name, plain) for entry in cfg.models}
+    # colocated: the ingress builds the models itself (serving/local_handle.py), no model deployments
+    handles = {} if cfg.colocate_models else {
+        entry.name: ModelDeployment.options(**model_deployment_options(cfg, entry.name)).bind(entry.name, plain)
+        for entry in cfg.models}
     handles.update(ensemble_bindings(cfg, plain))
     return IngressDeployment.options(
         name=INGRESS_NAME, num_replicas=cfg.ingress_replicas, max_ongoing_requests=cfg.ingress_max_ongoing_requests,
-        max_queued_requests=cfg.max_queued_requests * max(1, len(handles)),
+        max_queued_requests=cfg.max_queued_requests * max(1, len(handles) + len(cfg.models) * cfg.colocate_models),
         ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
         graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
     ).bind(handles, plain)

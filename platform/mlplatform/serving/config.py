@@ -160,6 +160,10 @@ class ServingConfig(_Strict):
     max_queued_requests: int = Field(default=100, ge=1)
     ingress_max_ongoing_requests: int = Field(default=256, ge=1)
     ingress_replicas: int = Field(default=1, ge=1)
+    colocate_models: bool = Field(
+        default=False, description="Serve every plain model inside the ingress replica (no DeploymentHandle hop): "
+        "the fastest path on a small node; models then scale with ingress_replicas instead of autoscaling on "
+        "their own. Ensembles keep their member deployments.")
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     model_num_cpus: float = Field(default=0.5, ge=0)
     ingress_num_cpus: float = Field(default=0.25, ge=0)

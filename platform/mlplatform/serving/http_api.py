@@ -129,7 +129,17 @@ class ServingAPI:
 
     def __init__(self, models: dict[str, Any], config: dict[str, Any]) -> None:
         self.cfg = ServingConfig.parse(config)
-        self._models = models  # name -> DeploymentHandle of that model's deployment
+        self._models = dict(models)  # name -> DeploymentHandle of that model's deployment
+        self._colocated: dict[str, Any] = {}
+        if self.cfg.colocate_models:  # the models live in this replica; LocalHandle keeps the calls the same
+            from mlplatform.serving.local_handle import LocalHandle
+            from mlplatform.serving.model_server import ModelServer
+
+            for entry in self.cfg.models:
+                server = ModelServer(entry.name, config)
+                server.load_colocated()
+                self._colocated[entry.name] = server
+                self._models[entry.name] = LocalHandle(server)
         from mlplatform.serving.model_server import build_client
 
         self._client = build_client(self.cfg)
@@ -148,6 +158,22 @@ class ServingAPI:
         log = getattr(self, "_log", None)
         if log is not None:
             log.close(self.cfg.prediction_log.write_timeout_s)
+        for server in getattr(self, "_colocated", {}).values():
+            server.__del__()
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """``user_config: {"refs": {model: ref}}`` reloads colocated models in place (``serve deploy`` with a new
+        ref, as the model deployments' own ``user_config`` does when they are separate)."""
+        for name, ref in ((user_config or {}).get("refs") or {}).items():
+            server = self._colocated.get(name)
+            if server is None:
+                raise NotFound(f"model {name!r} is not served inside this ingress", field="refs")
+            await server.reconfigure({"ref": ref})
+
+    def check_health(self) -> None:
+        for name, server in self._colocated.items():
+            if server._model is None:
+                raise Unavailable(f"model {name} is not loaded")
 
     def _lookup(self, name: str) -> OnlineFeatureLookup:
         lookup = self._lookups.get(name)

@@ -160,6 +160,20 @@ class ModelServer:
                 logger.warning("fallback %s could not be loaded; serving without one", self.entry.fallback,
                                exc_info=True)
 
+    def load_colocated(self, ref: str | None = None) -> None:
+        """What :meth:`reconfigure` does, synchronously, for a model served inside the ingress replica (its
+        constructor cannot await). A failure to load the initial version fails the ingress replica."""
+        ref = ref or self.entry.initial_ref()
+        self.requested_ref = ref
+        self._follower.refresh(ref, retry=True)
+        self._follower.start()
+        if self.entry.fallback and self._fallback is None:
+            try:
+                self._fallback = self._load(self.entry.fallback)
+            except Exception:
+                logger.warning("fallback %s could not be loaded; serving without one", self.entry.fallback,
+                               exc_info=True)
+
     def _load(self, ref: str) -> LoadedModel:
         return self._load_version(self._client.registry.resolve(ref), ref)
 

@@ -307,8 +307,10 @@ def test_high_throughput_option_reaches_the_replicas(serve_instance: str, tmp_pa
     port = int(serve_instance.rsplit(":", 1)[1])
     document = deploy.prepare({"http_options": {"host": "127.0.0.1", "port": port}, "applications": [{
         "name": name, "route_prefix": f"/{name}", "import_path": "serve_apps.model_app:build_app",
-        "args": app_args(where)}]}, high_throughput=True)
+        "args": app_args(where, colocate_models=False)}]}, high_throughput=True)
     assert document["applications"][0]["runtime_env"]["env_vars"]["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    # an explicit layout wins over the mode's default (colocated; tests/e2e/test_high_throughput.py covers it)
+    assert document["applications"][0]["args"]["colocate_models"] is False
     deploy.deploy(document)
     try:
         stats = serve.get_deployment_handle("Model_churn", app_name=name).stats.remote().result()

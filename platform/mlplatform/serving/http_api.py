@@ -144,9 +144,14 @@ class ServingAPI:
 
         self._client = build_client(self.cfg)
         log_cfg = self.cfg.prediction_log
-        self._log = (PredictionLogBuffer(self._client.monitoring.log_predictions, queue_size=log_cfg.queue_size,
-                                         flush_rows=log_cfg.flush_rows, flush_interval_s=log_cfg.flush_interval_s)
-                     if log_cfg.enabled else None)
+        self._log = None
+        if log_cfg.enabled:
+            from mlplatform.serving.prediction_log import process_writer
+
+            write = (process_writer(config, log_cfg.write_timeout_s) if log_cfg.writer == "process"
+                     else self._client.monitoring.log_predictions)
+            self._log = PredictionLogBuffer(write, queue_size=log_cfg.queue_size, flush_rows=log_cfg.flush_rows,
+                                            flush_interval_s=log_cfg.flush_interval_s)
         self._replica = _replica_id()
         self._metrics = _Metrics()
         self._shadows: dict[str, ShadowQueue] = {}

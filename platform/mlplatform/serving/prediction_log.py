@@ -83,3 +83,31 @@ class PredictionLogBuffer:
         self._thread.join(timeout_s)
         while self._flush_once():
             pass
+
+
+class PredictionLogWriter:
+    """The store side of the log in its own process (``prediction_log.writer: process``): a Ray actor owned by one
+    ingress replica, which sends it whole batches. Building rows and SQL for hundreds of records is Python work
+    that, in a thread of the replica, held the GIL the request loop needs."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from mlplatform.serving.config import ServingConfig
+        from mlplatform.serving.model_server import build_client
+
+        self._client = build_client(ServingConfig.parse(config))
+
+    def write(self, records: Sequence[PredictionRecord]) -> int:
+        return self._client.monitoring.log_predictions(records)
+
+
+def process_writer(config: dict[str, Any], timeout_s: float) -> Callable[[Sequence[PredictionRecord]], Any]:
+    """A ``write`` callable for :class:`PredictionLogBuffer` that hands each batch to a fresh writer actor and waits
+    for it (in the buffer's thread, which releases the GIL while it waits). The actor dies with its replica."""
+    import ray
+
+    actor = ray.remote(num_cpus=0, max_restarts=1)(PredictionLogWriter).remote(config)
+
+    def write(records: Sequence[PredictionRecord]) -> Any:
+        return ray.get(actor.write.remote(list(records)), timeout=max(timeout_s, 30.0))
+
+    return write

@@ -75,14 +75,25 @@ class PredictionLogBuffer:
             self._wake.clear()
             while self._flush_once() >= self.flush_rows:
                 pass
+        while self._flush_once():  # stopping: drain what is queued
+            pass
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Stop the thread and flush what is queued (graceful shutdown)."""
+        """Flush what is queued and stop (graceful shutdown), within ``timeout_s``.
+
+        The final writes happen in the buffer's own thread, never in the caller's: the caller is the replica's
+        destructor, which runs on the request loop in Serve's throughput-optimized mode, where a blocking write
+        there (a Ray call to the writer actor) hung the replica's shutdown. Rows still queued at the timeout
+        are counted as dropped."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout_s)
-        while self._flush_once():
-            pass
+        if self._thread.is_alive():
+            with self._lock:
+                lost = len(self._queue)
+                self.dropped += lost
+                self._queue.clear()
+            logger.warning("prediction log: %d queued rows not written within %.1f s of shutdown", lost, timeout_s)
 
 
 class PredictionLogWriter:
@@ -108,6 +119,6 @@ def process_writer(config: dict[str, Any], timeout_s: float) -> Callable[[Sequen
     actor = ray.remote(num_cpus=0, max_restarts=1)(PredictionLogWriter).remote(config)
 
     def write(records: Sequence[PredictionRecord]) -> Any:
-        return ray.get(actor.write.remote(list(records)), timeout=max(timeout_s, 30.0))
+        return ray.get(actor.write.remote(list(records)), timeout=max(timeout_s, 10.0))
 
     return write

@@ -268,6 +268,27 @@ def test_version_change_reloads_in_place_without_failed_requests(declarative_app
     assert predict(url, {"instances": rows[7:8]}).json()["model_version"] == 2
 
 
+def test_version_pinned_endpoint(declarative_app: dict[str, Any], churn_df: pd.DataFrame) -> None:
+    """SPEC S6.2: /v1/models/{name}/versions/{v}:predict answers from exactly that version, outside the split."""
+    url, row = declarative_app["url"], instances(churn_df.iloc[20:21])
+    routed = predict(url, {"instances": row}).json()
+    assert routed["model_version"] == 1 and routed["variant"] == "champion"
+    for version in (2, 1):
+        answer = httpx.post(f"{url}/v1/models/churn/versions/{version}:predict", json={"instances": row},
+                            timeout=30)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["model_version"], body["variant"]) == (version, "pinned")
+        assert body["predictions"] == routed["predictions"]  # the two versions share one artifact
+    missing = httpx.post(f"{url}/v1/models/churn/versions/9:predict", json={"instances": row}, timeout=30)
+    assert missing.status_code == 404 and "9" in missing.json()["error"]["message"]
+    bad = httpx.post(f"{url}/v1/models/churn/versions/latest:predict", json={"instances": row}, timeout=30)
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "version"
+    pinned_rows = wait_for(lambda: [r for r in declarative_app["client"].monitoring.predictions("churn")
+                                    if r.variant == "pinned" and r.version == 2], timeout_s=15)
+    assert pinned_rows[0].features == row[0]
+
+
 def test_tampered_version_is_refused_and_current_keeps_serving(declarative_app: dict[str, Any],
                                                                churn_df: pd.DataFrame) -> None:
     import pyarrow.fs as pafs

@@ -33,6 +33,11 @@ class Ingress(ServingAPI):
     async def predict_route(self, name: str, request: Request) -> JSONResponse:
         return await self.predict(name, request)
 
+    @api.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=_PREDICT_BODY,
+              summary="Predict with one registered version (pinned: no rollout split, no shadow copy)")
+    async def predict_version_route(self, name: str, version: str, request: Request) -> JSONResponse:
+        return await self.predict(name, request, version=version)
+
     @api.get("/v1/models", summary="List served models")
     async def list_models_route(self, request: Request) -> JSONResponse:
         return await self.list_models(request)

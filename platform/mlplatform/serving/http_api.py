@@ -208,12 +208,15 @@ class ServingAPI:
         return await request.body()
 
     # -- routes ------------------------------------------------------------------------------------------------
-    async def predict(self, name: str, request: Request) -> JSONResponse:
+    async def predict(self, name: str, request: Request, version: str | None = None) -> JSONResponse:
         started = time.perf_counter()
         request_id = request.state.request_id
         status = 200
         try:
             handle = self._handle(name)
+            pinned = _parse_version(version)
+            if pinned is not None and any(e.name == name for e in self.cfg.ensembles):
+                raise InvalidInput(f"{name!r} is an ensemble: it has no registry versions to pin", field="version")
             payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
             entity_ids = None
             if isinstance(payload, dict) and "entity_ids" in payload:
@@ -222,8 +225,9 @@ class ServingAPI:
             else:
                 instances = parse_instances(payload, self.cfg.max_instances)
             key = routing_key(request.headers, instances, request_id, self.cfg.rollout.entity_field)
-            answer = await self._call(handle.predict.remote(instances, routing_key=key),
-                                      self.cfg.request_timeout_s, f"model {name}")
+            call = (handle.predict.remote(instances, routing_key=key) if pinned is None
+                    else handle.predict.remote(instances, pinned_version=pinned))
+            answer = await self._call(call, self.cfg.request_timeout_s, f"model {name}")
         except Exception as exc:
             response = error_response(exc, request_id)
             status = response.status_code
@@ -330,6 +334,14 @@ class ServingAPI:
 
 async def _await(response: Any) -> Any:
     return await response
+
+
+def _parse_version(version: str | None) -> int | None:
+    if version is None:
+        return None
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidInput(f"version must be a positive integer, got {version!r}", field="version")
+    return int(version)
 
 
 def _parse_feedback(payload: Any) -> tuple[str, Any, int]:

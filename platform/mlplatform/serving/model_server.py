@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,8 @@ from mlplatform.serving.rollout.window import VersionStats
 from mlplatform.serving.validation import validate_rows
 
 logger = logging.getLogger(__name__)
+PINNED = "pinned"
+PINNED_VERSIONS_KEPT = 2  # versions outside the routing table a replica keeps loaded for pinned requests
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class ModelServer:
         self._breaker = CircuitBreaker(f"model {model_name}", self.cfg.breaker.failure_threshold,
                                        self.cfg.breaker.reset_timeout_s)
         self._batch_sizes: deque[int] = deque(maxlen=2000)
+        self._pinned: OrderedDict[int, LoadedModel] = OrderedDict()  # versions loaded for pinned requests
         self._metrics = _Metrics(model_name)
         batching = self.cfg.batching
         self._batched.set_max_batch_size(batching.max_batch_size)
@@ -215,8 +218,23 @@ class ModelServer:
         return await asyncio.to_thread(self._follower.guard_once)
 
     # -- predict -----------------------------------------------------------------------------------------------
+    async def _pinned_model(self, routes: Routes, version: int) -> LoadedModel:
+        """The version a pinned request names: a routed one as it is, any other registered version loaded on
+        first use (SHA-256 verified like every load) and kept in a small LRU beside the routing table."""
+        for model in (routes.champion, routes.challenger, *routes.mirrors):
+            if model is not None and model.version == version:
+                return model
+        if version in self._pinned:
+            self._pinned.move_to_end(version)
+            return self._pinned[version]
+        model = await asyncio.to_thread(self._load, f"{self.model_name}:{version}")  # NotFound -> 404
+        self._pinned[version] = model
+        while len(self._pinned) > PINNED_VERSIONS_KEPT:
+            self._pinned.popitem(last=False)
+        return model
+
     async def predict(self, instances: list[dict[str, Any]], routing_key: str | None = None,
-                      shadow_version: int | None = None) -> dict[str, Any]:
+                      shadow_version: int | None = None, pinned_version: int | None = None) -> dict[str, Any]:
         """Answer from the version the routing table picks for ``routing_key`` (sticky), or, for a shadow copy,
         from the mirrored ``shadow_version``. The answer names the version and the variant; a primary answer also
         lists the versions the ingress should mirror the request to."""
@@ -228,6 +246,8 @@ class ModelServer:
             if model is None:
                 raise NotFound(f"version {shadow_version} of {self.model_name} is not mirrored here",
                                field="version")
+        elif pinned_version is not None:  # the client chose the version: no split, no mirrors
+            variant, model = PINNED, await self._pinned_model(routes, pinned_version)
         else:
             variant, model = routes.pick(routing_key)
         started = time.perf_counter()
@@ -243,7 +263,7 @@ class ModelServer:
             if ok is not None:  # one event per request, not per row (SPEC S7.5)
                 self._version_stats.record(model.version, variant, (time.perf_counter() - started) * 1000, ok)
         answer["variant"] = variant
-        if shadow_version is None:
+        if shadow_version is None and pinned_version is None:
             answer["mirror_versions"] = [m.version for m in routes.mirrors]
         return answer
 

@@ -95,6 +95,20 @@ class PayloadTooLarge(InvalidInput):
     http_status = 413
 
 
+class Unauthorized(MLPlatformError):
+    """A missing or wrong bearer token where authentication is on."""
+
+    http_status = 401
+    exit_code = 2
+
+
+class RateLimited(MLPlatformError):
+    """A client over its request budget; ``retry_after_s`` says when it may send again."""
+
+    http_status = 429
+    exit_code = 2
+
+
 class GateFailed(MLPlatformError):
     """A candidate failed a promotion gate or a check; exit code 3 so scripts can branch on it."""
 

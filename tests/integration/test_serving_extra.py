@@ -9,6 +9,7 @@ real failing member.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -317,6 +318,50 @@ def test_high_throughput_option_reaches_the_replicas(serve_instance: str, tmp_pa
         assert stats["throughput_optimized"] is True
         response = predict(f"{serve_instance}/{name}", {"instances": instances(churn_df.iloc[:2])})
         assert response.status_code == 200, response.text
+    finally:
+        serve.delete(name)
+        client.close()
+
+
+# -- access rules: bearer token and rate limit (SPEC S6.12) ------------------------------------------------------
+
+def test_bearer_token_and_rate_limit_over_http(serve_instance: str, tmp_path: Path, model_artifact_dir: Path,
+                                               churn_df: pd.DataFrame) -> None:
+    from ray import serve
+
+    from mlplatform.serving import deploy
+    from tests.integration.test_serving import app_args
+
+    client, where = make_store(tmp_path / "access-home", model_artifact_dir)
+    token_file = tmp_path / "serve-token"
+    token_file.write_text("t0ken-for-tests\n")
+    name = "serving-access"
+    port = int(serve_instance.rsplit(":", 1)[1])
+    document = deploy.prepare({"http_options": {"host": "127.0.0.1", "port": port}, "applications": [{
+        "name": name, "route_prefix": f"/{name}", "import_path": "serve_apps.model_app:build_app",
+        "runtime_env": {"env_vars": {"MLP_TEST_SERVE_TOKEN_FILE": str(token_file)}},
+        "args": app_args(where, auth={"enabled": True, "token_secret": "MLP_TEST_SERVE_TOKEN"},
+                         rate_limit={"enabled": True, "requests": 3, "window_s": 60})}]})
+    deploy.deploy(document)
+    url = f"{serve_instance}/{name}/v1/models/churn:predict"
+    body = {"instances": instances(churn_df.iloc[:1])}
+    good = {"Authorization": "Bearer t0ken-for-tests"}
+    try:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            denied = httpx.post(url, json=body, headers=headers, timeout=30)
+            assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer"
+            assert denied.json()["error"]["fields"][0]["field"] == "authorization"
+        statuses = [httpx.post(url, json=body, headers={**good, "X-User-ID": "alice"}, timeout=30).status_code
+                    for _ in range(3)]
+        assert statuses == [200, 200, 200]
+        limited = httpx.post(url, json=body, headers={**good, "X-User-ID": "alice"}, timeout=30)
+        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
+        assert limited.json()["error"]["type"] == "RateLimited"
+        # another client has its own budget; refused requests never reached the model or the log
+        assert httpx.post(url, json=body, headers={**good, "X-User-ID": "bob"}, timeout=30).status_code == 200
+        logged = wait_for(lambda: (rows := client.monitoring.predictions("churn")) and len(rows) >= 4 and rows)
+        time.sleep(1.5)  # one more flush interval: nothing else may arrive
+        assert len(client.monitoring.predictions("churn")) == len(logged) == 4
     finally:
         serve.delete(name)
         client.close()

@@ -69,6 +69,24 @@ class PredictionLogConfig(_Strict):
         "of the throughput and most of the p99); thread: write from a thread inside the replica.")
 
 
+class AuthConfig(_Strict):
+    """Bearer-token authentication of the predict routes (SPEC S6.12; off by default)."""
+
+    enabled: bool = False
+    token_secret: str = Field(default="MLPLATFORM_SERVE_TOKEN", pattern=r"^[A-Z][A-Z0-9_]*$",
+                              description="Secret name: read from the file in NAME_FILE, else env NAME.")
+
+
+class RateLimitConfig(_Strict):
+    """Per-client request budget of the predict routes (SPEC S6.12; off by default). The client key is X-User-ID,
+    else the bearer token, else the client address. Per ingress replica: N replicas allow up to N x requests."""
+
+    enabled: bool = False
+    requests: int = Field(default=100, ge=1)
+    window_s: float = Field(default=60.0, gt=0)
+    max_clients: int = Field(default=100_000, ge=1, description="Keys tracked; the least recent is forgotten.")
+
+
 class RolloutConfig(_Strict):
     """How replicas follow the registry and guard a rollout (SPEC S7); the rollout itself lives in the store."""
 
@@ -178,6 +196,8 @@ class ServingConfig(_Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
     health_check_period_s: float = Field(default=10.0, gt=0)
 

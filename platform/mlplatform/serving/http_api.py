@@ -113,8 +113,10 @@ def error_response(exc: BaseException, request_id: str) -> JSONResponse:
         error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message, "fields": []}
         if exc.field:
             error["fields"].append({"field": exc.field, "reason": exc.message})
-        if status == 503:
+        if status in (429, 503):
             headers["Retry-After"] = str(int(exc.details.get("retry_after_s", 1)))
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
     else:
         # unexpected: a generic message to the client, the details in the replica's log
         logger.error("request %s failed unexpectedly", request_id, exc_info=exc)
@@ -152,6 +154,10 @@ class ServingAPI:
                      else self._client.monitoring.log_predictions)
             self._log = PredictionLogBuffer(write, queue_size=log_cfg.queue_size, flush_rows=log_cfg.flush_rows,
                                             flush_interval_s=log_cfg.flush_interval_s)
+        from mlplatform.serving.access import RateLimiter, TokenCheck
+
+        self._auth = TokenCheck(self.cfg.auth) if self.cfg.auth.enabled else None
+        self._limiter = RateLimiter(self.cfg.rate_limit) if self.cfg.rate_limit.enabled else None
         self._replica = _replica_id()
         self._metrics = _Metrics()
         self._shadows: dict[str, ShadowQueue] = {}
@@ -193,6 +199,14 @@ class ServingAPI:
             raise NotFound(f"model {name!r} is not served here", field="name")
         return handle
 
+    def _admit(self, request: Request) -> None:
+        """Auth, then the rate limit (SPEC S6.12), before any parsing or model work."""
+        token = self._auth.check(request.headers) if self._auth is not None else None
+        if self._limiter is not None:
+            from mlplatform.serving.access import client_key
+
+            self._limiter.admit(client_key(request.headers, token, request.client.host if request.client else None))
+
     async def _call(self, response: Any, timeout_s: float, what: str) -> Any:
         try:
             return await asyncio.wait_for(_await(response), timeout_s)
@@ -213,6 +227,7 @@ class ServingAPI:
         request_id = request.state.request_id
         status = 200
         try:
+            self._admit(request)
             handle = self._handle(name)
             pinned = _parse_version(version)
             if pinned is not None and any(e.name == name for e in self.cfg.ensembles):

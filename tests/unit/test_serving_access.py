@@ -1,0 +1,70 @@
+"""Predict-route access rules (SPEC S6.12): bearer token check and the per-client sliding-window rate limiter."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlplatform.errors import ConfigError, RateLimited, Unauthorized
+from mlplatform.serving.access import RateLimiter, TokenCheck, client_key
+from mlplatform.serving.config import AuthConfig, RateLimitConfig
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_slides_its_window_per_client() -> None:
+    clock = Clock()
+    limiter = RateLimiter(RateLimitConfig(enabled=True, requests=3, window_s=10), clock=clock)
+    for _ in range(3):
+        clock.now += 1
+        limiter.admit("user:a")
+    with pytest.raises(RateLimited) as caught:
+        limiter.admit("user:a")
+    # the first request (t=1001) leaves the window at t=1011; now is 1003
+    assert caught.value.details["retry_after_s"] == 8
+    limiter.admit("user:b")  # another client has its own budget
+    clock.now = 1011.0
+    limiter.admit("user:a")  # the oldest request slid out of the window
+    with pytest.raises(RateLimited):
+        limiter.admit("user:a")
+
+
+def test_rate_limiter_forgets_the_least_recent_client_first() -> None:
+    clock = Clock()
+    limiter = RateLimiter(RateLimitConfig(enabled=True, requests=1, window_s=60, max_clients=2), clock=clock)
+    limiter.admit("a")
+    limiter.admit("b")
+    limiter.admit("c")  # "a" is forgotten: it may send again
+    limiter.admit("a")
+    with pytest.raises(RateLimited):
+        limiter.admit("c")
+
+
+def test_client_key_prefers_user_then_token_then_address() -> None:
+    assert client_key({"x-user-id": "u1"}, "tok", "1.2.3.4") == "user:u1"
+    by_token = client_key({}, "tok", "1.2.3.4")
+    assert by_token.startswith("token:") and by_token != "token:tok"  # a digest, never the token itself
+    assert client_key({}, None, "1.2.3.4") == "addr:1.2.3.4"
+
+
+def test_token_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLP_TEST_SERVE_TOKEN_A", "s3cret")
+    check = TokenCheck(AuthConfig(enabled=True, token_secret="MLP_TEST_SERVE_TOKEN_A"))
+    assert check.check({"authorization": "Bearer s3cret"}) == "s3cret"
+    for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": "Basic s3cret"},
+                    {"authorization": "Bearer "}):
+        with pytest.raises(Unauthorized) as caught:
+            check.check(headers)
+        assert caught.value.field == "authorization" and caught.value.http_status == 401
+
+
+def test_token_check_refuses_to_start_without_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLP_TEST_SERVE_TOKEN_B", raising=False)
+    with pytest.raises(ConfigError, match="MLP_TEST_SERVE_TOKEN_B") as caught:
+        TokenCheck(AuthConfig(enabled=True, token_secret="MLP_TEST_SERVE_TOKEN_B"))
+    assert caught.value.field == "auth.token_secret"

@@ -335,13 +335,17 @@ def test_bearer_token_and_rate_limit_over_http(serve_instance: str, tmp_path: Pa
     client, where = make_store(tmp_path / "access-home", model_artifact_dir)
     token_file = tmp_path / "serve-token"
     token_file.write_text("t0ken-for-tests\n")
+    pii_key = tmp_path / "pii-key"
+    pii_key.write_text("pii-key-for-tests\n")
     name = "serving-access"
     port = int(serve_instance.rsplit(":", 1)[1])
     document = deploy.prepare({"http_options": {"host": "127.0.0.1", "port": port}, "applications": [{
         "name": name, "route_prefix": f"/{name}", "import_path": "serve_apps.model_app:build_app",
-        "runtime_env": {"env_vars": {"MLP_TEST_SERVE_TOKEN_FILE": str(token_file)}},
+        "runtime_env": {"env_vars": {"MLP_TEST_SERVE_TOKEN_FILE": str(token_file),
+                                     "MLP_TEST_PII_KEY_FILE": str(pii_key)}},
         "args": app_args(where, auth={"enabled": True, "token_secret": "MLP_TEST_SERVE_TOKEN"},
-                         rate_limit={"enabled": True, "requests": 3, "window_s": 60})}]})
+                         rate_limit={"enabled": True, "requests": 3, "window_s": 60},
+                         pii={"fields": ["region"], "key_secret": "MLP_TEST_PII_KEY"})}]})
     deploy.deploy(document)
     url = f"{serve_instance}/{name}/v1/models/churn:predict"
     body = {"instances": instances(churn_df.iloc[:1])}
@@ -362,6 +366,14 @@ def test_bearer_token_and_rate_limit_over_http(serve_instance: str, tmp_path: Pa
         logged = wait_for(lambda: (rows := client.monitoring.predictions("churn")) and len(rows) >= 4 and rows)
         time.sleep(1.5)  # one more flush interval: nothing else may arrive
         assert len(client.monitoring.predictions("churn")) == len(logged) == 4
+        # the PII rule: region is stored as a keyed pseudonym, the other features as sent
+        import hmac
+
+        sent = body["instances"][0]
+        pseudonym = "hmac-sha256:" + hmac.new(b"pii-key-for-tests", json.dumps(sent["region"]).encode(),
+                                              "sha256").hexdigest()
+        assert {r.features["region"] for r in logged} == {pseudonym}
+        assert all(r.features["tenure_months"] == sent["tenure_months"] for r in logged)
     finally:
         serve.delete(name)
         client.close()

@@ -68,3 +68,34 @@ def test_token_check_refuses_to_start_without_its_secret(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError, match="MLP_TEST_SERVE_TOKEN_B") as caught:
         TokenCheck(AuthConfig(enabled=True, token_secret="MLP_TEST_SERVE_TOKEN_B"))
     assert caught.value.field == "auth.token_secret"
+
+
+def test_pii_mask_pseudonymises_with_a_keyed_hmac(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlplatform.serving.access import PiiMask
+    from mlplatform.serving.config import PiiConfig
+
+    monkeypatch.setenv("MLP_TEST_PII_KEY_A", "k1")
+    mask = PiiMask(PiiConfig(fields=["email", "entity_id"], key_secret="MLP_TEST_PII_KEY_A"))
+    row = {"email": "a@b.c", "age": 31}
+    masked = mask.features(row)
+    assert masked["age"] == 31 and masked["email"].startswith("hmac-sha256:") and "a@b.c" not in masked["email"]
+    assert mask.features({"email": "a@b.c"}) == {"email": masked["email"]}  # stable: still joinable
+    assert mask.features({"email": None}) == {"email": None}
+    assert row == {"email": "a@b.c", "age": 31}  # the request's own row is untouched
+    assert mask.entity("cust-1").startswith("hmac-sha256:") and mask.entity(None) is None
+    monkeypatch.setenv("MLP_TEST_PII_KEY_B", "k2")
+    other = PiiMask(PiiConfig(fields=["email"], key_secret="MLP_TEST_PII_KEY_B"))
+    assert other.features(row)["email"] != masked["email"]  # keyed: another key, another pseudonym
+
+
+def test_pii_mask_drops_and_refuses_to_start_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlplatform.serving.access import PiiMask
+    from mlplatform.serving.config import PiiConfig
+
+    dropped = PiiMask(PiiConfig(fields=["email"], action="drop"))
+    assert dropped.features({"email": "a@b.c", "age": 3}) == {"age": 3}
+    assert PiiMask(PiiConfig()).features({"email": "x"}) == {"email": "x"}  # nothing configured
+    monkeypatch.delenv("MLP_TEST_PII_KEY_C", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        PiiMask(PiiConfig(fields=["email"], key_secret="MLP_TEST_PII_KEY_C"))
+    assert caught.value.field == "pii.key_secret"

@@ -1,5 +1,6 @@
-"""Who may call the predict routes, and how often (SPEC S6.12): an optional bearer token and an optional
-per-client sliding-window rate limiter. Both are off by default and live in the ingress, before any model work."""
+"""Who may call the predict routes, how often, and what of a request may be stored (SPEC S6.12): an optional
+bearer token, an optional per-client sliding-window rate limiter (both off by default, in the ingress before any
+model work), and the PII rule applied to every prediction-log row before it is written."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from mlplatform.errors import ConfigError, RateLimited, Unauthorized
-from mlplatform.serving.config import AuthConfig, RateLimitConfig
+from mlplatform.serving.config import AuthConfig, PiiConfig, RateLimitConfig
 
 
 class TokenCheck:
@@ -70,3 +72,44 @@ def client_key(headers: Mapping[str, str], token: str | None, address: str | Non
     if token:
         return "token:" + hmac.new(b"rate-limit", token.encode(), "sha256").hexdigest()[:16]
     return f"addr:{address or 'unknown'}"
+
+
+class PiiMask:
+    """Drops or pseudonymises the configured fields of a logged row. Pseudonyms are ``hmac-sha256:<hex>`` of the
+    value's JSON text under a secret key, so equal values stay joinable (labels, drift by value) and nobody without
+    the key can test a guess. A missing key fails the replica at start: the log never silently keeps raw values."""
+
+    PREFIX = "hmac-sha256:"
+
+    def __init__(self, config: PiiConfig) -> None:
+        import json
+
+        self.fields = frozenset(config.fields)
+        self.drop = config.action == "drop"
+        self._dumps = json.dumps
+        self._key = b""
+        if self.fields and not self.drop:
+            from mlplatform.settings import get_secret
+
+            key = get_secret(config.key_secret, default=None)
+            if key is None:
+                raise ConfigError(f"pii.fields are set but the HMAC key secret {config.key_secret} is not (set "
+                                  f"{config.key_secret}_FILE or {config.key_secret}), or use pii.action: drop",
+                                  field="pii.key_secret")
+            self._key = key.get_secret_value().encode()
+
+    def value(self, value: Any) -> str | None:
+        if value is None or self.drop:
+            return None
+        text = self._dumps(value, sort_keys=True, default=str)
+        return self.PREFIX + hmac.new(self._key, text.encode(), "sha256").hexdigest()
+
+    def features(self, row: dict[str, Any]) -> dict[str, Any]:
+        if not self.fields:
+            return row
+        if self.drop:
+            return {k: v for k, v in row.items() if k not in self.fields}
+        return {k: self.value(v) if k in self.fields else v for k, v in row.items()}
+
+    def entity(self, entity_id: str | None) -> str | None:
+        return self.value(entity_id) if entity_id is not None and "entity_id" in self.fields else entity_id

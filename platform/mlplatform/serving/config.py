@@ -87,6 +87,16 @@ class RateLimitConfig(_Strict):
     max_clients: int = Field(default=100_000, ge=1, description="Keys tracked; the least recent is forgotten.")
 
 
+class PiiConfig(_Strict):
+    """Features that are personal data (SPEC S6.12): dropped, or pseudonymised with HMAC-SHA256 keyed by a secret,
+    before any write of the prediction log. The model still sees the real values."""
+
+    fields: list[str] = Field(default_factory=list, description="Feature names (and/or 'entity_id').")
+    action: Literal["pseudonymise", "drop"] = "pseudonymise"
+    key_secret: str = Field(default="MLPLATFORM_PII_KEY", pattern=r"^[A-Z][A-Z0-9_]*$",
+                            description="Secret name of the HMAC key: file in NAME_FILE, else env NAME.")
+
+
 class RolloutConfig(_Strict):
     """How replicas follow the registry and guard a rollout (SPEC S7); the rollout itself lives in the store."""
 
@@ -197,6 +207,7 @@ class ServingConfig(_Strict):
     prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
     health_check_period_s: float = Field(default=10.0, gt=0)

@@ -154,7 +154,9 @@ class ServingAPI:
                      else self._client.monitoring.log_predictions)
             self._log = PredictionLogBuffer(write, queue_size=log_cfg.queue_size, flush_rows=log_cfg.flush_rows,
                                             flush_interval_s=log_cfg.flush_interval_s)
-        from mlplatform.serving.access import RateLimiter, TokenCheck
+        from mlplatform.serving.access import PiiMask, RateLimiter, TokenCheck
+
+        self._pii = PiiMask(self.cfg.pii)
 
         self._auth = TokenCheck(self.cfg.auth) if self.cfg.auth.enabled else None
         self._limiter = RateLimiter(self.cfg.rate_limit) if self.cfg.rate_limit.enabled else None
@@ -294,10 +296,12 @@ class ServingAPI:
             variant = f"{variant}-degraded"
         # an ensemble has no registry version of its own: logged as version 0 (its members are in the response)
         version = answer.get("fallback_version", answer["model_version"]) or 0
+        pii = self._pii  # personal fields never reach the store in the clear (SPEC S6.12)
         self._log.add([PredictionRecord(
-            request_id=request_id, model_name=answer["model_name"], version=version, features=instances[i],
-            prediction=r["prediction"], confidence=r["confidence"], latency_ms=latency_ms, timestamp=now,
-            instance_index=i, variant=variant, entity_id=None if entity_ids is None else str(entity_ids[i]))
+            request_id=request_id, model_name=answer["model_name"], version=version,
+            features=pii.features(instances[i]), prediction=r["prediction"], confidence=r["confidence"],
+            latency_ms=latency_ms, timestamp=now, instance_index=i, variant=variant,
+            entity_id=None if entity_ids is None else pii.entity(str(entity_ids[i])))
             for i, r in enumerate(results)])
 
     async def list_models(self, request: Request) -> JSONResponse:

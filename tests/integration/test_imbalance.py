@@ -60,6 +60,13 @@ def test_smote_and_a_tuned_threshold_are_registered_and_applied(client: Any, tmp
     validation = predictor.predict(splits.validation).positive_probability()
     assert tune_threshold(validation, splits.validation["churned"].to_numpy() == 1, "f1")[0] == tuned["threshold"]
     assert evaluate_predictions(predictor, splits.test, "churned") == pytest.approx(outcome.test_metrics)
+    # Per-class test metrics (SPEC S2.10 reports), beside the overall ones and under their own keys.
+    logged = {m.key: m.value for m in client.runs.get_metrics(outcome.run_id) if m.split == "test" and not m.slice}
+    truth = splits.test["churned"].to_numpy()
+    labels = np.asarray(predictor.predict(splits.test).predictions)
+    assert logged["support_class_1"] == (truth == 1).sum() and logged["support_class_0"] == (truth == 0).sum()
+    assert logged["recall_class_1"] == pytest.approx(((labels == 1) & (truth == 1)).sum() / (truth == 1).sum())
+    assert logged["f1"] == pytest.approx(outcome.test_metrics["f1"])  # the overall metric is not overwritten
 
     # The loaded predictor applies it: labels follow P(churned) >= threshold, not 0.5.
     result = predictor.predict(frame)

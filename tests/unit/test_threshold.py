@@ -75,3 +75,14 @@ def test_many_distinct_scores_are_capped_to_quantile_candidates() -> None:
 def test_scores_of_exactly_zero_or_one_are_no_candidates() -> None:
     threshold, _ = tune_threshold(np.array([0.0, 0.0, 1.0, 1.0]), np.array([0, 0, 1, 1]), "f1")
     assert 0.0 < threshold < 1.0
+
+
+def test_per_class_metrics_name_every_class_and_survive_an_absent_one() -> None:
+    from mlplatform.training.metrics import per_class_metrics
+
+    y = np.array(["no", "no", "yes", "yes"])
+    pred = np.array(["no", "yes", "yes", "yes"])
+    out = per_class_metrics(y, pred, ["no", "yes", "maybe later"])
+    assert out["precision_class_yes"] == pytest.approx(2 / 3) and out["recall_class_no"] == pytest.approx(0.5)
+    assert out["support_class_maybe_later"] == 0 and out["f1_class_maybe_later"] == 0.0  # zero denominators: 0
+    assert per_class_metrics(np.array([]), np.array([]), ["a"]) == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -83,3 +84,19 @@ def evaluate_predictions(predictor: Any, data: pd.DataFrame, target: str) -> dic
     y = data[target].to_numpy()
     return compute_metrics(predictor.manifest.task, y, np.asarray(result.predictions), result.probabilities,
                            result.classes)
+
+
+def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[Any]) -> dict[str, float]:
+    """Precision, recall, F1 and support of every class (SPEC S2.10 reports), as flat keys such as
+    ``recall_class_1``: distinct from the overall metrics, so no store query mixes them up. Zero denominators give
+    0; a class absent from ``y_true`` has support 0."""
+    if len(y_true) == 0 or not classes:
+        return {}
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0)
+    out: dict[str, float] = {}
+    for i, label in enumerate(classes):
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(label))[:40]
+        out |= {f"precision_class_{name}": float(precision[i]), f"recall_class_{name}": float(recall[i]),
+                f"f1_class_{name}": float(f1[i]), f"support_class_{name}": float(support[i])}
+    return out

@@ -190,6 +190,13 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
         predictor = Predictor.from_dir(artifact)
         outcome.test_metrics = evaluate_predictions(predictor, splits.test, target)
         client.runs.log_metrics(run.id, outcome.test_metrics, split="test")
+        if task == "classification":  # the minority class's recall is what imbalance work is judged by
+            from mlplatform.training.metrics import per_class_metrics
+
+            tested = predictor.predict(splits.test)
+            client.runs.log_metrics(run.id, per_class_metrics(
+                splits.test[target].to_numpy(), np.asarray(tested.predictions), list(tested.classes or [])),
+                split="test")
         slice_metrics = _slice_metrics(predictor, splits.test, target, config.slices)
         for slice_name, values in slice_metrics.items():
             client.runs.log_metrics(run.id, values, split="test", slice=slice_name)

@@ -116,6 +116,27 @@ def bench_platform(home: Path) -> dict[str, Any]:
             "checkpoints_kept": len(output.kept_checkpoints)}
 
 
+def _timed_epochs(model: Any, x: Any, y: Any, optimizer: Any, loss_fn: Any, seed: int) -> list[float]:
+    """The plain torch loop both baselines run: seeded shuffle, batch, clip at 1.0, step; seconds per epoch."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    timings = []
+    for _ in range(EPOCHS):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(0, len(x), BATCH):
+            index = order[i:i + BATCH]
+            loss = loss_fn(model(x[index], None), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
 def bench_single_process(threads: int) -> dict[str, Any]:
     import torch
 
@@ -134,20 +155,7 @@ def bench_single_process(threads: int) -> dict[str, Any]:
         y = torch.tensor(labels["train"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
         loss_fn = build_loss("cross_entropy", "classification", {}, None)
-        generator = torch.Generator().manual_seed(SEED)
-        timings = []
-        for _ in range(EPOCHS):
-            started = time.perf_counter()
-            model.train()
-            order = torch.randperm(len(x), generator=generator)
-            for i in range(0, len(x), BATCH):
-                index = order[i:i + BATCH]
-                loss = loss_fn(model(x[index], None), y[index])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-            timings.append(time.perf_counter() - started)
+        timings = _timed_epochs(model, x, y, optimizer, loss_fn, seed=SEED)
     finally:
         torch.set_num_threads(previous)
     steady = timings[1:]
@@ -169,20 +177,7 @@ def _bare_ddp_worker(rank: int, port: int, x: Any, y: Any, out: Any) -> None:
     model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     loss_fn = torch.nn.CrossEntropyLoss()
-    shard_x, shard_y = x[rank::WORKERS], y[rank::WORKERS]
-    generator = torch.Generator().manual_seed(SEED + rank)
-    timings = []
-    for _ in range(EPOCHS):
-        started = time.perf_counter()
-        order = torch.randperm(len(shard_x), generator=generator)
-        for i in range(0, len(shard_x), BATCH):
-            index = order[i:i + BATCH]
-            loss = loss_fn(model(shard_x[index], None), shard_y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-        timings.append(time.perf_counter() - started)
+    timings = _timed_epochs(model, x[rank::WORKERS], y[rank::WORKERS], optimizer, loss_fn, seed=SEED + rank)
     if rank == 0:
         steady = timings[1:]
         out.put(len(x) * len(steady) / sum(steady))

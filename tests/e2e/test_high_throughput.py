@@ -4,23 +4,17 @@ in its own process because Serve reads the switch when Ray starts."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.e2e._script import run_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_direct_ingress_serves_the_colocated_model_on_loopback(tmp_path: Path) -> None:
-    script = Path(__file__).with_name("_high_throughput.py")
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "home")], capture_output=True, text=True,
-                            timeout=280, cwd=Path(__file__).resolve().parents[2])
-    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    assert result.returncode == 0 and lines, result.stderr[-4000:]
-    facts = json.loads(lines[-1].removeprefix("RESULT "))
+    facts = run_script("_high_throughput.py", tmp_path / "home", timeout_s=280)
     # one direct-ingress port, on loopback (HAProxy is not enabled, so nothing binds all interfaces)
     assert len(facts["direct_urls"]) == 1 and facts["direct_urls"][0].startswith("http://127.0.0.1:")
     # --high-throughput serves the model inside the ingress replica: no model deployment

@@ -5,6 +5,7 @@ model work), and the PII rule applied to every prediction-log row before it is w
 from __future__ import annotations
 
 import hmac
+import json
 import math
 import time
 from collections import OrderedDict, deque
@@ -82,11 +83,8 @@ class PiiMask:
     PREFIX = "hmac-sha256:"
 
     def __init__(self, config: PiiConfig) -> None:
-        import json
-
         self.fields = frozenset(config.fields)
         self.drop = config.action == "drop"
-        self._dumps = json.dumps
         self._key = b""
         if self.fields and not self.drop:
             from mlplatform.settings import get_secret
@@ -101,7 +99,7 @@ class PiiMask:
     def value(self, value: Any) -> str | None:
         if value is None or self.drop:
             return None
-        text = self._dumps(value, sort_keys=True, default=str)
+        text = json.dumps(value, sort_keys=True, default=str)
         return self.PREFIX + hmac.new(self._key, text.encode(), "sha256").hexdigest()
 
     def features(self, row: dict[str, Any]) -> dict[str, Any]:

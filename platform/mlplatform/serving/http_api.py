@@ -139,7 +139,7 @@ class ServingAPI:
 
             for entry in self.cfg.models:
                 server = ModelServer(entry.name, config)
-                server.load_colocated()
+                server.apply_ref()
                 self._colocated[entry.name] = server
                 self._models[entry.name] = LocalHandle(server)
         from mlplatform.serving.model_server import build_client

@@ -138,12 +138,17 @@ class ModelServer:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        ref = (user_config or {}).get("ref") or self.entry.initial_ref()
+        await asyncio.to_thread(self.apply_ref, (user_config or {}).get("ref"))
+
+    def apply_ref(self, ref: str | None = None) -> None:
+        """Serve ``ref`` (default: the entry's initial ref). Synchronous, so a model served inside the ingress
+        replica can load in its constructor; :meth:`reconfigure` runs it off the event loop."""
+        ref = ref or self.entry.initial_ref()
         self.requested_ref = ref
         try:
             # load, verify and warm up whatever is new, then swap the routing table in one assignment:
             # in-flight batches keep the objects they already hold
-            await asyncio.to_thread(self._follower.refresh, ref, retry=True)
+            self._follower.refresh(ref, retry=True)
         except Exception as exc:
             self._follower.last_error = f"{type(exc).__name__}: {exc}"
             if self._model is None:
@@ -156,20 +161,6 @@ class ModelServer:
         else:
             logger.info("serving %s version %s (loaded in %.2fs)", model.name, model.version, model.load_seconds)
         self._follower.start()  # alias moves and rollout changes from now on arrive through the poll
-        if self.entry.fallback and self._fallback is None:
-            try:
-                self._fallback = await asyncio.to_thread(self._load, self.entry.fallback)
-            except Exception:
-                logger.warning("fallback %s could not be loaded; serving without one", self.entry.fallback,
-                               exc_info=True)
-
-    def load_colocated(self, ref: str | None = None) -> None:
-        """What :meth:`reconfigure` does, synchronously, for a model served inside the ingress replica (its
-        constructor cannot await). A failure to load the initial version fails the ingress replica."""
-        ref = ref or self.entry.initial_ref()
-        self.requested_ref = ref
-        self._follower.refresh(ref, retry=True)
-        self._follower.start()
         if self.entry.fallback and self._fallback is None:
             try:
                 self._fallback = self._load(self.entry.fallback)

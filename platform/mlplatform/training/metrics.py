@@ -79,11 +79,16 @@ def compute_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np
     raise InvalidInput(f"unknown task {task!r}", field="task")
 
 
-def evaluate_predictions(predictor: Any, data: pd.DataFrame, target: str) -> dict[str, float]:
+def evaluate_predictions(predictor: Any, data: pd.DataFrame, target: str,
+                         per_class: bool = False) -> dict[str, float]:
+    """Metrics of ``predictor`` on ``data``; with ``per_class`` (classifiers) also :func:`per_class_metrics`, from
+    the same single prediction pass."""
     result = predictor.predict(data)
-    y = data[target].to_numpy()
-    return compute_metrics(predictor.manifest.task, y, np.asarray(result.predictions), result.probabilities,
-                           result.classes)
+    y, labels = data[target].to_numpy(), np.asarray(result.predictions)
+    metrics = compute_metrics(predictor.manifest.task, y, labels, result.probabilities, result.classes)
+    if per_class and predictor.manifest.task == "classification":
+        metrics |= per_class_metrics(y, labels, list(result.classes or []))
+    return metrics
 
 
 def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[Any]) -> dict[str, float]:

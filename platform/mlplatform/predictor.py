@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.artifacts.model_format import ModelManifest
-from mlplatform.errors import IntegrityError, InvalidInput
+from mlplatform.errors import IntegrityError
+from mlplatform.features.rows import CheckedRows
 from mlplatform.features.transform import TabularTransform
 
 
@@ -67,14 +68,23 @@ class Predictor:
             model = _load_torch(manifest, model_path)
         return cls(manifest, transform, model, name=name, version=version)
 
-    def predict(self, df: pd.DataFrame) -> Prediction:
-        if not isinstance(df, pd.DataFrame):
-            raise InvalidInput("predict expects a pandas DataFrame", field="instances")
+    def check(self, rows: pd.DataFrame | list[dict[str, Any]]) -> CheckedRows:
+        """The platform's one row validator with this model's schema and missing tokens: what every path (training
+        checks, batch, serving) accepts, refuses and coerces."""
+        return self.transform.check(rows)
+
+    def predict(self, rows: pd.DataFrame | list[dict[str, Any]]) -> Prediction:
+        """Predictions for a DataFrame or JSON-style rows (a list of objects); InvalidInput (422) names the first
+        refused value."""
+        return self.predict_checked(self.check(rows).raise_for_issues().frame)
+
+    def predict_checked(self, frame: pd.DataFrame) -> Prediction:
+        """:meth:`predict` of rows the validator already accepted (:attr:`CheckedRows.frame`): no second check."""
         classes = self.manifest.classes
-        if len(df) == 0:
+        if len(frame) == 0:
             empty = np.zeros((0, len(classes or [])), dtype=np.float64) if self.is_classifier else None
             return Prediction([], empty, classes)
-        matrix = self.transform.transform(df)
+        matrix = self.transform.transform_checked(frame)
         if self.manifest.framework == "sklearn":
             # float64 so that sklearn's arithmetic does not depend on the batch size (float32 inputs gave
             # probabilities differing by ~6e-8 between one row and a batch).
@@ -83,7 +93,7 @@ class Predictor:
                 proba = np.asarray(self.model.predict_proba(matrix), dtype=np.float64)
                 return self._from_probabilities(proba)
             return Prediction(np.asarray(self.model.predict(matrix), dtype=np.float64).tolist(), None, None)
-        return self._predict_torch(df, matrix)
+        return self._predict_torch(frame, matrix)
 
     def _from_probabilities(self, proba: np.ndarray) -> Prediction:
         classes = list(self.manifest.classes or [])
@@ -93,11 +103,11 @@ class Predictor:
             index = proba.argmax(axis=1)
         return Prediction([classes[i] for i in index], proba, classes)
 
-    def _predict_torch(self, df: pd.DataFrame, matrix: np.ndarray) -> Prediction:
+    def _predict_torch(self, frame: pd.DataFrame, matrix: np.ndarray) -> Prediction:
         import torch
 
         dense = torch.from_numpy(matrix)
-        codes = torch.from_numpy(self.transform.category_codes(df)) if self.transform.categorical else None
+        codes = torch.from_numpy(self.transform.category_codes_checked(frame)) if self.transform.categorical else None
         with torch.inference_mode():
             output = self.model(dense, codes).double()
         if self.is_classifier:

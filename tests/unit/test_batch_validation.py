@@ -10,6 +10,7 @@ import pytest
 from mlplatform.batch.job import BatchResult, _check, _translate
 from mlplatform.batch.validation import all_rows_valid, check_input_schema, split_valid_rows
 from mlplatform.errors import IntegrityError, InvalidInput, MLPlatformError
+from mlplatform.features.rows import RowRules
 from mlplatform.features.schema import FeatureSpec
 
 FEATURES = [FeatureSpec(name="x", dtype="float"), FeatureSpec(name="c", dtype="category")]
@@ -19,10 +20,13 @@ def test_row_split_keeps_valid_rows_and_gives_every_reason() -> None:
     df = pd.DataFrame({"id": ["a", None, "c", "d", "e"], "x": ["1.5", "2", "abc", "NA", "inf"],
                        "c": ["u", None, "v", "w", "u"]})
     split = split_valid_rows(df, FEATURES, ["id"])
-    assert split.valid_positions.tolist() == [0, 3] and split.invalid_positions.tolist() == [1, 2, 4]
-    assert split.reasons == ["missing value in key column 'id'", "x: expected float, got 'abc'",
-                             "x: value is not finite"]
-    assert split.features["x"].tolist()[0] == 1.5 and np.isnan(split.features["x"].tolist()[1])  # "NA" = missing
+    # "NA" is text, not a missing value, unless the model declares it a missing token (then it is missing)
+    assert split.valid_positions.tolist() == [0] and split.invalid_positions.tolist() == [1, 2, 3, 4]
+    assert split.reasons == ["id: missing_value (key column)", "x: wrong_type (expected float, got 'abc')",
+                             "x: wrong_type (expected float, got 'NA')", "x: wrong_type (expected float, got 'inf')"]
+    assert split.features["x"].tolist() == [1.5]
+    declared = split_valid_rows(df, FEATURES, ["id"], RowRules.of(["NA"]))
+    assert declared.valid_positions.tolist() == [0, 3] and np.isnan(declared.features["x"].tolist()[1])
 
 
 NUMERIC = [FeatureSpec(name="x", dtype="float", nullable=False), FeatureSpec(name="n", dtype="int")]
@@ -56,10 +60,10 @@ def test_schema_check_names_the_column() -> None:
     good = pa.schema([("id", pa.string()), ("x", pa.float64()), ("c", pa.dictionary(pa.int8(), pa.string()))])
     check_input_schema(good, FEATURES, ["id"])
     check_input_schema(pa.schema([("x", pa.string()), ("c", pa.int64())]), FEATURES, [])  # cast per row
-    with pytest.raises(InvalidInput, match="needs feature 'c'") as caught:
+    with pytest.raises(InvalidInput, match="missing_field") as caught:
         check_input_schema(pa.schema([("x", pa.float64())]), FEATURES, [])
     assert caught.value.field == "c"
-    with pytest.raises(InvalidInput, match="feature 'x' is list<item: double>") as caught:
+    with pytest.raises(InvalidInput, match="wrong_type .expected float, got 'list<item: double>' column") as caught:
         check_input_schema(pa.schema([("x", pa.list_(pa.float64())), ("c", pa.string())]), FEATURES, [])
     assert caught.value.field == "x"
 

@@ -11,12 +11,11 @@ import pytest
 
 from mlplatform.entities import PredictionRecord
 from mlplatform.errors import ConfigError, InvalidInput, PayloadTooLarge
-from mlplatform.features.schema import FeatureSpec
 from mlplatform.serving.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
 from mlplatform.serving.config import ServingConfig
 from mlplatform.serving.prediction_log import PredictionLogBuffer
-from mlplatform.serving.validation import parse_instances, parse_json_body, validate_rows
+from mlplatform.serving.validation import parse_instances, parse_json_body
 
 
 class Clock:
@@ -110,28 +109,6 @@ def test_prediction_log_survives_a_failing_store() -> None:
         time.sleep(0.02)
     log.close()
     assert log.stats()["dropped"] == 1
-
-
-SCHEMA = [FeatureSpec(name="x", dtype="float"), FeatureSpec(name="n", dtype="int"),
-          FeatureSpec(name="plan", dtype="category", categories=["a", "b"])]
-
-
-@pytest.mark.parametrize(("instance", "field"), [
-    ({"n": 1, "plan": "a"}, "instances[0].x"),
-    ({"x": "1", "n": 1, "plan": "a"}, "instances[0].x"),
-    ({"x": 1.0, "n": True, "plan": "a"}, "instances[0].n"),
-    ({"x": 1.0, "n": 10**400, "plan": "a"}, "instances[0].n"),
-    ({"x": 1.0, "n": 1, "plan": ["a"]}, "instances[0].plan"),
-])
-def test_validation_names_the_field(instance: dict, field: str) -> None:
-    with pytest.raises(InvalidInput) as raised:
-        validate_rows([instance], SCHEMA)
-    assert raised.value.field == field
-
-
-def test_validation_keeps_schema_order_drops_extras_and_allows_null() -> None:
-    rows = validate_rows([{"plan": "b", "extra": 1, "n": 2, "x": None}], SCHEMA)
-    assert rows == [(None, 2.0, "b")]
 
 
 def test_body_limits() -> None:

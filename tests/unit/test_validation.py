@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlplatform.datasets.synthetic import FEATURES, make_churn
-from mlplatform.errors import InvalidInput
 from mlplatform.features.datasets import profile_frame
-from mlplatform.features.schema import FeatureSpec, infer_schema
+from mlplatform.features.rows import infer_schema
+from mlplatform.features.schema import FeatureSpec
 from mlplatform.features.validation import (
-    REASON_COLUMN,
     DataValidationFailed,
     Level,
     ValidationConfig,
-    enforce_rows,
-    split_rows,
     validate_frame,
-    validate_instance,
-    validate_instances,
 )
 
 X = FeatureSpec(name="x", dtype="float", min=0.0, max=100.0)
@@ -52,8 +46,14 @@ def test_nan_is_missing_never_in_range_and_missing_strings_are_caught() -> None:
     schema = [X, FeatureSpec(name="c", dtype="category", categories=["a"])]
     report = validate_frame(df, schema)
     missing = {c.column: c.details["missing"] for c in report.checks if c.check == "missing"}
-    assert missing == {"x": 1, "c": 3}
-    assert _levels(report, "range") == ["INFO"] and _levels(report, "categories") == ["INFO"]
+    assert missing == {"x": 1, "c": 0}  # text is a category unless declared a missing token
+    markers = [c for c in report.checks if c.check == "missing_markers"]
+    assert [(c.column, c.level, c.details["markers"]) for c in markers] == [
+        ("c", Level.WARNING, {"nan": 1, "": 1, "None": 1})]
+    declared = validate_frame(df, schema, config=ValidationConfig(missing_tokens=["nan", "", "None"]))
+    assert {c.column: c.details["missing"] for c in declared.checks if c.check == "missing"} == {"x": 1, "c": 3}
+    assert _levels(report, "range") == ["INFO"] and _levels(report, "categories") == ["ERROR"]  # 3 of 4 unseen
+    assert _levels(declared, "categories") == ["INFO"]
     strict = [FeatureSpec(name="x", dtype="float", nullable=False)]
     assert validate_frame(df, strict).level == Level.ERROR
 
@@ -130,58 +130,3 @@ def test_reference_validates_against_its_own_profile_and_small_batches_are_insuf
     with pytest.raises(DataValidationFailed) as info:
         drifted.raise_for_errors()
     assert info.value.exit_code == 3
-
-
-def test_split_rows_and_policies(tmp_path: Path) -> None:
-    schema = [FeatureSpec(name="x", dtype="float", nullable=False, min=0.0, max=10.0),
-              FeatureSpec(name="c", dtype="category", categories=["a", "b"])]
-    df = pd.DataFrame({"x": [1.0, "abc", None, 50.0, True], "c": ["a", "b", "a", "zzz", "a"], "id": range(5)})
-    split = split_rows(df, schema)
-    assert split.valid["id"].tolist() == [0, 3]  # range/category are opt-in at row level
-    assert split.quarantined[REASON_COLUMN].tolist() == ["x: expected float, got 'abc'", "x: missing (not nullable)",
-                                                         "x: expected float, got True"]
-    strict = split_rows(df, schema, ValidationConfig(row_checks=["type", "null", "range", "category"]))
-    assert strict.valid["id"].tolist() == [0]
-    assert "x: 50.0 outside [0.0, 10.0]; c: unknown category 'zzz'" in strict.quarantined[REASON_COLUMN].tolist()
-    assert len(strict.valid) + len(strict.quarantined) == len(df)  # nothing dropped silently
-    side = tmp_path / "bad.parquet"
-    enforce_rows(df, schema, mode="quarantine", quarantine_path=side)
-    assert pd.read_parquet(side)["id"].tolist() == [1, 2, 4]
-    with pytest.raises(DataValidationFailed, match="3 of 5") as info:
-        enforce_rows(df, schema, mode="fail")
-    assert info.value.field == "x"
-    with pytest.raises(InvalidInput) as missing:
-        split_rows(df.drop(columns="c"), schema)
-    assert missing.value.field == "c"
-
-
-def test_serving_check_names_the_field() -> None:
-    schema = [FeatureSpec(name="x", dtype="float", nullable=False), FeatureSpec(name="n", dtype="int"),
-              FeatureSpec(name="c", dtype="category", categories=["a"])]
-    validate_instance({"x": 1, "n": 2, "c": "unseen"}, schema)  # unseen categories go to the OOV slot
-    validate_instance({"x": "1.5", "n": None, "c": None}, schema)
-    cases = [({"n": 1, "c": "a"}, "x", "required"), ({"x": True, "n": 1, "c": "a"}, "x", "bool"),
-             ({"x": "abc", "n": 1, "c": "a"}, "x", "number"), ({"x": None, "n": 1, "c": "a"}, "x", "missing"),
-             ({"x": "nan", "n": 1, "c": "a"}, "x", "missing"), ({"x": 1, "n": 1.5, "c": "a"}, "n", "int"),
-             ({"x": 1, "n": 1, "c": {"a": 1}}, "c", "category")]
-    for instance, field, words in cases:
-        with pytest.raises(InvalidInput, match=words) as info:
-            validate_instance(instance, schema)
-        assert info.value.field == field and info.value.http_status == 422
-    with pytest.raises(InvalidInput) as many:
-        validate_instances([{"x": 1, "n": 1, "c": "a"}, {"x": "bad", "n": "7x", "c": "a"}], schema)
-    assert [(e["index"], e["field"]) for e in many.value.details["errors"]] == [(1, "x"), (1, "n")]
-
-
-def test_serving_and_row_checks_agree() -> None:
-    schema = [FeatureSpec(name="x", dtype="float", nullable=False), FeatureSpec(name="n", dtype="int")]
-    values = [1, 1.5, "2", "abc", True, None, "", "None", float("nan")]
-    for value in values:
-        frame = pd.DataFrame({"x": pd.Series([value], dtype=object), "n": [1]})
-        row_bad = len(split_rows(frame, schema).quarantined) == 1
-        try:
-            validate_instance({"x": value, "n": 1}, schema)
-            serving_bad = False
-        except InvalidInput:
-            serving_bad = True
-        assert row_bad == serving_bad, value

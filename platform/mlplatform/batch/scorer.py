@@ -120,10 +120,10 @@ class BatchScorer:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if all_rows_valid(batch, self.features, self.required_columns):
-            features = batch.select(self.feature_names).to_pandas()
+            features = self.predictor.check(batch.select(self.feature_names).to_pandas()).frame
             return self._predict(batch, features, np.arange(batch.num_rows))
         frame = batch.to_pandas()
-        split = split_valid_rows(frame, self.features, self.required_columns)
+        split = split_valid_rows(frame, self.features, self.required_columns, self.predictor.transform.row_rules)
         if len(split.invalid_positions):
             self._quarantine(batch, frame, split.invalid_positions, split.reasons)
         return self._predict(batch, split.features, split.valid_positions)
@@ -133,7 +133,7 @@ class BatchScorer:
         every_row = n == batch.num_rows  # positions is a subset in order: equal length means all rows
         columns: dict[str, Any] = {c: batch.column(c) if every_row else batch.column(c).take(pa.array(positions))
                                    for c in self.keep_columns}
-        result = self.predictor.predict(features) if n else None
+        result = self.predictor.predict_checked(features) if n else None
         for field in self.output_schema:
             if field.name in columns:
                 continue

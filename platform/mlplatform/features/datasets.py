@@ -23,6 +23,7 @@ import pyarrow.fs as pafs
 
 from mlplatform.entities import DatasetVersion
 from mlplatform.errors import IntegrityError, InvalidInput, NotFound
+from mlplatform.features.schema import dtype_family
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ PROFILE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_CATEGORIES = 50
 ANOMALY_Z = 3.0
 ROBUST_SCALE = 1.4826
-MISSING_STRINGS = frozenset({"", "nan", "NaN", "NAN", "None", "none", "null", "NULL", "NA", "N/A", "<NA>"})
 
 
 # -- reading -----------------------------------------------------------------------------------------------------
@@ -76,19 +76,6 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
 
 
 # -- canonical form and hash -------------------------------------------------------------------------------------
-def dtype_family(series: pd.Series) -> str:
-    """The logical family the hash and the schema record: int | float | bool | datetime | string."""
-    if pd.api.types.is_bool_dtype(series):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_float_dtype(series):
-        return "float"
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return "datetime"
-    return "string"
-
-
 def _canonical_column(series: pd.Series, family: str) -> pd.Series:
     """Values in one representation per family; missing as ``None``/NaN so every missing marker hashes alike."""
     if family == "float":

@@ -19,7 +19,8 @@ import pandas as pd
 import pyarrow as pa
 
 from mlplatform.errors import InvalidInput
-from mlplatform.features.schema import MAX_CATEGORIES, FeatureSpec, coerce_frame, schema_from_json, schema_to_json
+from mlplatform.features.rows import RowRules, coerced_frame
+from mlplatform.features.schema import MAX_CATEGORIES, FeatureSpec, schema_from_json, schema_to_json
 from mlplatform.features.stats import ColumnStats, merge_all, quantile_ranks, quantiles_from_order_stats
 from mlplatform.features.transform import FitStatistics, TabularTransform, TransformConfig
 
@@ -40,9 +41,9 @@ def _logical_dtype(arrow_type: pa.DataType, has_nulls: bool) -> str:
     return "category"
 
 
-def _partials(batch: pd.DataFrame, schema_json: str) -> dict[str, np.ndarray]:
+def _partials(batch: pd.DataFrame, schema_json: str, missing_tokens: str = "[]") -> dict[str, np.ndarray]:
     schema = schema_from_json(json.loads(schema_json))
-    frame = coerce_frame(batch, schema)
+    frame = coerced_frame(batch, schema, RowRules.of(json.loads(missing_tokens)))
     part: dict[str, Any] = {"numeric": {}, "categories": {}, "nulls": {}}
     for spec in schema:
         raw_nulls = int(batch[spec.name].isna().sum())
@@ -142,7 +143,8 @@ class _DatasetQuantiles:
         return result
 
 
-def dataset_statistics(ds: Any, features: list[str]) -> tuple[list[FeatureSpec], FitStatistics]:
+def dataset_statistics(ds: Any, features: list[str],
+                       missing_tokens: list[str] | tuple[str, ...] = ()) -> tuple[list[FeatureSpec], FitStatistics]:
     """The schema and fit statistics of ``features`` over every row of a Ray Dataset."""
     arrow_schema = ds.schema()
     names = list(arrow_schema.names)
@@ -153,12 +155,14 @@ def dataset_statistics(ds: Any, features: list[str]) -> tuple[list[FeatureSpec],
     ds = ds.select_columns(features)
     # First pass with provisional dtypes (ints without nulls); the null counts it returns settle the final ones.
     provisional = [FeatureSpec(name=f, dtype=_logical_dtype(types[f], has_nulls=False)) for f in features]
-    parts = _collect(ds, _partials, schema_json=json.dumps(schema_to_json(provisional)))
+    parts = _collect(ds, _partials, schema_json=json.dumps(schema_to_json(provisional)),
+                     missing_tokens=json.dumps(list(missing_tokens)))
     nulls = {f: sum(p["nulls"][f] for p in parts) for f in features}
     dtypes = {f: _logical_dtype(types[f], nulls[f] > 0) for f in features}
     if any(dtypes[s.name] != s.dtype and "category" in (dtypes[s.name], s.dtype) for s in provisional):
         provisional = [FeatureSpec(name=f, dtype=dtypes[f]) for f in features]
-        parts = _collect(ds, _partials, schema_json=json.dumps(schema_to_json(provisional)))
+        parts = _collect(ds, _partials, schema_json=json.dumps(schema_to_json(provisional)),
+                     missing_tokens=json.dumps(list(missing_tokens)))
     numeric = {f: merge_all([ColumnStats(**p["numeric"][f]) for p in parts])
                for f in features if dtypes[f] != "category"}
     categories: dict[str, dict[str, int]] = {}
@@ -185,7 +189,8 @@ def fit_transform_on_dataset(ds: Any, features: list[str], config: TransformConf
     """:meth:`TabularTransform.fit` over a Ray Dataset: same statistics, so the same fitted state."""
     if ds.count() == 0:
         raise InvalidInput("cannot fit a transform on an empty training split", field="data")
-    schema, stats = dataset_statistics(ds, features)
-    transform = TabularTransform.from_statistics(schema, stats, config or TransformConfig())
+    config = config or TransformConfig()
+    schema, stats = dataset_statistics(ds, features, config.missing_tokens)
+    transform = TabularTransform.from_statistics(schema, stats, config)
     logger.info("fitted transform on a Ray Dataset: %d features, %d outputs", len(features), transform.n_outputs)
     return transform

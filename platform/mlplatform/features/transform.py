@@ -23,7 +23,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlplatform.errors import InvalidInput
-from mlplatform.features.schema import FeatureSpec, coerce_frame, infer_schema, schema_from_json, schema_to_json
+from mlplatform.features.rows import CheckedRows, RowRules, check_frame, check_records, coerced_frame, infer_schema
+from mlplatform.features.schema import FeatureSpec, schema_from_json, schema_to_json
 from mlplatform.features.stats import ColumnStats, sorted_quantiles
 
 TRANSFORM_FILE = "transform.json"
@@ -31,6 +32,10 @@ FORMAT_VERSION = 2
 SUPPORTED_VERSIONS = {1, 2}
 MISSING_TOKEN = "__missing__"
 _SEP = "\x1f"  # joins a cross's parts; cannot occur in a category read from CSV or JSON by accident
+# Bounds of a transformed numeric value. A finite input far outside float32 (1e308) would become inf and turn the
+# model's output into NaN; a value a million standard deviations out carries no more information than the bound.
+_MAX_SCALED = 1e6
+_FLOAT32_LIMIT = float(np.finfo(np.float32).max)
 
 
 class CrossSpec(BaseModel):
@@ -52,6 +57,9 @@ class TransformConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    missing_tokens: list[str] = Field(
+        default_factory=list, description="strings that mean a missing value (e.g. NA, null), on every path; by "
+        "default only true nulls and NaN are missing and \"NA\" is an ordinary category")
     scaling: str = Field(default="standard", pattern="^(standard|none)$")
     impute: str = Field(default="auto", pattern="^(auto|mean|median)$",
                         description="numeric fill: median when |skew| > 1 (auto), or always mean / median")
@@ -184,8 +192,9 @@ class TabularTransform:
         config = config or TransformConfig()
         if len(df) == 0:
             raise InvalidInput("cannot fit a transform on an empty training split", field="data")
-        schema = infer_schema(df, features)
-        frame = coerce_frame(df, schema)
+        rules = RowRules.of(config.missing_tokens)
+        schema = infer_schema(df, features, config.missing_tokens)
+        frame = coerced_frame(df, schema, rules)
         return cls.from_statistics(schema, FitStatistics.from_frame(frame, schema), config)
 
     @classmethod
@@ -233,17 +242,36 @@ class TabularTransform:
         """Per categorical feature, the number of non-zero codes :meth:`category_codes` can return."""
         return [c.hash_buckets or len(c.vocabulary) for c in self.categorical]
 
+    @property
+    def row_rules(self) -> RowRules:
+        """The row validator's rules for this model: its declared missing tokens (shipped in the artifact)."""
+        return RowRules.of(self.config.missing_tokens)
+
+    def check(self, rows: pd.DataFrame | list[dict[str, Any]]) -> CheckedRows:
+        """The one row validator (:mod:`mlplatform.features.rows`) with this model's schema and rules."""
+        if isinstance(rows, pd.DataFrame):
+            return check_frame(rows, self.schema, self.row_rules)
+        if not isinstance(rows, list):
+            raise InvalidInput("rows must be a DataFrame or a list of objects", field="instances")
+        return check_records(rows, self.schema, self.row_rules)
+
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """A float32 matrix in :attr:`output_names` order. Row-wise: a row gives the same values alone as in any
-        batch, because every statistic comes from the fitted state."""
-        frame = coerce_frame(df, self.schema)
+        batch, because every statistic comes from the fitted state. InvalidInput names the first refused value."""
+        return self.transform_checked(self.check(df).raise_for_issues().frame)
+
+    def transform_checked(self, frame: pd.DataFrame) -> np.ndarray:
+        """:meth:`transform` of rows the validator already accepted (:attr:`CheckedRows.frame`)."""
         n = len(frame)
         out = np.zeros((n, self.n_outputs), dtype=np.float32)
         rows = np.arange(n)
         col = 0
         for state in self.numeric:
             filled, missing = self._filled_numeric(frame, state)
-            out[:, col] = (filled - state.mean) / state.std if self.config.scaling == "standard" else filled
+            if self.config.scaling == "standard":
+                out[:, col] = np.clip((filled - state.mean) / state.std, -_MAX_SCALED, _MAX_SCALED)
+            else:
+                out[:, col] = np.clip(filled, -_FLOAT32_LIMIT, _FLOAT32_LIMIT)
             col += 1
             if state.indicator:
                 out[:, col] = missing
@@ -268,7 +296,9 @@ class TabularTransform:
 
     def category_codes(self, df: pd.DataFrame) -> np.ndarray:
         """Integer codes per categorical feature (0 = unseen or missing; hashed: bucket + 1) for embeddings."""
-        frame = coerce_frame(df, self.schema)
+        return self.category_codes_checked(self.check(df).raise_for_issues().frame)
+
+    def category_codes_checked(self, frame: pd.DataFrame) -> np.ndarray:
         codes = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
         for j, (cat, index) in enumerate(zip(self.categorical, self._vocab_index, strict=True)):
             values = self._filled_categorical(frame, cat)
@@ -303,7 +333,7 @@ class TabularTransform:
 
     def imputation_report(self, df: pd.DataFrame) -> dict[str, Any]:
         """Missing counts before and after, fill values and indicators per feature (SPEC S4.3)."""
-        frame = coerce_frame(df, self.schema)
+        frame = self.check(df).raise_for_issues().frame
         report: dict[str, Any] = {}
         for state in self.numeric:
             before = int(frame[state.name].isna().sum())

@@ -29,7 +29,6 @@ from mlplatform.serving.rollout.faults import FaultInjector
 from mlplatform.serving.rollout.follower import RegistryFollower, Routes, current_replica_id
 from mlplatform.serving.rollout.routing import SHADOW
 from mlplatform.serving.rollout.window import VersionStats
-from mlplatform.serving.validation import validate_rows
 
 logger = logging.getLogger(__name__)
 PINNED = "pinned"
@@ -266,7 +265,7 @@ class ModelServer:
         return [a if isinstance(a, dict) else {"error": f"{type(a).__name__}: {a}"} for a in answers]
 
     async def _predict_with(self, model: LoadedModel, instances: list[dict[str, Any]]) -> dict[str, Any]:
-        rows = validate_rows(instances, model.schema)
+        rows = model.predictor.check(instances).raise_for_issues("instances").tuples()
         cache_on = self.cfg.cache.enabled
         keys = [cache_key(model.name, model.version, model.schema_version, r) for r in rows] if cache_on else []
         results: list[Any] = [self._cache.get(k) for k in keys] if cache_on else [MISS] * len(rows)

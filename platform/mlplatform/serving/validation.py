@@ -1,4 +1,6 @@
-"""Request validation before anything touches the model (SPEC S6.4): raw JSON -> typed rows in schema order.
+"""The shape of a predict request before anything touches the model (SPEC S6.4): a JSON body with a bounded,
+non-empty ``instances`` list of objects. What each value must be is the platform's one row validator
+(:mod:`mlplatform.features.rows`), which the model server calls with the model's own schema and rules.
 
 Everything here raises :class:`InvalidInput` (422) or :class:`PayloadTooLarge` (413) naming the field, so bad input
 can never reach the transform and become a 500.
@@ -7,11 +9,9 @@ can never reach the transform and become a 500.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from mlplatform.errors import InvalidInput, PayloadTooLarge
-from mlplatform.features.schema import FeatureSpec
 
 
 def _reject_constant(token: str) -> Any:
@@ -53,45 +53,3 @@ def parse_instances(payload: Any, max_instances: int) -> list[dict[str, Any]]:
         if not isinstance(instance, dict):
             raise InvalidInput("each instance must be a JSON object of feature: value", field=f"instances[{i}]")
     return instances
-
-
-def validate_rows(instances: list[dict[str, Any]], schema: list[FeatureSpec]) -> list[tuple[Any, ...]]:
-    """Rows as tuples in schema order with values normalised by dtype; extra keys are dropped."""
-    return [_validate_row(i, instance, schema) for i, instance in enumerate(instances)]
-
-
-def _validate_row(index: int, instance: dict[str, Any], schema: list[FeatureSpec]) -> tuple[Any, ...]:
-    values = []
-    for spec in schema:
-        field = f"instances[{index}].{spec.name}"
-        if spec.name not in instance:
-            raise InvalidInput(f"missing required feature {spec.name!r}", field=field)
-        value = instance[spec.name]
-        if value is None:
-            if not spec.nullable:
-                raise InvalidInput(f"feature {spec.name!r} must not be null", field=field)
-            values.append(None)
-        elif spec.is_numeric:
-            values.append(_number(value, spec, field))
-        else:
-            if not isinstance(value, str):
-                raise InvalidInput(f"expected a string for {spec.name!r}, got {type(value).__name__}", field=field)
-            values.append(value)
-    return tuple(values)
-
-
-def _number(value: Any, spec: FeatureSpec, field: str) -> float:
-    # bool is an int subclass in Python; a JSON true for a numeric feature is a client bug unless the dtype is bool.
-    if isinstance(value, bool):
-        if spec.dtype != "bool":
-            raise InvalidInput(f"expected a number for {spec.name!r}, got a boolean", field=field)
-        return float(value)
-    if not isinstance(value, int | float):
-        raise InvalidInput(f"expected a number for {spec.name!r}, got {type(value).__name__}", field=field)
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise InvalidInput(f"feature {spec.name!r} must be a finite number", field=field)
-    return number

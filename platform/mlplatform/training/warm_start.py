@@ -56,7 +56,7 @@ def load_warm_start(registry: Any, ref: str, *, family: str, task: str, features
 
 def check_schema(source: str, manifest: ModelManifest, features: list[str], train: pd.DataFrame) -> None:
     """The run's features must be the parent's, in its order, with the same logical dtypes."""
-    from mlplatform.features.schema import infer_schema
+    from mlplatform.features.rows import infer_schema
 
     expected = [(f["name"], f["dtype"]) for f in manifest.input_schema]
     found = [(s.name, s.dtype) for s in infer_schema(train, features)]

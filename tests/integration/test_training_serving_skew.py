@@ -1,8 +1,9 @@
 """No training/serving skew: the same rows give byte-identical transformed features and predictions through the
 training evaluation path (Predictor.predict on a DataFrame), Ray Data batch scoring (run_batch on the shared local
-Ray) and the serving request path (JSON body -> serving.validation -> model_server.frame -> Predictor).
+Ray) and the serving request path (JSON body -> serving.validation -> the row validator -> model_server.frame ->
+Predictor).
 
-Serving is exercised through the functions its replicas call (parse_json_body, parse_instances, validate_rows,
+Serving is exercised through the functions its replicas call (parse_json_body, parse_instances, Predictor.check,
 frame, predict_rows), not a deployed app: deploying Serve costs far more than it adds here, and test_serving.py
 already checks that the HTTP answers equal the in-process Predictor.
 """
@@ -24,7 +25,7 @@ from mlplatform.datasets.synthetic import FEATURES, make_churn
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
 from mlplatform.serving.model_server import frame, predict_rows
-from mlplatform.serving.validation import parse_instances, parse_json_body, validate_rows
+from mlplatform.serving.validation import parse_instances, parse_json_body
 
 pytestmark = pytest.mark.ray
 
@@ -39,14 +40,14 @@ class RecordingLoader:
 
     def __call__(self) -> Predictor:
         predictor = self.inner()
-        original = predictor.transform.transform
+        original = predictor.transform.transform_checked
 
-        def transform(df: pd.DataFrame) -> np.ndarray:
+        def transform_checked(df: pd.DataFrame) -> np.ndarray:
             matrix = original(df)
             np.save(Path(self.folder) / f"{uuid.uuid4().hex}.npy", matrix)
             return matrix
 
-        predictor.transform.transform = transform  # type: ignore[method-assign]
+        predictor.transform.transform_checked = transform_checked  # type: ignore[method-assign]
         return predictor
 
 
@@ -77,7 +78,7 @@ def test_same_rows_same_bytes_in_training_batch_and_serving(ray_session: str, cl
     # 2. serving: the request body as JSON bytes, validated and framed as a replica does
     payload = parse_json_body(_json_instances(rows), max_bytes=50_000_000)
     schema = schema_from_json(predictor.input_schema)
-    typed = validate_rows(parse_instances(payload, max_instances=len(rows)), schema)
+    typed = predictor.check(parse_instances(payload, max_instances=len(rows))).raise_for_issues("instances").tuples()
     serve_matrix = predictor.transform.transform(frame(typed, schema))
     answers = json.loads(json.dumps(predict_rows(predictor, typed, schema)))  # through JSON, as over HTTP
 

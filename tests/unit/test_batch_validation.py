@@ -63,7 +63,7 @@ def test_schema_check_names_the_column() -> None:
     with pytest.raises(InvalidInput, match="missing_field") as caught:
         check_input_schema(pa.schema([("x", pa.float64())]), FEATURES, [])
     assert caught.value.field == "c"
-    with pytest.raises(InvalidInput, match="wrong_type .expected float, got 'list<item: double>' column") as caught:
+    with pytest.raises(InvalidInput, match=r"wrong_type \(expected float, got 'list<item: double>' column\)") as caught:
         check_input_schema(pa.schema([("x", pa.list_(pa.float64())), ("c", pa.string())]), FEATURES, [])
     assert caught.value.field == "x"
 

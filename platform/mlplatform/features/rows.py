@@ -129,7 +129,7 @@ class CheckedRows:
 
     def tuples(self) -> list[tuple[Any, ...]]:
         """Rows as tuples in schema order, ``None`` for missing (JSON-safe: no NaN)."""
-        columns = [self.frame[c].to_numpy(dtype=object) for c in self.frame.columns]
+        columns = [self.frame[c].to_numpy(dtype=object, copy=True) for c in self.frame.columns]
         for values in columns:
             values[pd.isna(values)] = None
         return list(zip(*columns, strict=True)) if columns else [() for _ in range(len(self.frame))]

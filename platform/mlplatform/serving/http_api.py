@@ -111,7 +111,11 @@ def error_response(exc: BaseException, request_id: str) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, MLPlatformError):
         error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message, "fields": []}
-        if exc.field:
+        rows = exc.details.get("errors") if isinstance(exc, InvalidInput) else None
+        if rows and all("index" in e for e in rows):  # the row validator's issues: every bad field, with its code
+            error["fields"] = [{"field": f"instances[{e['index']}].{e['field']}", "reason": e["message"],
+                                "code": e["reason"]} for e in rows]
+        elif exc.field:
             error["fields"].append({"field": exc.field, "reason": exc.message})
         if status in (429, 503):
             headers["Retry-After"] = str(int(exc.details.get("retry_after_s", 1)))

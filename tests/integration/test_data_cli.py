@@ -55,7 +55,7 @@ def test_version_profile_and_validate(tmp_path: Path, model_artifact_dir: Path, 
 
     broken = tmp_path / "broken.csv"
     make_churn(50, seed=1).drop(columns=["age"]).to_csv(broken, index=False)
-    missing_column = cli("data", "validate", str(broken), "--model", "churn", "--json")
+    missing_column = cli("data", "validate", str(broken), "--model", "churn", "--no-reference", "--json")
     assert missing_column.returncode == 3
     assert any(c["check"] == "required_column" and c["column"] == "age"
                for c in json.loads(missing_column.stdout)["checks"])

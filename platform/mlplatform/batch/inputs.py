@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mlplatform.errors import InvalidInput, NotFound, Unavailable
+from mlplatform.features.datasets import csv_convert_options
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -103,12 +104,6 @@ def discover_inputs(uri: str, csv_string_columns: list[str] | None = None) -> In
         digest.update(f"{path}\0{size}\0{count}\n".encode())
     assert schema is not None
     return InputFiles(fs, paths, kind, schema, rows, digest.hexdigest())
-
-
-def csv_convert_options(string_columns: list[str]) -> pacsv.ConvertOptions:
-    # Features are read as text and cast per row in the actors: one bad cell must quarantine its row, not make
-    # pyarrow infer a different column type for one block and fail the whole job.
-    return pacsv.ConvertOptions(column_types={c: pa.string() for c in string_columns}, strings_can_be_null=True)
 
 
 def _csv_schema_and_rows(fs: pafs.FileSystem, path: str, string_columns: list[str]) -> tuple[pa.Schema, int]:

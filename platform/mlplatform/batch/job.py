@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mlplatform.artifacts.model_format import ModelManifest
-from mlplatform.batch.inputs import csv_convert_options, discover_inputs, open_filesystem
+from mlplatform.batch.inputs import discover_inputs, open_filesystem
 from mlplatform.batch.scorer import (
     ArtifactBytesLoader,
     BatchScorer,
@@ -41,6 +41,7 @@ from mlplatform.batch.scorer import (
 from mlplatform.batch.validation import check_input_schema
 from mlplatform.entities import ModelVersion, RunKind, RunStatus
 from mlplatform.errors import GateFailed, IntegrityError, InvalidInput, MLPlatformError
+from mlplatform.features.datasets import csv_convert_options
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
 

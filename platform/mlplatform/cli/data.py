@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from mlplatform.cli._output import JsonOption, _cell, client, console, emit, expected_errors, print_json
+from mlplatform.errors import InvalidInput, NotFound
 
 app = typer.Typer(help="Dataset versions, profiles and validation against a model's schema.", no_args_is_help=True)
 
@@ -61,19 +62,40 @@ def profile(path: str = typer.Argument(..., help="Parquet or CSV file or directo
     emit(data, as_json, render)
 
 
-def _reference_profile(ref: str | None, lineage: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The profile to compare against: ``--reference name[@version]``, else the model's training dataset."""
+def _reference_profile(ref: str | None, version: Any) -> tuple[dict[str, Any], str]:
+    """The profile to compare against: ``--reference name[@version]``, else the profile of the model's training
+    dataset. Missing is an error, never a silent skip of the distribution checks."""
     datasets = client().datasets
     if ref:
-        name, _, version = ref.partition("@")
-        record = datasets.get(name, version or None)
-        return record.profile, f"{record.name}@{record.version[:12]}"
-    for key in ("train_dataset", "dataset"):
-        entry = lineage.get(key)
-        if isinstance(entry, dict) and entry.get("name") and entry.get("version"):
+        name, _, at = ref.partition("@")
+        record = datasets.get(name, at or None)
+        if not record.profile:
+            raise InvalidInput(f"dataset {record.name}@{record.version[:12]} has no profile", field="--reference")
+        return record.profile, f"{record.name}@{record.version[:12]} (--reference)"
+    entry = (version.lineage or {}).get("dataset") or {}
+    if entry.get("name") and entry.get("version"):
+        try:
             record = datasets.get(entry["name"], entry["version"])
-            return record.profile, f"{record.name}@{record.version[:12]}"
-    return None, None
+        except NotFound:
+            record = None
+        if record is not None and record.profile:
+            return record.profile, f"{record.name}@{record.version[:12]} (the training data of {version.ref})"
+    raise InvalidInput(f"{version.ref} has no reference profile (its training dataset was not recorded with one); "
+                       "pass --reference NAME[@VERSION], or --no-reference for the schema checks alone",
+                       field="--reference")
+
+
+def _missing_tokens(version: Any) -> list[str]:
+    """The model's own missing tokens (its transform, SHA-256 verified on fetch): data is read as the model reads it."""
+    import shutil
+
+    from mlplatform.features.transform import TabularTransform
+
+    local = client().registry.fetch(version)
+    try:
+        return list(TabularTransform.load(local).config.missing_tokens)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 @app.command()
@@ -82,6 +104,8 @@ def validate(path: str = typer.Argument(..., help="Parquet or CSV file or direct
              reference: str = typer.Option(None, "--reference",
                                            help="dataset name[@version] whose profile is the reference "
                                                 "(default: the model's training dataset, when recorded)"),
+             no_reference: bool = typer.Option(False, "--no-reference",
+                                               help="schema checks only, without distribution checks"),
              ignore: list[str] = typer.Option([], "--ignore", help="columns never reported as unexpected "
                                               "(repeat the option or give a comma-separated list)"),
              as_json: bool = JsonOption) -> None:
@@ -93,10 +117,11 @@ def validate(path: str = typer.Argument(..., help="Parquet or CSV file or direct
     with expected_errors():
         version = client().registry.resolve(model)
         schema = schema_from_json(version.input_schema)
-        ref_profile, ref_name = _reference_profile(reference, version.lineage)
+        ref_profile, ref_name = (None, None) if no_reference else _reference_profile(reference, version)
         df = read_table(path)
         ignored = [c.strip() for item in ignore for c in item.split(",") if c.strip()]
-        report = validate_frame(df, schema, ref_profile, ValidationConfig(ignore_columns=ignored),
+        report = validate_frame(df, schema, ref_profile, ValidationConfig(
+                                    ignore_columns=ignored, missing_tokens=_missing_tokens(version)),
                                 dataset={"path": path, "model": version.ref, "reference": ref_name})
     if as_json:
         print_json(report.to_dict())

@@ -20,7 +20,8 @@ def train(
     config: Path = typer.Option(None, "--config", "-c", help="Training config (train_jobs/configs/*.yaml)."),
     resume: str = typer.Option(None, "--resume", help="Continue a stopped run from its latest checkpoint."),
     warm_start: str = typer.Option(None, "--warm-start", help="Initialise from name@alias or name:version."),
-    force: bool = typer.Option(False, "--force", help="Register even when the promotion gate fails."),
+    force: bool = typer.Option(False, "--force", help="Register even when the promotion gate fails, and train on "
+                               "the rows that pass when the data fails validation (both recorded in lineage)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Train, evaluate against baselines, gate and register."""

@@ -23,6 +23,8 @@ from pydantic import (
 
 from mlplatform.config._yaml import load_model, validation_error
 from mlplatform.errors import ConfigError, InvalidInput
+from mlplatform.features.schema import FeatureSpec
+from mlplatform.features.transform import TransformConfig
 
 Task = Literal["classification", "regression"]
 VAL_METRICS = {"loss", "accuracy", "f1", "roc_auc", "pr_auc", "log_loss", "rmse", "mae", "r2"}
@@ -52,6 +54,10 @@ class DataSection(_Strict):
                                        "the target and id_columns.")
     id_columns: list[str] = Field(default_factory=lambda: ["customer_id", "event_time"],
                                   description="Columns that are never features.")
+    declared_schema: list[FeatureSpec] | None = Field(
+        default=None, description="Declared input schema: per feature name, dtype (float, int, bool, category) and "
+        "optionally nullable, min, max and categories. Training validates its data against it and refuses ERROR-level "
+        "data (--force trains on the rows that pass, recorded in lineage). Default: inferred from the data.")
 
     @model_validator(mode="after")
     def _path_exists(self) -> DataSection:
@@ -64,6 +70,10 @@ class DataSection(_Strict):
                 raise ValueError("data.path must be a .parquet, .pq or .csv file (or a Parquet folder)")
         if self.features is not None and self.target in self.features:
             raise ValueError(f"the target {self.target!r} cannot also be a feature")
+        if self.declared_schema is not None and self.features is not None:
+            unknown = [s.name for s in self.declared_schema if s.name not in self.features]
+            if unknown:
+                raise ValueError(f"declared_schema names columns that are not features: {', '.join(unknown)}")
         return self
 
 
@@ -186,6 +196,9 @@ class TrainConfig(_Strict):
     failure: FailureSection = Field(default_factory=FailureSection)
     gate: GateSection = Field(default_factory=GateSection)
     rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
+    features: TransformConfig = Field(default_factory=TransformConfig, description="Preprocessing fitted on the "
+                                      "training split and shipped in the model: missing_tokens, imputation, "
+                                      "scaling, categories, hashing, buckets, crosses (SPEC S4.1-S4.5).")
     warm_start: str | None = Field(default=None, description="name@alias or name:version to initialise from.")
     slices: list[str] = Field(default_factory=list, description="Categorical columns to report test metrics by.")
     register_model: bool = Field(default=True, description="Register the result (after the gate).")

@@ -34,6 +34,15 @@ ANOMALY_Z = 3.0
 ROBUST_SCALE = 1.4826
 
 
+def csv_convert_options(string_columns: list[str] | tuple[str, ...] = ()) -> pacsv.ConvertOptions:
+    """How every path reads CSV. An empty field is the format's only null; "NA", "null" and friends stay text, as
+    in Parquet and JSON, unless a model declares them missing tokens (pyarrow's default reads a dozen such strings
+    as null). ``string_columns`` are read as text (batch casts features per row, so one bad cell quarantines its
+    row instead of changing a block's column type)."""
+    return pacsv.ConvertOptions(column_types={c: pa.string() for c in string_columns}, null_values=[""],
+                                strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+
 # -- reading -----------------------------------------------------------------------------------------------------
 def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     if "://" in path:
@@ -67,7 +76,7 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
     try:
         if fmt == "csv" and info.type == pafs.FileType.File:
             with fs.open_input_stream(resolved, compression="detect") as stream:
-                table = pacsv.read_csv(stream)
+                table = pacsv.read_csv(stream, convert_options=csv_convert_options())
         else:
             table = pads.dataset(resolved, filesystem=fs, format=fmt).to_table()
     except (pa.ArrowInvalid, OSError) as exc:
@@ -210,9 +219,10 @@ def schema_of(df: pd.DataFrame) -> dict[str, Any]:
 
 # -- store -------------------------------------------------------------------------------------------------------
 def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any = None, uri: str | None = None,
-                    register: bool = True) -> DatasetVersion | dict[str, Any]:
+                    register: bool = True, digest: str | None = None) -> DatasetVersion | dict[str, Any]:
     """Hash, profile and (by default) register a dataset; returns the store's :class:`DatasetVersion`, or the
-    would-be record as a dict when ``register`` is false."""
+    would-be record as a dict when ``register`` is false. ``mlplatform data version`` and training both call this,
+    so the same bytes are one version with one profile. ``digest``: the :func:`content_hash` already computed."""
     if not name or name.strip() != name:
         raise InvalidInput("a dataset needs a name without surrounding spaces", field="name")
     if isinstance(source, pd.DataFrame):
@@ -220,7 +230,7 @@ def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any
     else:
         df = read_table(source)
         uri = uri or (str(source) if "://" in str(source) else str(Path(source).expanduser().resolve()))
-    digest = content_hash(df)
+    digest = digest or content_hash(df)
     record = {"name": name, "version": digest, "uri": uri, "schema": schema_of(df), "row_count": len(df),
               "profile": profile_frame(df)}
     if not register:

@@ -193,34 +193,42 @@ def coerced_frame(df: pd.DataFrame, schema: Sequence[FeatureSpec], rules: RowRul
     return check_frame(df, schema, rules).raise_for_issues().frame
 
 
-def infer_schema(df: pd.DataFrame, features: Sequence[str], missing_tokens: Iterable[str] = ()) -> list[FeatureSpec]:
+def infer_schema(df: pd.DataFrame, features: Sequence[str], missing_tokens: Iterable[str] = (),
+                 declared: Sequence[FeatureSpec] | None = None) -> list[FeatureSpec]:
     """The schema training fits: each feature's dtype from its column (:func:`logical_dtype`; an object column
     whose values, nulls and missing tokens aside, are all numbers is numeric), then categories, min and max from
-    the values as :func:`check_frame` reads them, so the schema never lists a value the validator would not produce.
-    Values the validator refuses raise InvalidInput naming the field."""
+    the values the validator accepts, so the schema never lists a value the validator would not produce.
+    ``declared`` (the training config's ``data.declared_schema``) wins: its dtypes, and its nullability, ranges and
+    categories where it sets them."""
     rules = RowRules.of(missing_tokens)
+    given = {s.name: s for s in declared or []}
     specs = []
     for name in features:
         if name not in df.columns:
             raise InvalidInput(f"feature {name!r} is not a column of the data", field=name)
+        if name in given:
+            specs.append(FeatureSpec(name=name, dtype=given[name].dtype))
+            continue
         column = df[name]
         dtype = logical_dtype(column)
         if dtype == "category" and pd.api.types.is_object_dtype(column.dtype):
             dtype = _object_numeric_kind(column, rules) or dtype
         specs.append(FeatureSpec(name=name, dtype=dtype))
-    frame = coerced_frame(df, specs, rules)
+    frame = check_frame(df, specs, rules).frame  # refused values read as missing here; the fit refuses them
     out = []
     for spec in specs:
         values = frame[spec.name]
         if spec.dtype in NUMERIC_KINDS:
             present = values.dropna()
-            out.append(spec.model_copy(update={"min": float(present.min()) if len(present) else None,
-                                               "max": float(present.max()) if len(present) else None}))
+            update: dict[str, Any] = {"min": float(present.min()) if len(present) else None,
+                                      "max": float(present.max()) if len(present) else None}
         else:
             categories = sorted(set(values.dropna()))
             # Above MAX_CATEGORIES the domain is open (hashed or high-cardinality): no allowed-category list.
-            out.append(spec.model_copy(update={"categories": categories if len(categories) <= MAX_CATEGORIES
-                                               else None}))
+            update = {"categories": categories if len(categories) <= MAX_CATEGORIES else None}
+        if spec.name in given:
+            update |= given[spec.name].model_dump(exclude_none=True, exclude={"name", "dtype"})
+        out.append(spec.model_copy(update=update))
     return out
 
 

@@ -188,12 +188,14 @@ class TabularTransform:
 
     # -- fitting -----------------------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, df: pd.DataFrame, features: list[str], config: TransformConfig | None = None) -> TabularTransform:
+    def fit(cls, df: pd.DataFrame, features: list[str], config: TransformConfig | None = None,
+            declared: list[FeatureSpec] | None = None) -> TabularTransform:
+        """Fit on the training split; ``declared`` is the config's declared schema (default: inferred)."""
         config = config or TransformConfig()
         if len(df) == 0:
             raise InvalidInput("cannot fit a transform on an empty training split", field="data")
         rules = RowRules.of(config.missing_tokens)
-        schema = infer_schema(df, features, config.missing_tokens)
+        schema = infer_schema(df, features, config.missing_tokens, declared)
         frame = coerced_frame(df, schema, rules)
         return cls.from_statistics(schema, FitStatistics.from_frame(frame, schema), config)
 

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
@@ -38,6 +38,11 @@ from mlplatform.features.rows import (
 from mlplatform.features.schema import FeatureSpec
 
 logger = logging.getLogger(__name__)
+
+# Checks that judge a domain or a distribution (against the schema's ranges and categories or a reference profile),
+# as opposed to checks of what a value is.
+DRIFT_CHECKS = frozenset({"range", "categories", "mean_shift", "anomalies", "variance_ratio", "missing_markers"})
+
 
 class DataValidationFailed(GateFailed):
     """Data failed validation at ERROR level (exit code 3)."""
@@ -71,6 +76,9 @@ class ValidationConfig(BaseModel):
     missing_rate_increase: float = Field(default=0.05, ge=0, description="over the reference's rate: warning")
     unexpected_columns: str = Field(default="warning", pattern="^(ignore|info|warning|error)$")
     ignore_columns: list[str] = Field(default_factory=list, description="ids, targets: never unexpected")
+    drift_level: str = Field(default="ERROR", pattern="^(ERROR|WARNING)$",
+                             description="the highest level a domain or distribution check (range, categories, "
+                             "mean shift, anomalies) may reach; training against a champion's data uses WARNING")
 
     @property
     def row_rules(self) -> RowRules:
@@ -126,6 +134,11 @@ class ValidationReport:
             else f"NOT PASSED ({self.level.name})"
         lines = [f"validation {verdict}: {self.n_rows} rows, {len(self.errors)} error(s), "
                  f"{len(self.warnings)} warning(s)"]
+        context = self.dataset or {}
+        if context.get("against"):
+            lines.append(f"  against {context['against']}")
+        if "reference" in context:
+            lines.append(f"  reference profile: {context['reference'] or 'none (schema checks only)'}")
         for c in sorted(self.checks, key=lambda c: (-c.level, c.column or "", c.check)):
             if c.level == Level.INFO and c.status == "pass":
                 continue
@@ -181,6 +194,9 @@ def validate_frame(df: pd.DataFrame, schema: Sequence[FeatureSpec], reference: M
         level = Level[config.unexpected_columns.upper()]
         checks.append(CheckResult("unexpected_columns", level, f"columns not in the schema: {', '.join(extra)}",
                                   None, level.name.lower() if level else "pass", {"columns": extra}))
+    if config.drift_level == "WARNING":
+        checks = [replace(c, level=Level.WARNING, status="warning")
+                  if c.check in DRIFT_CHECKS and c.level == Level.ERROR else c for c in checks]
     return ValidationReport(checks, len(df), dataset)
 
 
@@ -193,7 +209,7 @@ def _column_checks(series: pd.Series, spec: FeatureSpec, ref: Mapping[str, Any] 
         issues = [i for i in checked.issues if i.reason == reason]
         if issues:  # the row validator's issues, with the rows they stand in (SPEC S4.6: a type failure is an error)
             out.append(CheckResult("dtype" if reason == WRONG_TYPE else reason, Level.ERROR,
-                                   f"{len(issues)} value(s) refused: {issues[0].message}", name, "error",
+                                   f"{len(issues)} value(s) refused ({reason}): {issues[0].message}", name, "error",
                                    {"reason": reason, "count": len(issues), "expected": spec.dtype,
                                     "rows": [i.row for i in issues[:1000]]}))
     n_bad = sum(1 for i in checked.issues if i.reason in (WRONG_TYPE, NOT_FINITE))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.config.train import TrainConfig
-from mlplatform.errors import InvalidInput, NotFound
+from mlplatform.errors import InvalidInput
+from mlplatform.features.datasets import content_hash, read_table
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class LoadedData:
     frame: pd.DataFrame
     name: str
-    version: str  # sha256 of the content: the same bytes always give the same version
+    version: str  # features.datasets.content_hash: the same version `mlplatform data version` records
     uri: str | None
     features: list[str]
 
@@ -40,12 +40,6 @@ class Splits:
                 "n_validation": len(self.validation), "n_test": len(self.test)}
 
 
-def content_hash(df: pd.DataFrame) -> str:
-    digest = hashlib.sha256("\0".join(map(str, df.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
 def load_data(config: TrainConfig) -> LoadedData:
     section = config.data
     if section.source == "synthetic_churn":
@@ -58,7 +52,7 @@ def load_data(config: TrainConfig) -> LoadedData:
         name, uri = section.name or section.source, None
     else:
         assert section.path is not None  # the config validator requires it
-        frame = _read_file(section.path)
+        frame = read_table(section.path)
         name, uri = section.name or Path(section.path).stem, section.path
     if section.target not in frame.columns:
         raise InvalidInput(f"target column {section.target!r} is not in the data (columns: "
@@ -84,17 +78,6 @@ def bundled_sklearn_frame(source: str, target: str) -> pd.DataFrame:
 
     frame, label = load_sklearn_dataset(source)
     return frame.rename(columns={label: target}) if target != label else frame
-
-
-def _read_file(path: str) -> pd.DataFrame:
-    try:
-        if path.lower().endswith(".csv"):
-            return pd.read_csv(path)
-        return pd.read_parquet(path)
-    except FileNotFoundError:
-        raise NotFound(f"data file {path} does not exist", field="data.path") from None
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"data file {path} cannot be read: {str(exc).splitlines()[0]}", field="data.path") from exc
 
 
 def split_data(frame: pd.DataFrame, config: TrainConfig) -> Splits:

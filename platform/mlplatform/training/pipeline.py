@@ -21,6 +21,7 @@ from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.config.train import TrainConfig, load_train_config, train_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import Conflict, GateFailed, IntegrityError, InvalidInput, MLPlatformError, NotFound
+from mlplatform.features.datasets import version_dataset
 from mlplatform.features.schema import schema_to_json
 from mlplatform.features.transform import TabularTransform
 from mlplatform.training.data import Splits, encode_labels, load_data, split_data
@@ -126,16 +127,16 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
     if expect_data_version is not None and data.version != expect_data_version:
         raise IntegrityError(f"the data of {data.name} ({data.uri or config.data.source}) changed: recorded dataset "
                              f"version {expect_data_version[:12]}, now {data.version[:12]}", field="data")
-    dataset = client.datasets.register(data.name, data.version, uri=data.uri, row_count=len(data.frame),
-                                       schema={"columns": {c: str(t) for c, t in data.frame.dtypes.items()}})
+    dataset = version_dataset(data.frame, data.name, client=client, uri=data.uri, digest=data.version)
     linked = [d for role, d in client.datasets.for_run(run.id) if role == "train"]
     if resuming and linked and linked[0].version != data.version:
         raise Conflict(f"the data changed since run {run.id} started (dataset version {linked[0].version[:12]} "
                        f"-> {data.version[:12]}); start a new run", field="data")
     client.runs.link_dataset(run.id, dataset.id, role="train")
+    frame, validation = _validate_input(config, client, run, data, force)
     from mlplatform.training.rebalance import rebalance_splits
 
-    original = split_data(data.frame, config)
+    original = split_data(frame, config)
     # Resampling touches the training split only; validation and test keep the real class ratios.
     splits, rebalance = rebalance_splits(original, config, features=data.features)
     classes, labels = encode_labels(splits, target, task)
@@ -166,13 +167,16 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
             raise InvalidInput(f"warm start from {warm.ref} refused: its classes {warm.manifest.classes} differ "
                                f"from this data's {classes}", field="warm_start")
         outcome.parent = warm.ref
-    transform = warm.transform if warm else TabularTransform.fit(splits.train, data.features)
+    transform = warm.transform if warm else TabularTransform.fit(splits.train, data.features, config.features,
+                                                                 config.data.declared_schema)
 
     work = Path(tempfile.mkdtemp(prefix="mlplatform-train-"))
     try:
         artifact = work / "model"
         lineage = {"run_id": run.id, "seed": config.seed, "split": original.summary(), "rebalance": rebalance,
-                   "dataset": {"name": data.name, "version": data.version, "uri": data.uri},
+                   "dataset": {"name": data.name, "version": data.version, "uri": data.uri,
+                               "rows": len(data.frame), "rows_used": len(frame), "split": original.summary(),
+                               "columns": data.features, "validation": validation},
                    "transform_sha256": transform.fingerprint, "config": config.model_dump(mode="json"),
                    "parent": outcome.parent}
         if config.model.family == "stacking":
@@ -215,6 +219,59 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
         shutil.rmtree(work, ignore_errors=True)
     client.runs.end_run(run.id, RunStatus.COMPLETED)
     outcome.status = RunStatus.COMPLETED.value
+
+
+def _validate_input(config: TrainConfig, client: Any, run: Any, data: Any, force: bool) -> tuple[pd.DataFrame,
+                                                                                               dict[str, Any]]:
+    """The training data check (SPEC S4.7): the one validator against the champion's schema and training profile
+    when warm-starting, else the declared (or inferred) schema. ERROR-level data is refused with the report;
+    ``force`` trains on the rows the row validator accepts, and the override is recorded in lineage."""
+    from mlplatform.features.rows import RowRules, check_frame, infer_schema
+    from mlplatform.features.schema import schema_from_json
+    from mlplatform.features.validation import DataValidationFailed, Level, ValidationConfig, validate_frame
+
+    tokens = config.features.missing_tokens
+    reference = None
+    drift_level = "ERROR"
+    if config.warm_start:
+        champion = client.registry.resolve(config.warm_start)
+        schema, against = schema_from_json(champion.input_schema), f"the schema and training data of {champion.ref}"
+        reference = _training_profile(client, champion.lineage)
+        drift_level = "WARNING"  # new data is why one retrains: a shift from the champion's data is reported only
+    else:
+        schema = infer_schema(data.frame, data.features, tokens, config.data.declared_schema)
+        against = "the declared schema" if config.data.declared_schema else "the schema inferred from the data"
+    report = validate_frame(data.frame, schema, reference, ValidationConfig(
+        missing_tokens=tokens, unexpected_columns="ignore", drift_level=drift_level),
+        dataset={"name": data.name, "version": data.version, "against": against})
+    summary: dict[str, Any] = {"level": report.level.name, "against": against,
+                               "errors": [f"{c.column or ''}: {c.message}" for c in report.errors][:20],
+                               "warnings": len(report.warnings)}
+    client.runs.update_tags(run.id, {"validation": summary})
+    if report.level < Level.ERROR:
+        return data.frame, summary
+    if not force:
+        message = f"the training data failed validation against {against} (use --force to train on the rows that " \
+                  f"pass):\n{report.to_text()}"
+        client.runs.end_run(run.id, RunStatus.REJECTED, error=message[:2000])
+        raise DataValidationFailed(message, field=report.errors[0].column, run_id=run.id,
+                                   errors=[c.to_dict() for c in report.errors])
+    refused = check_frame(data.frame, schema, RowRules.of(tokens)).refused
+    summary |= {"forced": True, "rows_dropped": int(refused.sum())}
+    client.runs.update_tags(run.id, {"validation": summary})
+    log.warning("training data failed validation; --force: training on %d of %d rows", int((~refused).sum()),
+                len(refused))
+    return data.frame[~refused], summary
+
+
+def _training_profile(client: Any, lineage: dict[str, Any]) -> dict[str, Any] | None:
+    entry = lineage.get("dataset") or {}
+    if not entry.get("name") or not entry.get("version"):
+        return None
+    try:
+        return client.datasets.get(entry["name"], entry["version"]).profile or None
+    except NotFound:
+        return None
 
 
 def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, storage_path: str,
@@ -296,7 +353,8 @@ def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, p
     manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features,
                                     family=config.model.family, out_dir=artifact, task=config.task, params=params,
                                     seed=config.seed, eval_data=splits.validation, lineage=lineage,
-                                    reference_data=reference)
+                                    reference_data=reference, transform_config=config.features,
+                                    declared=config.data.declared_schema)
     client.runs.log_metrics(run.id, {f"val_{k}": v for k, v in manifest.metrics.items()}, split="validation")
 
 
@@ -349,7 +407,8 @@ def _baselines(config: TrainConfig, client: Any, run: Any, splits: Splits, featu
     for family in config.baselines:
         manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features, family=family,
                                         out_dir=work / f"baseline-{family}", task=config.task, seed=config.seed,
-                                        eval_data=splits.test)
+                                        eval_data=splits.test, transform_config=config.features,
+                                        declared=config.data.declared_schema)
         child = client.runs.start_run(config.experiment, RunKind.TRAIN, config={"family": family},
                                       seed=config.seed, parent_run_id=run.id, name=f"baseline-{family}",
                                       tags={"baseline": True, "family": family})

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.errors import InvalidInput
-from mlplatform.features.schema import schema_to_json
+from mlplatform.features.schema import FeatureSpec, schema_to_json
 from mlplatform.features.transform import TabularTransform, TransformConfig
 from mlplatform.models.sklearn_models import build_sklearn, save_sklearn
 from mlplatform.training.metrics import evaluate_predictions
@@ -21,12 +21,13 @@ def fit_sklearn_artifact(
     task: str = "classification", params: dict[str, Any] | None = None, seed: int = 42,
     eval_data: pd.DataFrame | None = None, transform_config: TransformConfig | None = None,
     lineage: dict[str, Any] | None = None, reference_data: pd.DataFrame | None = None,
+    declared: list[FeatureSpec] | None = None,
 ) -> ModelManifest:
     """``reference_data`` (default ``train``) is what the monitoring reference profiles: the training split as it
     really is, when ``train`` was resampled for class balance."""
     if target not in train.columns:
         raise InvalidInput(f"target column {target!r} is not in the data", field="target")
-    transform = TabularTransform.fit(train, features, transform_config)
+    transform = TabularTransform.fit(train, features, transform_config, declared)
     estimator = build_sklearn(family, task, params, seed)
     y = train[target].to_numpy()
     estimator.fit(transform.transform(train), y)

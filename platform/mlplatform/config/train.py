@@ -52,6 +52,13 @@ class DataSection(_Strict):
                                        "the target and id_columns.")
     id_columns: list[str] = Field(default_factory=lambda: ["customer_id", "event_time"],
                                   description="Columns that are never features.")
+    feature_views: list[str] = Field(default_factory=list, description="Applied feature views (features apply) "
+                                     "joined point-in-time onto the data, which then holds entity keys, label "
+                                     "times and labels; their features are added to data.features and the model "
+                                     "version records the views and versions (entity_ids serving checks them).")
+    label_time: str = Field(default="event_time", description="Label time column for the feature_views join.")
+    full_feature_names: bool = Field(default=False, description="Name view features view__feature (else feature, "
+                                     "as Feast); serving's online_features must use the same setting.")
 
     @model_validator(mode="after")
     def _path_exists(self) -> DataSection:

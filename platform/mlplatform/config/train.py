@@ -23,6 +23,7 @@ from pydantic import (
 
 from mlplatform.config._yaml import load_model, validation_error
 from mlplatform.errors import ConfigError, InvalidInput
+from mlplatform.features.transform import TransformConfig
 
 Task = Literal["classification", "regression"]
 VAL_METRICS = {"loss", "accuracy", "f1", "roc_auc", "pr_auc", "log_loss", "rmse", "mae", "r2"}
@@ -193,6 +194,11 @@ class TrainConfig(_Strict):
     failure: FailureSection = Field(default_factory=FailureSection)
     gate: GateSection = Field(default_factory=GateSection)
     rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
+    features: TransformConfig = Field(
+        default_factory=TransformConfig, description="Preprocessing fitted on the training split and shipped in the "
+        "artifact (SPEC S4.1-S4.5): imputation (impute, impute_columns, missing_indicators, indicator_columns), "
+        "categoricals (max_categories, min_category_count, hash_columns, hash_above, hash_buckets), scaling, "
+        "buckets, crosses, generated features and selection. A warm start keeps the parent's fitted transform.")
     warm_start: str | None = Field(default=None, description="name@alias or name:version to initialise from.")
     slices: list[str] = Field(default_factory=list, description="Categorical columns to report test metrics by.")
     register_model: bool = Field(default=True, description="Register the result (after the gate).")

@@ -175,7 +175,8 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
             raise InvalidInput(f"warm start from {warm.ref} refused: its classes {warm.manifest.classes} differ "
                                f"from this data's {classes}", field="warm_start")
         outcome.parent = warm.ref
-    transform = warm.transform if warm else TabularTransform.fit(splits.train, data.features)
+    transform = warm.transform if warm else TabularTransform.fit(splits.train, data.features, config.features,
+                                                                 target=splits.train[target])
 
     work = Path(tempfile.mkdtemp(prefix="mlplatform-train-"))
     try:
@@ -307,7 +308,7 @@ def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, p
     manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features,
                                     family=config.model.family, out_dir=artifact, task=config.task, params=params,
                                     seed=config.seed, eval_data=splits.validation, lineage=lineage,
-                                    reference_data=reference)
+                                    reference_data=reference, transform_config=config.features)
     client.runs.log_metrics(run.id, {f"val_{k}": v for k, v in manifest.metrics.items()}, split="validation")
 
 
@@ -360,7 +361,7 @@ def _baselines(config: TrainConfig, client: Any, run: Any, splits: Splits, featu
     for family in config.baselines:
         manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features, family=family,
                                         out_dir=work / f"baseline-{family}", task=config.task, seed=config.seed,
-                                        eval_data=splits.test)
+                                        eval_data=splits.test, transform_config=config.features)
         child = client.runs.start_run(config.experiment, RunKind.TRAIN, config={"family": family},
                                       seed=config.seed, parent_run_id=run.id, name=f"baseline-{family}",
                                       tags={"baseline": True, "family": family})

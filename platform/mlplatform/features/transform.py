@@ -259,6 +259,7 @@ class TabularTransform:
         self._numeric_by_name = {s.name: s for s in numeric}
         self._categorical_by_name = {c.name: c for c in categorical}
         self.selected: list[str] | None = None  # output columns kept by the fitted selection (None: all)
+        self._generated_by_name = {g.output_name: g for g in config.generated}
 
     # -- fitting -----------------------------------------------------------------------------------------------
     @classmethod
@@ -346,7 +347,6 @@ class TabularTransform:
         """A float32 matrix in :attr:`output_names` order. Row-wise: a row gives the same values alone as in any
         batch, because every statistic comes from the fitted state."""
         frame = coerce_frame(df, self.schema)
-        frame = _with_generated(frame, self.config)
         n = len(frame)
         names = self.all_output_names
         out = np.zeros((n, len(names)), dtype=np.float32)
@@ -392,8 +392,13 @@ class TabularTransform:
                 codes[:, j] = values.map(lambda v, idx=index: idx.get(v, -1) + 1).to_numpy()
         return codes
 
+    def _raw_numeric(self, frame: pd.DataFrame, name: str) -> np.ndarray:
+        """An input column of ``frame``, or a generated feature computed from the row's inputs (SPEC S4.5)."""
+        generated = self._generated_by_name.get(name)
+        return frame[name].to_numpy(dtype="float64") if generated is None else generated.values(frame)
+
     def _filled_numeric(self, frame: pd.DataFrame, state: _NumericState) -> tuple[np.ndarray, np.ndarray]:
-        values = frame[state.name].to_numpy(dtype="float64")
+        values = self._raw_numeric(frame, state.name)
         missing = np.isnan(values)
         return np.where(missing, state.fill, values), missing
 
@@ -418,10 +423,9 @@ class TabularTransform:
     def imputation_report(self, df: pd.DataFrame) -> dict[str, Any]:
         """Missing counts before and after, fill values and indicators per feature (SPEC S4.3)."""
         frame = coerce_frame(df, self.schema)
-        frame = _with_generated(frame, self.config)
         report: dict[str, Any] = {}
         for state in self.numeric:
-            before = int(frame[state.name].isna().sum())
+            before = int(np.isnan(self._raw_numeric(frame, state.name)).sum())
             report[state.name] = {"missing_before": before, "missing_after": 0, "fill": state.fill,
                                   "rule": state.fill_rule, "indicator": state.indicator}
         for cat in self.categorical:

@@ -124,7 +124,7 @@ def _load_torch(manifest: ModelManifest, path: Path) -> Any:
     arch = manifest.architecture or {}
     try:
         model = TabularMLP(arch["n_inputs"], arch["n_outputs"], MLPConfig(**arch.get("config", {})),
-                           arch.get("cardinalities"))
+                           arch.get("cardinalities"), arch.get("categorical_names"), arch.get("embedding_sizes"))
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError) as exc:

@@ -91,7 +91,7 @@ def test_unknown_entity_is_422_naming_it(app: dict[str, Any]) -> None:
     ({"entity_ids": []}, "entity_ids"),
     ({"entity_ids": "c007-000010"}, "entity_ids"),
     ({"entity_ids": ["c007-000010", None]}, "entity_ids[1]"),
-    ({"entity_ids": ["c007-000010"], "instances": [{}]}, "entity_ids"),
+    ({"entity_ids": ["c007-000010"], "instances": [{}, {}]}, "entity_ids"),  # request values: one per id
 ])
 def test_malformed_entity_ids_are_422(app: dict[str, Any], body: Any, field: str) -> None:
     response = post(app["url"], "churn", body)

@@ -101,7 +101,7 @@ def test_feature_views_from_yaml_and_historical_features(tmp_path: Path) -> None
                            "event_time": [T0 + timedelta(hours=12), T0 + timedelta(days=1, hours=1),
                                           T0, T0 + timedelta(days=5)]})
     out = get_historical_features(labels, [view])
-    calls = out["usage__calls"]
+    calls = out["calls"]  # Feast naming: plain feature names, as online lookups return them
     # in TTL; a's day-2 row is in the future and its day-0 row is past the 1-day TTL; same time; unknown entity
     assert calls.iloc[0] == 1.0 and pd.isna(calls.iloc[1]) and calls.iloc[2] == 3.0 and pd.isna(calls.iloc[3])
     assert out["usage__event_time"].notna().tolist() == [True, False, True, False]

@@ -7,7 +7,7 @@ import pytest
 from mlplatform.errors import ConfigError, InvalidInput, PayloadTooLarge
 from mlplatform.serving.config import ServingConfig, member_deployment_name
 from mlplatform.serving.ensemble import combine_classifier, combine_regressor
-from mlplatform.serving.online_features import parse_entity_ids
+from mlplatform.serving.online_features import check_feature_views, parse_entity_ids, parse_request_values
 
 META = {"classes": [0, 1], "threshold": 0.5}
 
@@ -84,5 +84,25 @@ def test_parse_entity_ids() -> None:
     assert info.value.field == "entity_ids[1]"
     with pytest.raises(PayloadTooLarge):
         parse_entity_ids({"entity_ids": ["a"] * 11}, 10)
-    with pytest.raises(InvalidInput, match="not both"):
-        parse_entity_ids({"entity_ids": ["a"], "instances": []}, 10)
+    # instances beside entity_ids are request values (SPEC S4.11): one object per id
+    assert parse_request_values({"entity_ids": ["a"], "instances": [{"x": 1}]}, 1) == [{"x": 1}]
+    assert parse_request_values({"entity_ids": ["a"]}, 1) is None
+    with pytest.raises(InvalidInput, match="one per entity id"):
+        parse_request_values({"entity_ids": ["a"], "instances": []}, 1)
+    with pytest.raises(InvalidInput) as info:
+        parse_request_values({"entity_ids": ["a"], "instances": [3]}, 1)
+    assert info.value.field == "instances[0]"
+
+
+def test_check_feature_views_refuses_other_versions() -> None:
+    from mlplatform.errors import Conflict
+
+    trained = {"views": [{"name": "v", "version": "a" * 64}], "full_feature_names": False}
+    check_feature_views(trained, {"views": [{"name": "v", "version": "a" * 64}, {"name": "w", "version": "b"}],
+                                  "full_feature_names": False}, "m:1")
+    check_feature_views(None, {"views": [], "full_feature_names": False}, "m:1")  # trained on a plain table
+    for served in ({"views": [{"name": "v", "version": "c" * 64}], "full_feature_names": False},
+                   {"views": [{"name": "v", "version": "a" * 64}], "full_feature_names": True}):
+        with pytest.raises(Conflict, match=r"m:1 was trained on feature views v@aaaaaaaaaaaa") as info:
+            check_feature_views(trained, served, "m:1")
+        assert info.value.field == "entity_ids"

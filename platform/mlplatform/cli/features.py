@@ -84,6 +84,9 @@ def get(view: str = typer.Argument(..., help="Name of an applied feature view.")
         entity_ids: str = typer.Option(..., "--entity-ids", help="Comma-separated entity ids."),
         as_of: str = typer.Option(None, "--as-of", help="Apply the TTL as of this time (default: now)."),
         strict: bool = typer.Option(False, "--strict", help="Fail (not found, exit 2) when an id has no value."),
+        full_feature_names: bool = typer.Option(False, "--full-feature-names",
+                                                help="Name features view__feature (as get_historical_features "
+                                                     "with full_feature_names)."),
         as_json: bool = JsonOption) -> None:
     """Online features of the given entities, in request order (unknown or expired ids: nulls)."""
     from mlplatform.features.pit_join import _json_value, get_online_features
@@ -94,6 +97,7 @@ def get(view: str = typer.Argument(..., help="Name of an applied feature view.")
         if not ids:
             raise InvalidInput("--entity-ids: give at least one id", field="--entity-ids")
         feature_view = get_view(view)
-        frame = get_online_features(feature_view, ids, strict=strict, as_of=_parse_time(as_of, "--as-of"))
+        frame = get_online_features(feature_view, ids, strict=strict, as_of=_parse_time(as_of, "--as-of"),
+                                    full_feature_names=full_feature_names)
     rows = [{k: _json_value(v) for k, v in record.items()} for record in frame.to_dict("records")]
     emit(rows, as_json, lambda: print_table(rows, list(frame.columns), title=f"{view} (online)"))

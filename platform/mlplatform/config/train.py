@@ -58,6 +58,13 @@ class DataSection(_Strict):
         default=None, description="Declared input schema: per feature name, dtype (float, int, bool, category) and "
         "optionally nullable, min, max and categories. Training validates its data against it and refuses ERROR-level "
         "data (--force trains on the rows that pass, recorded in lineage). Default: inferred from the data.")
+    feature_views: list[str] = Field(default_factory=list, description="Applied feature views (features apply) "
+                                     "joined point-in-time onto the data, which then holds entity keys, label "
+                                     "times and labels; their features are added to data.features and the model "
+                                     "version records the views and versions (entity_ids serving checks them).")
+    label_time: str = Field(default="event_time", description="Label time column for the feature_views join.")
+    full_feature_names: bool = Field(default=False, description="Name view features view__feature (else feature, "
+                                     "as Feast); serving's online_features must use the same setting.")
 
     @model_validator(mode="after")
     def _path_exists(self) -> DataSection:
@@ -196,9 +203,12 @@ class TrainConfig(_Strict):
     failure: FailureSection = Field(default_factory=FailureSection)
     gate: GateSection = Field(default_factory=GateSection)
     rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
-    features: TransformConfig = Field(default_factory=TransformConfig, description="Preprocessing fitted on the "
-                                      "training split and shipped in the model: missing_tokens, imputation, "
-                                      "scaling, categories, hashing, buckets, crosses (SPEC S4.1-S4.5).")
+    features: TransformConfig = Field(
+        default_factory=TransformConfig, description="Preprocessing fitted on the training split and shipped in the "
+        "artifact (SPEC S4.1-S4.5): missing_tokens, imputation (impute, impute_columns, missing_indicators, "
+        "indicator_columns), categoricals (max_categories, min_category_count, hash_columns, hash_above, "
+        "hash_buckets), scaling, buckets, crosses, generated features and selection. A warm start keeps the "
+        "parent's fitted transform.")
     warm_start: str | None = Field(default=None, description="name@alias or name:version to initialise from.")
     slices: list[str] = Field(default_factory=list, description="Categorical columns to report test metrics by.")
     register_model: bool = Field(default=True, description="Register the result (after the gate).")

@@ -163,11 +163,8 @@ def _asof_positions(label_keys: pd.Series, label_times: pd.Series, feature_keys:
     factorized jointly first, because ``merge_asof``'s ``by`` on string keys is several times slower than the
     whole join on codes (benchmarks/pit_join.py). Stable sorts by time keep the source order among equal times,
     and ``merge_asof`` takes the last of them, so the later source row wins a tie."""
-    label_keys = label_keys.reset_index(drop=True)
-    feature_keys = feature_keys.reset_index(drop=True)
-    if label_keys.dtype != feature_keys.dtype:
-        # ids are compared as strings when the two sides disagree on the dtype (1 and "1" are one entity)
-        label_keys, feature_keys = label_keys.astype(str), feature_keys.astype(str)
+    label_keys, feature_keys = align_entity_keys(label_keys.reset_index(drop=True),
+                                                 feature_keys.reset_index(drop=True))
     codes, _ = pd.factorize(pd.concat([feature_keys, label_keys], ignore_index=True), use_na_sentinel=True)
     feature_codes, label_codes = codes[:len(feature_keys)], codes[len(feature_keys):]
     feature_ns = _nanoseconds(feature_times)
@@ -193,23 +190,90 @@ def _asof_positions(label_keys: pd.Series, label_times: pd.Series, feature_keys:
     return positions
 
 
+def _is_number_dtype(dtype: Any) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def align_entity_keys(label_keys: pd.Series, feature_keys: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The entity keys of both sides in one type, so that equal ids compare equal (SPEC S4.10).
+
+    The feature source's key type is the declared one. Integer and float keys meet as integers when every float
+    key is integral (1 and 1.0 are one entity; a CSV column with a gap reads as float); a float key with a
+    fraction cannot name an integer entity, so that is an error naming both types rather than a join that
+    silently matches nothing. Other mixes (a number against a string) compare as strings, as before."""
+    if label_keys.dtype == feature_keys.dtype:
+        return label_keys, feature_keys
+    if _is_number_dtype(label_keys.dtype) and _is_number_dtype(feature_keys.dtype):
+        label_int = pd.api.types.is_integer_dtype(label_keys.dtype)
+        feature_int = pd.api.types.is_integer_dtype(feature_keys.dtype)
+        if label_int and feature_int:
+            return label_keys.astype("Int64"), feature_keys.astype("Int64")
+        if label_int or feature_int:
+            floats = feature_keys if label_int else label_keys
+            values = floats.to_numpy(dtype="float64", na_value=np.nan)
+            present = values[~np.isnan(values)]
+            exact = np.isfinite(present) & (present == np.round(present)) & (np.abs(present) < 2.0 ** 63)
+            if not exact.all():
+                bad = present[~exact][0]
+                raise InvalidInput(
+                    f"entity key types disagree: the entity frame has {label_keys.dtype} keys and the feature "
+                    f"source {feature_keys.dtype} keys, and {bad!r} is not an integer id",
+                    field=str(label_keys.name or "entity"))
+            return label_keys.astype("Int64"), feature_keys.astype("Int64")
+        return label_keys.astype("float64"), feature_keys.astype("float64")
+    # ids are compared as strings when one side is not numeric (1 and "1" are one entity)
+    return label_keys.astype(str), feature_keys.astype(str)
+
+
+def entity_key(value: Any) -> str:
+    """The online table's key of one entity id: an integral float names the same entity as the integer (1.0 is
+    "1"), as in the offline join."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _nanoseconds(times: pd.Series) -> np.ndarray:
     """UTC nanoseconds since the epoch as int64 (NaT: the int64 minimum, filtered by the callers)."""
     return np.asarray(times.dt.tz_convert(None), dtype="datetime64[ns]").view(np.int64)
 
 
+def feature_column(view: FeatureView, feature: str, full_feature_names: bool = False) -> str:
+    """The one naming scheme of offline and online features (as in Feast): ``feature``, or ``view__feature`` with
+    ``full_feature_names`` (for views that share feature names)."""
+    return f"{view.name}__{feature}" if full_feature_names else feature
+
+
 def get_historical_features(entity_df: pd.DataFrame, views: Sequence[FeatureView], *,
                             label_time: str = "event_time",
-                            sources: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """Point-in-time join of every view (features named ``view__feature``), one row out per row in."""
+                            sources: dict[str, pd.DataFrame] | None = None,
+                            full_feature_names: bool = False) -> pd.DataFrame:
+    """Point-in-time join of every view, one row out per row in. Features are named as online lookups name them
+    (:func:`feature_column`: ``feature``, or ``view__feature`` with ``full_feature_names``), so a model trained on
+    this frame is served by entity id. The event time of the row used is ``view__event_time``."""
+    if not full_feature_names:
+        seen: dict[str, str] = {}
+        for view in views:
+            for feature in view.features:
+                if feature in seen:
+                    raise InvalidInput(f"feature {feature!r} is in views {seen[feature]} and {view.name}; pass "
+                                       "full_feature_names to name features view__feature", field="features")
+                seen[feature] = view.name
     result = entity_df
     for view in views:
         feature_df = (sources or {}).get(view.name)
         if feature_df is None:
             feature_df = view.read_source()
+        time_name = f"{view.name}__event_time"
+        if time_name in result.columns:
+            raise InvalidInput(f"entity frame already has column {time_name!r}", field=time_name)
         result = point_in_time_join(result, feature_df, entity=view.entity, features=view.features,
                                     label_time=label_time, feature_time=view.timestamp, ttl=view.ttl,
-                                    prefix=f"{view.name}__")
+                                    prefix=f"{view.name}__" if full_feature_names else "")
+        if not full_feature_names:
+            result = result.rename(columns={"feature_event_time": time_name})
     return result
 
 
@@ -270,7 +334,7 @@ def materialize(view: FeatureView, *, end_time: datetime | None = None, feature_
             "SELECT entity, payload, event_time FROM online_features WHERE view = ?", (view.name,))}
         rows = []
         for record in latest.to_dict("records"):
-            key = str(record[view.entity])
+            key = entity_key(record[view.entity])
             payload = json.dumps({f: _json_value(record[f]) for f in view.features}, sort_keys=True)
             event = pd.Timestamp(record["feature_event_time"]).isoformat()
             if key in stored:
@@ -314,16 +378,17 @@ def _reader(path: Path) -> sqlite3.Connection | None:
 
 
 def get_online_records(view: FeatureView, entity_ids: Sequence[Any], *, home: Path | None = None,
-                       strict: bool = False, as_of: datetime | None = None) -> list[dict[str, Any]]:
+                       strict: bool = False, as_of: datetime | None = None,
+                       full_feature_names: bool = False) -> list[dict[str, Any]]:
     """The serving fast path (no pandas): one dict per requested id, in request order, with the features,
     ``event_time`` and ``materialized_at`` (ISO strings, or None when there is no value). Unknown ids, and
     values older than the view's TTL at ``as_of`` (default now), give nulls (or NotFound with ``strict``), as the
-    offline join would."""
+    offline join would. Features are named by :func:`feature_column`, as offline."""
     path = online_store_path(home)
     oldest = None
     if view.ttl is not None:
         oldest = (as_of or datetime.now(UTC)) - view.ttl
-    keys = [str(e) for e in entity_ids]
+    keys = [entity_key(e) for e in entity_ids]
     found: dict[str, tuple[str, str, str]] = {}
     conn = _reader(path) if keys else None
     if conn is not None:
@@ -341,24 +406,28 @@ def get_online_records(view: FeatureView, entity_ids: Sequence[Any], *, home: Pa
         missing = [k for k in keys if k not in found]
         if missing:
             raise NotFound(f"no online features of {view.name} for {missing[0]!r}", field=view.entity)
+    names = [(f, feature_column(view, f, full_feature_names)) for f in view.features]
     records = []
     for key, original in zip(keys, entity_ids, strict=True):
         hit = found.get(key)
         if hit is None:
-            records.append({view.entity: original, **dict.fromkeys(view.features), "event_time": None,
+            records.append({view.entity: original, **{name: None for _, name in names}, "event_time": None,
                             "materialized_at": None})
         else:
             values = json.loads(hit[0])
-            records.append({view.entity: original, **{f: values.get(f) for f in view.features},
+            records.append({view.entity: original, **{name: values.get(f) for f, name in names},
                             "event_time": hit[1], "materialized_at": hit[2]})
     return records
 
 
 def get_online_features(view: FeatureView, entity_ids: Sequence[Any], *, home: Path | None = None,
-                        strict: bool = False, as_of: datetime | None = None) -> pd.DataFrame:
+                        strict: bool = False, as_of: datetime | None = None,
+                        full_feature_names: bool = False) -> pd.DataFrame:
     """:func:`get_online_records` as a DataFrame (``event_time`` and ``materialized_at`` as UTC timestamps)."""
-    records = get_online_records(view, entity_ids, home=home, strict=strict, as_of=as_of)
-    columns = [view.entity, *view.features, "event_time", "materialized_at"]
+    records = get_online_records(view, entity_ids, home=home, strict=strict, as_of=as_of,
+                                 full_feature_names=full_feature_names)
+    columns = [view.entity, *(feature_column(view, f, full_feature_names) for f in view.features), "event_time",
+               "materialized_at"]
     frame = pd.DataFrame.from_records(records, columns=columns)
     for column in ("event_time", "materialized_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")

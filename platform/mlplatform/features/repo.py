@@ -117,3 +117,23 @@ def list_applied(home: Path | None = None) -> list[AppliedView]:
     if not folder.exists():
         return []
     return [get_applied(file.stem, home) for file in sorted(folder.glob("*.json"))]
+
+
+def join_views(entity_df: Any, names: list[str], *, label_time: str = "event_time", full_feature_names: bool = False,
+               home: Path | None = None) -> tuple[Any, list[str], dict[str, Any]]:
+    """Training data from applied views: ``entity_df`` (entity key, label time, labels) joined point-in-time with
+    every named view. Returns the frame, the feature columns added (named as online lookups name them) and the
+    record a model version keeps of the views and versions it was trained on (SPEC S4.9)."""
+    from mlplatform.features.pit_join import feature_column, get_historical_features
+
+    views = [get_view(name, home) for name in names]
+    frame = get_historical_features(entity_df, views, label_time=label_time, full_feature_names=full_feature_names)
+    columns = [feature_column(v, f, full_feature_names) for v in views for f in v.features]
+    return frame, columns, views_record(views, full_feature_names)
+
+
+def views_record(views: list[FeatureView], full_feature_names: bool) -> dict[str, Any]:
+    """The views and versions features came from: what a model version records at training and what an
+    ``entity_ids`` lookup serves, compared before a prediction (``serving.online_features.check_feature_views``)."""
+    return {"views": [{"name": v.name, "version": v.version} for v in views],
+            "full_feature_names": full_feature_names}

@@ -16,11 +16,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlplatform.errors import InvalidInput
 from mlplatform.features.rows import CheckedRows, RowRules, check_frame, check_records, coerced_frame, infer_schema
@@ -28,8 +28,8 @@ from mlplatform.features.schema import FeatureSpec, schema_from_json, schema_to_
 from mlplatform.features.stats import ColumnStats, sorted_quantiles
 
 TRANSFORM_FILE = "transform.json"
-FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = {1, 2}
+FORMAT_VERSION = 3  # 3: generated features and feature selection (SPEC S4.5)
+SUPPORTED_VERSIONS = {1, 2, 3}
 MISSING_TOKEN = "__missing__"
 _SEP = "\x1f"  # joins a cross's parts; cannot occur in a category read from CSV or JSON by accident
 # Bounds of a transformed numeric value. A finite input far outside float32 (1e308) would become inf and turn the
@@ -50,6 +50,66 @@ class CrossSpec(BaseModel):
     @property
     def name(self) -> str:
         return "_x_".join(self.columns)
+
+
+class GeneratedFeature(BaseModel):
+    """A numeric feature computed from numeric inputs before imputation (SPEC S4.5): ``ratio`` a / b (a zero
+    denominator gives a missing value), ``product`` a * b, ``log`` log1p(a) of a non-negative a (a negative a gives
+    a missing value). A missing input, or a non-finite result, gives a missing value; the feature is then imputed,
+    flagged and scaled like any numeric input column (its fill is fitted on the training split)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["ratio", "product", "log"]
+    columns: list[str] = Field(min_length=1, max_length=2, description="ratio/product: [a, b]; log: [a]")
+    name: str | None = Field(default=None, description="output name; default a_per_b, a_times_b or log1p_a")
+
+    @model_validator(mode="after")
+    def _arity(self) -> GeneratedFeature:
+        if len(self.columns) != (1 if self.kind == "log" else 2):
+            raise ValueError(f"{self.kind} takes {'one column' if self.kind == 'log' else 'two columns'}")
+        return self
+
+    @property
+    def output_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.kind == "log":
+            return f"log1p_{self.columns[0]}"
+        return f"{self.columns[0]}_{'per' if self.kind == 'ratio' else 'times'}_{self.columns[1]}"
+
+    def values(self, frame: pd.DataFrame) -> np.ndarray:
+        a = frame[self.columns[0]].to_numpy(dtype="float64")
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if self.kind == "log":
+                out = np.where(a >= 0, np.log1p(np.where(a >= 0, a, 0.0)), np.nan)
+            else:
+                b = frame[self.columns[1]].to_numpy(dtype="float64")
+                out = np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan) if self.kind == "ratio" else a * b
+        out[~np.isfinite(out)] = np.nan
+        return out
+
+
+class SelectionConfig(BaseModel):
+    """Feature selection over the transformed columns, fitted once on the training split (SPEC S4.5), in this
+    order: variance threshold, then correlation, then top-k. The kept columns ship in transform.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variance_threshold: float | None = Field(default=None, ge=0.0,
+                                             description="drop columns whose training variance is <= this")
+    max_correlation: float | None = Field(default=None, gt=0.0, le=1.0, description="of two columns with "
+                                          "|Pearson r| above this (SPEC: 0.95), drop the later one")
+    top_k: int | None = Field(default=None, ge=1, description="keep the k columns scoring highest against the "
+                              "training labels")
+    top_k_by: Literal["mutual_info", "importance"] = Field(
+        default="mutual_info", description="mutual_info (sklearn mutual_info_classif/_regression) or importance "
+        "(impurity importance of seeded extra trees)")
+    seed: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.variance_threshold is not None or self.max_correlation is not None or self.top_k is not None
 
 
 class TransformConfig(BaseModel):
@@ -78,6 +138,27 @@ class TransformConfig(BaseModel):
     buckets: dict[str, list[float] | int] = Field(
         default_factory=dict, description="numeric column -> bin edges, or a number of training-quantile bins")
     crosses: list[CrossSpec] = Field(default_factory=list)
+    generated: list[GeneratedFeature] = Field(default_factory=list,
+                                              description="ratios, products and logs of numeric features")
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_embedding_projections(cls, data: Any) -> Any:
+        # t-SNE and UMAP cannot map an unseen row the way they mapped the training rows: never a served transform
+        if isinstance(data, dict):
+            for key in ("projection", "reduction", "method"):
+                if str(data.get(key, "")).lower().replace("-", "") in {"tsne", "umap"}:
+                    raise ValueError(f"{key}: {data[key]} is refused: t-SNE/UMAP cannot transform unseen rows")
+        return data
+
+    @field_validator("generated")
+    @classmethod
+    def _unique_generated(cls, value: list[GeneratedFeature]) -> list[GeneratedFeature]:
+        names = [g.output_name for g in value]
+        if len(set(names)) != len(names):
+            raise ValueError("generated feature names must be unique")
+        return value
 
     @field_validator("impute_columns")
     @classmethod
@@ -185,29 +266,51 @@ class TabularTransform:
         self._vocab_index = [{v: i for i, v in enumerate(c.vocabulary)} for c in categorical]
         self._numeric_by_name = {s.name: s for s in numeric}
         self._categorical_by_name = {c.name: c for c in categorical}
+        self.selected: list[str] | None = None  # output columns kept by the fitted selection (None: all)
+        self._generated_by_name = {g.output_name: g for g in config.generated}
 
     # -- fitting -----------------------------------------------------------------------------------------------
     @classmethod
     def fit(cls, df: pd.DataFrame, features: list[str], config: TransformConfig | None = None,
-            declared: list[FeatureSpec] | None = None) -> TabularTransform:
-        """Fit on the training split; ``declared`` is the config's declared schema (default: inferred)."""
+            declared: list[FeatureSpec] | None = None,
+            target: pd.Series | np.ndarray | None = None) -> TabularTransform:
+        """``declared``: the config's declared schema (default: inferred). ``target`` (the training labels) is needed
+        only by ``selection.top_k``."""
         config = config or TransformConfig()
         if len(df) == 0:
             raise InvalidInput("cannot fit a transform on an empty training split", field="data")
-        rules = RowRules.of(config.missing_tokens)
         schema = infer_schema(df, features, config.missing_tokens, declared)
-        frame = coerced_frame(df, schema, rules)
-        return cls.from_statistics(schema, FitStatistics.from_frame(frame, schema), config)
+        frame = coerced_frame(df, schema, RowRules.of(config.missing_tokens))
+        _check_config_columns(schema, config)
+        extended = [*schema, *_generated_specs(config)]
+        transform = cls._from_statistics(schema, FitStatistics.from_frame(_with_generated(frame, config), extended),
+                                         config)
+        if config.selection.active:
+            transform.selected = _fit_selection(transform.transform(df), transform.all_output_names, target,
+                                                config.selection)
+        return transform
 
     @classmethod
     def from_statistics(cls, schema: list[FeatureSpec], stats: FitStatistics,
                         config: TransformConfig) -> TabularTransform:
+        if config.selection.active:
+            raise InvalidInput("feature selection is fitted on the training rows by TabularTransform.fit, not from "
+                               "statistics alone", field="selection")
+        return cls._from_statistics(schema, stats, config)
+
+    @classmethod
+    def _from_statistics(cls, schema: list[FeatureSpec], stats: FitStatistics,
+                         config: TransformConfig) -> TabularTransform:
         _check_config_columns(schema, config)
-        wanted = _wanted_quantiles(schema, stats, config)
+        missing = [g.output_name for g in config.generated if g.output_name not in stats.numeric]
+        if missing:
+            raise InvalidInput(f"no statistics for generated feature {missing[0]!r}: generated features are "
+                               "fitted by TabularTransform.fit", field="generated")
+        wanted = _wanted_quantiles([*schema, *_generated_specs(config)], stats, config)
         values = stats.quantiles(wanted) if wanted else {}  # one pass over the data for every column
         quantiles = {name: dict(zip(qs, values[name], strict=True)) for name, qs in wanted.items()}
         numeric = [_fit_numeric(spec.name, stats.numeric[spec.name], quantiles.get(spec.name, {}), config)
-                   for spec in schema if spec.is_numeric]
+                   for spec in [*schema, *_generated_specs(config)] if spec.is_numeric]
         categorical = [_fit_categorical(spec.name, stats.categories[spec.name], config)
                        for spec in schema if not spec.is_numeric]
         hashed = {c.name for c in categorical if c.hash_buckets}
@@ -218,6 +321,12 @@ class TabularTransform:
     # -- applying ----------------------------------------------------------------------------------------------
     @property
     def output_names(self) -> list[str]:
+        """The columns :meth:`transform` returns (after the fitted selection, if any)."""
+        return self.all_output_names if self.selected is None else list(self.selected)
+
+    @property
+    def all_output_names(self) -> list[str]:
+        """Every column before selection."""
         names: list[str] = []
         for state in self.numeric:
             names.append(state.name)
@@ -265,7 +374,8 @@ class TabularTransform:
     def transform_checked(self, frame: pd.DataFrame) -> np.ndarray:
         """:meth:`transform` of rows the validator already accepted (:attr:`CheckedRows.frame`)."""
         n = len(frame)
-        out = np.zeros((n, self.n_outputs), dtype=np.float32)
+        names = self.all_output_names
+        out = np.zeros((n, len(names)), dtype=np.float32)
         rows = np.arange(n)
         col = 0
         for state in self.numeric:
@@ -294,6 +404,9 @@ class TabularTransform:
         for cross in self.crosses:
             out[rows, col + stable_buckets(self._cross_tokens(frame, cross), cross.hash_buckets, cross.name)] = 1.0
             col += cross.hash_buckets
+        if self.selected is not None:
+            position = {name: i for i, name in enumerate(names)}
+            out = np.ascontiguousarray(out[:, [position[name] for name in self.selected]])
         return out
 
     def category_codes(self, df: pd.DataFrame) -> np.ndarray:
@@ -310,8 +423,13 @@ class TabularTransform:
                 codes[:, j] = values.map(lambda v, idx=index: idx.get(v, -1) + 1).to_numpy()
         return codes
 
+    def _raw_numeric(self, frame: pd.DataFrame, name: str) -> np.ndarray:
+        """An input column of ``frame``, or a generated feature computed from the row's inputs (SPEC S4.5)."""
+        generated = self._generated_by_name.get(name)
+        return frame[name].to_numpy(dtype="float64") if generated is None else generated.values(frame)
+
     def _filled_numeric(self, frame: pd.DataFrame, state: _NumericState) -> tuple[np.ndarray, np.ndarray]:
-        values = frame[state.name].to_numpy(dtype="float64")
+        values = self._raw_numeric(frame, state.name)
         missing = np.isnan(values)
         return np.where(missing, state.fill, values), missing
 
@@ -338,7 +456,7 @@ class TabularTransform:
         frame = self.check(df).raise_for_issues().frame
         report: dict[str, Any] = {}
         for state in self.numeric:
-            before = int(frame[state.name].isna().sum())
+            before = int(np.isnan(self._raw_numeric(frame, state.name)).sum())
             report[state.name] = {"missing_before": before, "missing_after": 0, "fill": state.fill,
                                   "rule": state.fill_rule, "indicator": state.indicator}
         for cat in self.categorical:
@@ -353,7 +471,7 @@ class TabularTransform:
             "kind": "tabular_transform", "version": FORMAT_VERSION, "config": self.config.model_dump(),
             "schema": schema_to_json(self.schema), "numeric": [s.model_dump() for s in self.numeric],
             "categorical": [c.model_dump() for c in self.categorical],
-            "crosses": [c.model_dump() for c in self.crosses],
+            "crosses": [c.model_dump() for c in self.crosses], "selected": self.selected,
         }
 
     @classmethod
@@ -363,9 +481,11 @@ class TabularTransform:
         if data.get("version") not in SUPPORTED_VERSIONS:
             raise InvalidInput(f"transform format version {data.get('version')!r} is not supported "
                                f"(this mlplatform reads {sorted(SUPPORTED_VERSIONS)})", field="transform")
-        return cls(schema_from_json(data["schema"]), [_NumericState(**s) for s in data["numeric"]],
-                   [_CategoricalState(**c) for c in data["categorical"]], TransformConfig(**data["config"]),
-                   [_CrossState(**c) for c in data.get("crosses", [])])
+        transform = cls(schema_from_json(data["schema"]), [_NumericState(**s) for s in data["numeric"]],
+                        [_CategoricalState(**c) for c in data["categorical"]], TransformConfig(**data["config"]),
+                        [_CrossState(**c) for c in data.get("crosses", [])])
+        transform.selected = data.get("selected")  # absent before version 3
+        return transform
 
     def save(self, directory: Path) -> Path:
         path = Path(directory) / TRANSFORM_FILE
@@ -391,6 +511,12 @@ def _check_config_columns(schema: list[FeatureSpec], config: TransformConfig) ->
         if numeric is not None and kinds[name] != numeric:
             raise InvalidInput(f"{where}: {name!r} must be {'numeric' if numeric else 'categorical'}", field=where)
 
+    for generated in config.generated:
+        for name in generated.columns:
+            need(name, "generated", True)
+        if generated.output_name in kinds:
+            raise InvalidInput(f"generated: {generated.output_name!r} is already a feature", field="generated")
+    kinds.update({g.output_name: True for g in config.generated})  # usable in impute_columns, buckets, crosses
     for name in config.hash_columns:
         need(name, "hash_columns", False)
     for name in config.buckets:
@@ -482,3 +608,56 @@ def _fit_categorical(name: str, counts: dict[str, int], config: TransformConfig)
         return _CategoricalState(name=name, vocabulary=[], hash_buckets=buckets, fill=fill)
     vocabulary = [v for v in ordered if counts[v] >= config.min_category_count][: config.max_categories]
     return _CategoricalState(name=name, vocabulary=vocabulary, fill=fill)
+
+
+# -- generated features and selection (SPEC S4.5) ----------------------------------------------------------------
+def _generated_specs(config: TransformConfig) -> list[FeatureSpec]:
+    return [FeatureSpec(name=g.output_name, dtype="float") for g in config.generated]
+
+
+def _with_generated(frame: pd.DataFrame, config: TransformConfig) -> pd.DataFrame:
+    """``frame`` (coerced) plus the generated columns, computed row by row from the raw inputs."""
+    if not config.generated:
+        return frame
+    return frame.assign(**{g.output_name: g.values(frame) for g in config.generated})
+
+
+def _fit_selection(matrix: np.ndarray, names: list[str], target: pd.Series | np.ndarray | None,
+                   config: SelectionConfig) -> list[str]:
+    """The output columns to keep, in their original order."""
+    keep = np.arange(matrix.shape[1])
+    x = matrix.astype("float64")
+    if config.variance_threshold is not None:
+        keep = keep[x[:, keep].var(axis=0) > config.variance_threshold]
+    if config.max_correlation is not None and len(keep) > 1:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = np.nan_to_num(np.abs(np.corrcoef(x[:, keep], rowvar=False)), nan=0.0)
+        kept: list[int] = []
+        for j in range(len(keep)):  # greedy in column order: a column goes when an earlier kept one explains it
+            if not any(corr[j, i] > config.max_correlation for i in kept):
+                kept.append(j)
+        keep = keep[kept]
+    if config.top_k is not None and config.top_k < len(keep):
+        if target is None:
+            raise InvalidInput("selection.top_k needs the training labels", field="selection.top_k")
+        scores = _column_scores(x[:, keep], np.asarray(target), config)
+        best = sorted(range(len(keep)), key=lambda j: (-scores[j], j))[: config.top_k]
+        keep = keep[sorted(best)]
+    if len(keep) == 0:
+        raise InvalidInput("feature selection dropped every column; relax variance_threshold", field="selection")
+    return [names[i] for i in keep]
+
+
+def _column_scores(x: np.ndarray, y: np.ndarray, config: SelectionConfig) -> np.ndarray:
+    # a float target with fractional values is a regression target; anything else is a class label
+    regression = np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y[~np.isnan(y)], 1) == 0)
+    if config.top_k_by == "mutual_info":
+        from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
+
+        score = mutual_info_regression if regression else mutual_info_classif
+        return np.asarray(score(x, y, random_state=config.seed))
+    from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+
+    model = (ExtraTreesRegressor if regression else ExtraTreesClassifier)(
+        n_estimators=50, random_state=config.seed, n_jobs=1)
+    return np.asarray(model.fit(x, y).feature_importances_)

@@ -100,13 +100,13 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 # -- built-in families ------------------------------------------------------------------------------------------
 def _build_mlp(task: str, params: dict[str, Any], seed: int, *, n_inputs: int, n_outputs: int,
-               cardinalities: list[int] | None = None) -> Any:
+               cardinalities: list[int] | None = None, categorical_names: list[str] | None = None) -> Any:
     import torch
 
     from mlplatform.models.mlp import MLPConfig, TabularMLP
 
     torch.manual_seed(seed)  # the initial weights are part of the run's reproducibility
-    return TabularMLP(n_inputs, n_outputs, MLPConfig(**params), cardinalities)
+    return TabularMLP(n_inputs, n_outputs, MLPConfig(**params), cardinalities, categorical_names)
 
 
 def _sklearn_validator(family: str) -> Callable[[str, dict[str, Any]], None]:

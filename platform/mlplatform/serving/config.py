@@ -123,8 +123,11 @@ class OnlineFeaturesConfig(_Strict):
     """Where ``{"entity_ids": [...]}`` requests find their features: the online table that ``materialize``
     writes under ``home`` (default: the app's ``home``), one or more feature views merged per entity."""
 
-    views: list[dict[str, Any]] = Field(min_length=1, description="FeatureView definitions (name, entity, "
-                                        "features, ttl, ...), as in a feature views YAML.")
+    views: list[dict[str, Any] | str] = Field(min_length=1, description="FeatureView definitions (name, entity, "
+                                              "features, ttl, ...), as in a feature views YAML, or names of "
+                                              "views applied under home (features apply).")
+    full_feature_names: bool = Field(default=False, description="Name features view__feature, as the training "
+                                     "data's get_historical_features(full_feature_names=True) did.")
     home: str | None = Field(default=None, description="MLPLATFORM_HOME holding online/online_features.db.")
     timeout_s: float = Field(default=1.0, gt=0, description="Per attempt; 3 attempts with jittered backoff.")
 
@@ -132,8 +135,9 @@ class OnlineFeaturesConfig(_Strict):
     def _views(self) -> OnlineFeaturesConfig:
         from mlplatform.features.pit_join import FeatureView
 
-        entities = {FeatureView.model_validate(v).entity for v in self.views}  # raises on a bad view
-        if len(entities) != 1:
+        # raises on a bad view; applied views (names) are resolved, and checked, when the ingress starts
+        entities = {FeatureView.model_validate(v).entity for v in self.views if isinstance(v, dict)}
+        if len(entities) > 1:
             raise ValueError(f"all online feature views must share one entity key, got {sorted(entities)}")
         return self
 

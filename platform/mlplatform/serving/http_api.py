@@ -31,7 +31,7 @@ from mlplatform.errors import (
     http_status_for,
 )
 from mlplatform.serving.config import ServingConfig
-from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids
+from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
 from mlplatform.serving.prediction_log import PredictionLogBuffer
 from mlplatform.serving.rollout.routing import routing_key
 from mlplatform.serving.rollout.shadow import ShadowQueue
@@ -239,15 +239,18 @@ class ServingAPI:
             if pinned is not None and any(e.name == name for e in self.cfg.ensembles):
                 raise InvalidInput(f"{name!r} is an ensemble: it has no registry versions to pin", field="version")
             payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
-            entity_ids = None
+            entity_ids, views = None, {}
             if isinstance(payload, dict) and "entity_ids" in payload:
                 entity_ids = parse_entity_ids(payload, self.cfg.max_instances)
-                instances = await self._lookup(name).instances(entity_ids)
+                lookup = self._lookup(name)
+                instances = await lookup.instances(entity_ids, parse_request_values(payload, len(entity_ids)))
+                if not any(e.name == name for e in self.cfg.ensembles):  # the version answering checks its views
+                    views = {"feature_views": lookup.record}
             else:
                 instances = parse_instances(payload, self.cfg.max_instances)
             key = routing_key(request.headers, instances, request_id, self.cfg.rollout.entity_field)
-            call = (handle.predict.remote(instances, routing_key=key) if pinned is None
-                    else handle.predict.remote(instances, pinned_version=pinned))
+            call = (handle.predict.remote(instances, routing_key=key, **views) if pinned is None
+                    else handle.predict.remote(instances, pinned_version=pinned, **views))
             answer = await self._call(call, self.cfg.request_timeout_s, f"model {name}")
         except Exception as exc:
             response = error_response(exc, request_id)

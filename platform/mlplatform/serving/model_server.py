@@ -25,6 +25,7 @@ from mlplatform.predictor import Predictor
 from mlplatform.serving.breaker import CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
 from mlplatform.serving.config import ModelEntry, ServingConfig
+from mlplatform.serving.online_features import check_feature_views
 from mlplatform.serving.rollout.faults import FaultInjector
 from mlplatform.serving.rollout.follower import RegistryFollower, Routes, current_replica_id
 from mlplatform.serving.rollout.routing import SHADOW
@@ -224,10 +225,12 @@ class ModelServer:
         return model
 
     async def predict(self, instances: list[dict[str, Any]], routing_key: str | None = None,
-                      shadow_version: int | None = None, pinned_version: int | None = None) -> dict[str, Any]:
+                      shadow_version: int | None = None, pinned_version: int | None = None,
+                      feature_views: dict[str, Any] | None = None) -> dict[str, Any]:
         """Answer from the version the routing table picks for ``routing_key`` (sticky), or, for a shadow copy,
         from the mirrored ``shadow_version``. The answer names the version and the variant; a primary answer also
-        lists the versions the ingress should mirror the request to."""
+        lists the versions the ingress should mirror the request to. ``feature_views``: the online views that
+        built ``instances`` (entity_ids requests), refused unless the answering version was trained on them."""
         routes: Routes | None = self._follower.routes
         if routes is None:
             raise Unavailable(f"model {self.model_name} is not ready", retry_after_s=5)
@@ -240,6 +243,9 @@ class ModelServer:
             variant, model = PINNED, await self._pinned_model(routes, pinned_version)
         else:
             variant, model = routes.pick(routing_key)
+        if feature_views is not None:
+            check_feature_views(model.predictor.manifest.lineage.get("feature_views"), feature_views,
+                                f"{model.name}:{model.version}")
         started = time.perf_counter()
         ok: bool | None = False
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,15 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
          resuming: bool, epoch_hook: Any, expect_data_version: str | None = None) -> None:
     target, task = config.data.target, config.task
     data = load_data(config)
+    feature_views = None
+    if config.data.feature_views:  # training data from applied feature views (SPEC S4.9-S4.10)
+        from mlplatform.features.repo import join_views
+
+        frame, columns, feature_views = join_views(data.frame, config.data.feature_views,
+                                                   label_time=config.data.label_time,
+                                                   full_feature_names=config.data.full_feature_names,
+                                                   home=client.settings.home)
+        data = replace(data, frame=frame, features=[*data.features, *(c for c in columns if c not in data.features)])
     if expect_data_version is not None and data.version != expect_data_version:
         raise IntegrityError(f"the data of {data.name} ({data.uri or config.data.source}) changed: recorded dataset "
                              f"version {expect_data_version[:12]}, now {data.version[:12]}", field="data")
@@ -168,7 +177,8 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
                                f"from this data's {classes}", field="warm_start")
         outcome.parent = warm.ref
     transform = warm.transform if warm else TabularTransform.fit(splits.train, data.features, config.features,
-                                                                 config.data.declared_schema)
+                                                                 config.data.declared_schema,
+                                                                 target=splits.train[target])
 
     work = Path(tempfile.mkdtemp(prefix="mlplatform-train-"))
     try:
@@ -179,6 +189,8 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
                                "columns": data.features, "validation": validation},
                    "transform_sha256": transform.fingerprint, "config": config.model_dump(mode="json"),
                    "parent": outcome.parent}
+        if feature_views is not None:
+            lineage["feature_views"] = feature_views
         if config.model.family == "stacking":
             lineage["members"] = [m.get("version") or m["family"] for m in params["members"]]
         if config.framework == "torch":

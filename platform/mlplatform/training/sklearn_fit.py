@@ -27,7 +27,7 @@ def fit_sklearn_artifact(
     really is, when ``train`` was resampled for class balance."""
     if target not in train.columns:
         raise InvalidInput(f"target column {target!r} is not in the data", field="target")
-    transform = TabularTransform.fit(train, features, transform_config, declared)
+    transform = TabularTransform.fit(train, features, transform_config, declared, target=train[target])
     estimator = build_sklearn(family, task, params, seed)
     y = train[target].to_numpy()
     estimator.fit(transform.transform(train), y)

@@ -66,9 +66,10 @@ def storage_path_for(artifact_uri: str) -> str:
 
 def model_shape(config: TrainConfig, transform: TabularTransform, classes: list[Any] | None,
                 params: dict[str, Any]) -> dict[str, Any]:
-    cardinalities = transform.cardinalities if params.get("embedding_dim", 0) else None
+    embeddings = params.get("embedding_dim", 0) != 0
     return {"n_inputs": transform.n_outputs, "n_outputs": len(classes) if classes else 1,
-            "cardinalities": cardinalities}
+            "cardinalities": transform.cardinalities if embeddings else None,
+            "categorical_names": [c.name for c in transform.categorical] if embeddings else None}
 
 
 def _matrices(transform: TabularTransform, frame: Any, n_codes: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -127,7 +127,8 @@ def score_sklearn_trial(trial: dict[str, Any], data: TrialData, transform_config
     from mlplatform.training.metrics import evaluate_predictions
 
     params = sklearn_params(trial)
-    transform = TabularTransform.fit(data.train, data.features, transform_config)
+    transform = TabularTransform.fit(data.train, data.features, transform_config,
+                                     target=data.train[data.target])
     estimator = default_factory().create(trial["family"], data.task, params, seed=data.seed)
     estimator.fit(transform.transform(data.train), data.train[data.target].to_numpy())
     classes = [c.item() if isinstance(c, np.generic) else c for c in estimator.classes_] \
@@ -181,7 +182,7 @@ def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, lab
     from mlplatform.training.torch_train import model_shape
 
     opt = OptimSection.model_validate(trial["training"]).model_dump()
-    transform = TabularTransform.fit(train, data.features, transform_config)
+    transform = TabularTransform.fit(train, data.features, transform_config, target=labels)
     factory = default_factory()
     params = factory.resolve_params(trial["family"], data.task, trial["params"])
     shape = model_shape(data.train_config, transform, data.classes, params)

@@ -92,3 +92,23 @@ def test_cli_features_get_uses_the_same_names(tmp_path: Path, monkeypatch: pytes
         result = runner.invoke(app, ["features", "get", "usage", "--entity-ids", "1,3", "--json", *flag])
         assert result.exit_code == 0, result.output
         assert [row[name] for row in json.loads(result.output)] == [10.0, 30.0]
+
+
+def test_declared_key_type_casts_both_sides_exactly(tmp_path: Path) -> None:
+    typed = VIEW.model_copy(update={"entity_type": "int"})
+    assert typed.version != VIEW.version
+    assert VIEW.version == FeatureView.model_validate(VIEW.model_dump(exclude={"entity_type"})).version
+    # declared int: integer strings and integral floats name the integer entities
+    source = _source().astype({"user": str}).assign(user=["001", "2", "3"])
+    out = get_historical_features(_labels([1.0, "3", 2]), [typed], sources={"usage": source})
+    assert out["calls"].tolist() == [10.0, 30.0, 20.0]
+    with pytest.raises(InvalidInput, match=r"declared int.*'x1' \(str\)"):
+        get_historical_features(_labels(["x1"]), [typed], sources={"usage": _source()})
+    with pytest.raises(InvalidInput, match=r"declared int.*2\.5"):
+        get_historical_features(_labels([2.5]), [typed], sources={"usage": _source()})
+    # declared string: 1.0 is "1", as the online table keys it
+    named = VIEW.model_copy(update={"entity_type": "string"})
+    out = get_historical_features(_labels([1.0, np.nan]), [named], sources={"usage": _source()})
+    assert out["calls"].iloc[0] == 10.0 and pd.isna(out["calls"].iloc[1])
+    materialize(typed, feature_df=source, home=tmp_path, end_time=T0 + timedelta(hours=1))
+    assert get_online_features(typed, [1, "1", "001", 1.0], home=tmp_path)["calls"].tolist() == [10.0] * 4

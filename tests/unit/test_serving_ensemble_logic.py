@@ -98,10 +98,12 @@ def test_check_feature_views_refuses_other_versions() -> None:
     from mlplatform.errors import Conflict
 
     trained = {"views": [{"name": "v", "version": "a" * 64}], "full_feature_names": False}
-    check_feature_views(trained, {"views": [{"name": "v", "version": "a" * 64}, {"name": "w", "version": "b"}],
-                                  "full_feature_names": False}, "m:1")
+    check_feature_views(trained, {"views": [{"name": "v", "version": "a" * 64}], "full_feature_names": False},
+                        "m:1")
     check_feature_views(None, {"views": [], "full_feature_names": False}, "m:1")  # trained on a plain table
     for served in ({"views": [{"name": "v", "version": "c" * 64}], "full_feature_names": False},
+                   {"views": [{"name": "v", "version": "a" * 64}, {"name": "w", "version": "b"}],
+                    "full_feature_names": False},
                    {"views": [{"name": "v", "version": "a" * 64}], "full_feature_names": True}):
         with pytest.raises(Conflict, match=r"m:1 was trained on feature views v@aaaaaaaaaaaa") as info:
             check_feature_views(trained, served, "m:1")

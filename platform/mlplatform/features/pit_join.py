@@ -21,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,9 @@ class FeatureView(BaseModel):
     entity: str = Field(min_length=1, description="entity key column, in the source and in entity frames")
     timestamp: str = Field(default="event_time", min_length=1, description="event-time column of the source")
     features: list[str] = Field(min_length=1)
+    entity_type: Literal["int", "string"] | None = Field(
+        default=None, description="declared entity key type: both sides of a join are cast to it exactly; "
+        "None: the source column's type")
     ttl: timedelta | None = Field(default=None, description="older feature rows are not used; None: no limit")
     source: str | None = Field(default=None, description="Parquet or CSV path/URI of the feature rows")
     owner: str | None = None
@@ -62,7 +65,10 @@ class FeatureView(BaseModel):
     @property
     def version(self) -> str:
         """Content hash of the definition (name, keys, features, ttl, source)."""
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        data = self.model_dump(mode="json")
+        if data["entity_type"] is None:  # views declared before entity_type keep their version
+            del data["entity_type"]
+        body = json.dumps(data, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
     def read_source(self) -> pd.DataFrame:
@@ -108,9 +114,11 @@ def _utc(series: pd.Series, what: str) -> pd.Series:
 
 def point_in_time_join(entity_df: pd.DataFrame, feature_df: pd.DataFrame, *, entity: str, features: Sequence[str],
                        label_time: str = "event_time", feature_time: str = "event_time",
-                       ttl: timedelta | None = None, prefix: str = "") -> pd.DataFrame:
+                       ttl: timedelta | None = None, prefix: str = "",
+                       entity_type: str | None = None) -> pd.DataFrame:
     """``entity_df`` with ``features`` (named ``prefix + feature``) and the event time of the feature row used
     (``{prefix}event_time``, or ``feature_event_time`` without a prefix; NaT: no row, so features are null).
+    Entity keys are compared as :func:`align_entity_keys` casts them (``entity_type``: the declared key type).
 
     Ties (two feature rows of one entity at the same time) resolve to the later row of ``feature_df``."""
     for column in (entity, label_time):
@@ -128,7 +136,9 @@ def point_in_time_join(entity_df: pd.DataFrame, feature_df: pd.DataFrame, *, ent
     if label_times.isna().any():
         raise InvalidInput(f"{label_time} has missing timestamps", field=label_time)
     feature_times = _utc(feature_df[feature_time], feature_time).reset_index(drop=True)
-    source = _asof_positions(entity_df[entity], label_times, feature_df[entity], feature_times, ttl)
+    label_keys, feature_keys = align_entity_keys(entity_df[entity].reset_index(drop=True),
+                                                 feature_df[entity].reset_index(drop=True), entity_type)
+    source = _asof_positions(label_keys, label_times, feature_keys, feature_times, ttl)
     found = source >= 0
     take = np.where(found, source, 0)
     result = entity_df.copy()
@@ -163,8 +173,8 @@ def _asof_positions(label_keys: pd.Series, label_times: pd.Series, feature_keys:
     factorized jointly first, because ``merge_asof``'s ``by`` on string keys is several times slower than the
     whole join on codes (benchmarks/pit_join.py). Stable sorts by time keep the source order among equal times,
     and ``merge_asof`` takes the last of them, so the later source row wins a tie."""
-    label_keys, feature_keys = align_entity_keys(label_keys.reset_index(drop=True),
-                                                 feature_keys.reset_index(drop=True))
+    label_keys = label_keys.reset_index(drop=True)
+    feature_keys = feature_keys.reset_index(drop=True)
     codes, _ = pd.factorize(pd.concat([feature_keys, label_keys], ignore_index=True), use_na_sentinel=True)
     feature_codes, label_codes = codes[:len(feature_keys)], codes[len(feature_keys):]
     feature_ns = _nanoseconds(feature_times)
@@ -194,13 +204,21 @@ def _is_number_dtype(dtype: Any) -> bool:
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
-def align_entity_keys(label_keys: pd.Series, feature_keys: pd.Series) -> tuple[pd.Series, pd.Series]:
+def align_entity_keys(label_keys: pd.Series, feature_keys: pd.Series,
+                      declared: str | None = None) -> tuple[pd.Series, pd.Series]:
     """The entity keys of both sides in one type, so that equal ids compare equal (SPEC S4.10).
 
-    The feature source's key type is the declared one. Integer and float keys meet as integers when every float
-    key is integral (1 and 1.0 are one entity; a CSV column with a gap reads as float); a float key with a
-    fraction cannot name an integer entity, so that is an error naming both types rather than a join that
-    silently matches nothing. Other mixes (a number against a string) compare as strings, as before."""
+    ``declared`` (the view's ``entity_type``) casts both sides exactly: ``int`` (integral floats and integer
+    strings; anything else is an error naming the value and its type) or ``string`` (an integral float is the
+    integer's string, as in the online table). Undeclared, the feature source's key type is the declared one:
+    integer and float keys meet as integers when every float key is integral (1 and 1.0 are one entity; a CSV
+    column with a gap reads as float); a float key with a fraction cannot name an integer entity, so that is an
+    error naming both types rather than a join that silently matches nothing. Other mixes (a number against a
+    string) compare as strings, as before."""
+    if declared == "int":
+        return _int_keys(label_keys, "entity frame"), _int_keys(feature_keys, "feature source")
+    if declared == "string":
+        return _string_keys(label_keys), _string_keys(feature_keys)
     if label_keys.dtype == feature_keys.dtype:
         return label_keys, feature_keys
     if _is_number_dtype(label_keys.dtype) and _is_number_dtype(feature_keys.dtype):
@@ -225,11 +243,37 @@ def align_entity_keys(label_keys: pd.Series, feature_keys: pd.Series) -> tuple[p
     return label_keys.astype(str), feature_keys.astype(str)
 
 
-def entity_key(value: Any) -> str:
+def _int_keys(keys: pd.Series, side: str) -> pd.Series:
+    if pd.api.types.is_integer_dtype(keys.dtype):
+        return keys.astype("Int64")
+    present = keys[keys.notna()]
+    numbers = pd.to_numeric(present, errors="coerce") if not pd.api.types.is_bool_dtype(keys.dtype) else None
+    if numbers is not None:
+        values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+        exact = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2.0 ** 53)
+    if numbers is None or not exact.all():
+        bad = present.iloc[0] if numbers is None else present.iloc[int(np.flatnonzero(~exact)[0])]
+        raise InvalidInput(f"entity key {keys.name!r} is declared int, but the {side} has {keys.dtype} keys and "
+                           f"{bad!r} ({type(bad).__name__}) is not an integer id", field=str(keys.name or "entity"))
+    out = pd.Series(pd.NA, index=keys.index, dtype="Int64")
+    out[present.index] = values.astype(np.int64)
+    return out
+
+
+def _string_keys(keys: pd.Series) -> pd.Series:
+    return keys.map(lambda v: None if v is None or (not isinstance(v, str) and pd.isna(v)) else entity_key(v))
+
+
+def entity_key(value: Any, entity_type: str | None = None) -> str:
     """The online table's key of one entity id: an integral float names the same entity as the integer (1.0 is
-    "1"), as in the offline join."""
+    "1"), as in the offline join; with a declared ``int`` key, so does an integer string ("007" is "7")."""
     if isinstance(value, np.generic):
         value = value.item()
+    if entity_type == "int" and isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            return value
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -271,7 +315,8 @@ def get_historical_features(entity_df: pd.DataFrame, views: Sequence[FeatureView
             raise InvalidInput(f"entity frame already has column {time_name!r}", field=time_name)
         result = point_in_time_join(result, feature_df, entity=view.entity, features=view.features,
                                     label_time=label_time, feature_time=view.timestamp, ttl=view.ttl,
-                                    prefix=f"{view.name}__" if full_feature_names else "")
+                                    prefix=f"{view.name}__" if full_feature_names else "",
+                                    entity_type=view.entity_type)
         if not full_feature_names:
             result = result.rename(columns={"feature_event_time": time_name})
     return result
@@ -325,7 +370,7 @@ def materialize(view: FeatureView, *, end_time: datetime | None = None, feature_
     entities = pd.DataFrame({view.entity: pd.unique(df[view.entity].dropna()),
                              "__as_of__": pd.Timestamp(end_time)})
     latest = point_in_time_join(entities, df, entity=view.entity, features=view.features, label_time="__as_of__",
-                                feature_time=view.timestamp, ttl=view.ttl, prefix="")
+                                feature_time=view.timestamp, ttl=view.ttl, prefix="", entity_type=view.entity_type)
     latest = latest[latest["feature_event_time"].notna()]
     now = datetime.now(UTC).isoformat()
     counts = {"written": 0, "unchanged": 0, "skipped_older": 0, "expired_or_future": len(entities) - len(latest)}
@@ -334,7 +379,7 @@ def materialize(view: FeatureView, *, end_time: datetime | None = None, feature_
             "SELECT entity, payload, event_time FROM online_features WHERE view = ?", (view.name,))}
         rows = []
         for record in latest.to_dict("records"):
-            key = entity_key(record[view.entity])
+            key = entity_key(record[view.entity], view.entity_type)
             payload = json.dumps({f: _json_value(record[f]) for f in view.features}, sort_keys=True)
             event = pd.Timestamp(record["feature_event_time"]).isoformat()
             if key in stored:
@@ -388,7 +433,7 @@ def get_online_records(view: FeatureView, entity_ids: Sequence[Any], *, home: Pa
     oldest = None
     if view.ttl is not None:
         oldest = (as_of or datetime.now(UTC)) - view.ttl
-    keys = [entity_key(e) for e in entity_ids]
+    keys = [entity_key(e, view.entity_type) for e in entity_ids]
     found: dict[str, tuple[str, str, str]] = {}
     conn = _reader(path) if keys else None
     if conn is not None:

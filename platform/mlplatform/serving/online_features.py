@@ -70,7 +70,8 @@ def resolve_views(entries: list[dict[str, Any] | str], home: Path | None) -> lis
 
 
 def check_feature_views(trained: dict[str, Any] | None, served: dict[str, Any], model: str) -> None:
-    """Refuse to answer ``entity_ids`` from views other than those the model version was trained on (S4.9).
+    """Refuse to answer ``entity_ids`` from views other than exactly those the model version was trained on
+    (S4.9): the same names and versions, no more (an extra view would add fields the model never saw), no fewer.
 
     A model that records no views was trained on a plain table: its input schema is the only contract, checked by
     row validation as for any instances."""
@@ -78,7 +79,7 @@ def check_feature_views(trained: dict[str, Any] | None, served: dict[str, Any], 
         return
     want = {(v["name"], v["version"]) for v in trained.get("views", [])}
     have = {(v["name"], v["version"]) for v in served.get("views", [])}
-    if want <= have and bool(trained.get("full_feature_names")) == bool(served.get("full_feature_names")):
+    if want == have and bool(trained.get("full_feature_names")) == bool(served.get("full_feature_names")):
         return
 
     def names(items: set[tuple[str, str]]) -> str:

@@ -22,7 +22,9 @@ def _sections(version: ModelVersion) -> dict[str, dict[str, Any]]:
                         **{f"pkg:{k}": v for k, v in (env.get("packages") or {}).items()}},
         "config": {k: v for k, v in _flatten(lineage.get("config") or {}).items()} | {"seed": lineage.get("seed",
                                                                                                   ABSENT)},
-        "features": {"transform_sha256": lineage.get("transform_sha256", ABSENT)},
+        "features": {"transform_sha256": lineage.get("transform_sha256", ABSENT),
+                     **{f"view:{v.get('name')}": v.get("version")
+                        for v in (lineage.get("feature_views") or {}).get("views", [])}},
         "model": {"parent_version": version.parent_version, "artifact_sha256": version.artifact_sha256},
     }
 
@@ -69,6 +71,8 @@ def summarize(version: ModelVersion) -> dict[str, Any]:
         "python": sections["environment"]["python"], "os": sections["environment"]["os"],
         "packages recorded": packages, "seed": sections["config"]["seed"],
         "transform sha256": sections["features"]["transform_sha256"],
+        "feature views": ", ".join(f"{k[5:]}@{str(v)[:12]}" for k, v in sections["features"].items()
+                                   if k.startswith("view:")) or ABSENT,
         "parent version": version.parent_version, "artifact sha256": version.artifact_sha256,
     }
 

@@ -125,8 +125,8 @@ def test_invalid_rows_are_quarantined_and_reconciled(ray_session: None, client: 
     by_key = dict(zip(quarantine["customer_id"].fillna("<missing>"), quarantine["reason"], strict=True))
     assert by_key[rows.loc[3, "customer_id"]].startswith("tenure_months: ") and "'abc'" in by_key[
         rows.loc[3, "customer_id"]]
-    assert by_key[rows.loc[10, "customer_id"]] == "monthly_charges: value is not finite"
-    assert by_key["<missing>"] == "missing value in key column 'customer_id'"
+    assert by_key[rows.loc[10, "customer_id"]] == "monthly_charges: not_finite (expected a finite number, got inf)"
+    assert by_key["<missing>"] == "customer_id: missing_value (key column)"
     assert json.loads(quarantine.loc[quarantine["customer_id"] == rows.loc[3, "customer_id"], "row"].iloc[0])[
         "tenure_months"] == "abc"
     regions = sorted(p.name for p in Path(result.output_path).iterdir() if p.name.startswith("region="))
@@ -154,7 +154,7 @@ def test_too_many_invalid_rows_publish_nothing_but_keep_the_quarantine(ray_sessi
         run_batch("churn", str(tmp_path / "rows.parquet"), str(tmp_path / "out"), concurrency=1,
                   keep_columns=["customer_id"], client=client)
 
-    assert "first: age: expected" in str(caught.value)
+    assert "first: age: wrong_type (expected float, got 'old')" in str(caught.value)
     model_dir = tmp_path / "out" / "model=churn"
     assert sorted(p.name for p in model_dir.iterdir()) == ["_rejected-version=1"]
     rejected = pq.read_table(model_dir / "_rejected-version=1" / "_quarantine.parquet").to_pandas()
@@ -201,13 +201,13 @@ def test_unknown_model_and_schema_mismatch_fail_before_compute(client: Any, regi
 
     missing = tmp_path / "missing_plan.parquet"
     scoring_rows.drop(columns=["plan"]).to_parquet(missing, index=False)
-    with pytest.raises(InvalidInput, match="needs feature 'plan'") as caught:
+    with pytest.raises(InvalidInput, match="missing_field .the input has no column 'plan'") as caught:
         run_batch("churn", str(missing), str(out), client=client)
     assert caught.value.field == "plan"
 
     wrong_type = tmp_path / "wrong_type.parquet"
     scoring_rows.assign(age=scoring_rows["event_time"]).to_parquet(wrong_type, index=False)
-    with pytest.raises(InvalidInput, match="feature 'age' is timestamp") as caught:
+    with pytest.raises(InvalidInput, match="wrong_type .expected float, got 'timestamp") as caught:
         run_batch("churn", str(wrong_type), str(out), client=client)
     assert caught.value.field == "age"
     with pytest.raises(InvalidInput, match="'account_id'"):

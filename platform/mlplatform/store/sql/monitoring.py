@@ -21,7 +21,16 @@ def _prediction(row: PredictionLogRow) -> PredictionRecord:
         request_id=row.request_id, model_name=row.model_name, version=row.version, features=row.features,
         prediction=row.prediction.get("value"), confidence=row.confidence, latency_ms=row.latency_ms,
         timestamp=row.timestamp, instance_index=row.instance_index, entity_id=row.entity_id, variant=row.variant,
+        probabilities=row.prediction.get("probabilities"),
     )
+
+
+def _prediction_json(record: PredictionRecord) -> dict[str, Any]:
+    """The JSON ``prediction`` column: the answer, plus the class probabilities when the model gave them (kept in
+    the same column, so logging them needed no migration)."""
+    if record.probabilities is None:
+        return {"value": record.prediction}
+    return {"value": record.prediction, "probabilities": [float(p) for p in record.probabilities]}
 
 
 def _label(row: LabelRow) -> Label:
@@ -50,7 +59,7 @@ class SqlMonitoringStore:
         rows = [{
             "request_id": r.request_id, "instance_index": r.instance_index, "model_name": r.model_name,
             "version": r.version, "variant": r.variant, "entity_id": r.entity_id, "features": r.features,
-            "prediction": {"value": r.prediction}, "confidence": r.confidence, "latency_ms": r.latency_ms,
+            "prediction": _prediction_json(r), "confidence": r.confidence, "latency_ms": r.latency_ms,
             "timestamp": r.timestamp,
         } for r in records]
         return self._scope.run(lambda s: _insert(s, PredictionLogRow, rows), what="log predictions")
@@ -108,11 +117,17 @@ class SqlMonitoringStore:
         return self._scope.run(work, what="add label")
 
     def labels(self, *, request_ids: Sequence[str] | None = None, start: datetime | None = None,
-               end: datetime | None = None) -> list[Label]:
+               end: datetime | None = None, entity_ids: Sequence[str] | None = None) -> list[Label]:
+        """Labels by request id, or (``entity_ids``) the labels keyed by entity only, or both (either matches)."""
         with self._scope.session() as session:
             query = sa.select(LabelRow).order_by(LabelRow.id)
-            if request_ids is not None:
+            if request_ids is not None and entity_ids is not None:
+                query = query.where(sa.or_(LabelRow.request_id.in_(list(request_ids)), sa.and_(
+                    LabelRow.request_id.is_(None), LabelRow.entity_id.in_(list(entity_ids)))))
+            elif request_ids is not None:
                 query = query.where(LabelRow.request_id.in_(list(request_ids)))
+            elif entity_ids is not None:
+                query = query.where(LabelRow.request_id.is_(None), LabelRow.entity_id.in_(list(entity_ids)))
             if start is not None:
                 query = query.where(LabelRow.timestamp >= start)
             if end is not None:

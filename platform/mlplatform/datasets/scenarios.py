@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -81,18 +82,34 @@ def _merchant_p() -> np.ndarray:
     return weights / weights.sum()
 
 
-def _logit(frame: pd.DataFrame, positive_rate: float, concept: bool = False) -> np.ndarray:
+@lru_cache(maxsize=32)
+def _intercept(positive_rate: float) -> float:
+    """The intercept that gives ``positive_rate`` on stationary rows (bisection on a fixed sample), so that the
+    imbalance knob means what it says."""
+    frame = _draw_features(np.random.default_rng(12345), 50_000)
+    rest = _logit(frame, 0.0)
+    lo, hi = -15.0, 15.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if np.mean(1 / (1 + np.exp(-(rest + mid)))) < positive_rate:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _logit(frame: pd.DataFrame, intercept: float, concept: bool = False) -> np.ndarray:
     income_effect = -0.06 if concept else 0.06
     merchant = frame["merchant"].str[1:].astype(int).to_numpy()
-    logit = (np.log(positive_rate / (1 - positive_rate)) + income_effect * (frame["income"].to_numpy() - 50)
+    logit = (intercept + income_effect * (frame["income"].to_numpy() - 50)
              - 0.05 * (frame["tenure"].to_numpy() - 20) + 0.8 * (np.log(frame["usage"].to_numpy()) - 2)
              + np.where(merchant < 20, 0.6, -0.1) + np.where(frame["region"].to_numpy() == "north", 0.4, 0.0))
     return logit
 
 
-def _draw(rng: np.random.Generator, n: int, positive_rate: float, *, merchant_p: np.ndarray | None = None,
-          region_p: np.ndarray | None = None, income_shift: float = 0.0, concept: bool = False) -> pd.DataFrame:
-    frame = pd.DataFrame({
+def _draw_features(rng: np.random.Generator, n: int, *, merchant_p: np.ndarray | None = None,
+                   region_p: np.ndarray | None = None, income_shift: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame({
         "income": rng.normal(50 + income_shift, 15, n).round(2),
         "tenure": rng.gamma(2.0, 10.0, n).round(1),
         "usage": rng.lognormal(2.0, 0.5, n).round(3),
@@ -101,7 +118,12 @@ def _draw(rng: np.random.Generator, n: int, positive_rate: float, *, merchant_p:
         "region": rng.choice(REGIONS, n, p=REGION_P if region_p is None else region_p),
         PROTECTED: rng.choice(["a", "b"], n, p=[0.7, 0.3]),
     })
-    p = 1 / (1 + np.exp(-_logit(frame, positive_rate, concept)))
+
+
+def _draw(rng: np.random.Generator, n: int, positive_rate: float, *, merchant_p: np.ndarray | None = None,
+          region_p: np.ndarray | None = None, income_shift: float = 0.0, concept: bool = False) -> pd.DataFrame:
+    frame = _draw_features(rng, n, merchant_p=merchant_p, region_p=region_p, income_shift=income_shift)
+    p = 1 / (1 + np.exp(-_logit(frame, _intercept(positive_rate), concept)))
     frame[TARGET] = (rng.random(n) < p).astype("int64")
     return frame
 

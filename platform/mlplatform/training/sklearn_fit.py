@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from mlplatform.features.schema import schema_to_json
 from mlplatform.features.transform import TabularTransform, TransformConfig
 from mlplatform.models.sklearn_models import build_sklearn, save_sklearn
 from mlplatform.training.metrics import evaluate_predictions
+
+logger = logging.getLogger(__name__)
 
 
 def fit_sklearn_artifact(
@@ -53,6 +56,8 @@ def fit_sklearn_artifact(
     if eval_data is None or len(eval_data) < MIN_HOLDOUT:
         holdout, scores, source = train, _out_of_fold_scores(estimator, transform, train, y, task, seed), \
             "out_of_fold"
+        if scores is None:  # classes too small to fold: the training split is all there is, and it says so
+            source = "training"
     _write_reference_profile(predictor, train if reference_data is None else reference_data, features, target,
                              out_dir, seed, holdout=holdout, holdout_scores=scores, source=source)
     return manifest
@@ -70,7 +75,9 @@ def _out_of_fold_scores(estimator: Any, transform: TabularTransform, train: pd.D
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
     binary = task == "classification" and len(np.unique(y)) == 2
-    if binary and np.min(np.unique(y, return_counts=True)[1]) < OOF_FOLDS:
+    if task == "classification" and np.min(np.unique(y, return_counts=True)[1]) < OOF_FOLDS:
+        logger.warning("a class has fewer than %d rows: the prediction reference is scored on the training split",
+                       OOF_FOLDS)
         return None
     splitter = StratifiedKFold(OOF_FOLDS, shuffle=True, random_state=seed) if task == "classification" \
         else KFold(OOF_FOLDS, shuffle=True, random_state=seed)

@@ -123,7 +123,10 @@ def _drift_checks(result: DriftResult, reference: DriftReference, name: str, ver
 
 
 def _p(feature: FeatureDrift) -> str:
-    return "-" if feature.p_value is None else f"{feature.p_value:.4g}"
+    if feature.p_value is None:
+        return "- (not run)"
+    adjusted = "" if feature.p_adjusted is None else f" (BH-adjusted {feature.p_adjusted:.4g})"
+    return f"{feature.p_value:.4g}{adjusted}"
 
 
 def _quality_checks(feature: FeatureDrift, profile: dict[str, Any], name: str, version: int,

@@ -63,7 +63,9 @@ def fit_sklearn_artifact(
     return manifest
 
 
-MIN_HOLDOUT = 200  # fewer held-out rows make a noisy prediction reference: use out-of-fold predictions instead
+# Fewer held-out rows than this: out-of-fold predictions instead (5 more fits). A small held-out set is noisy, but
+# the KS test's p-value accounts for the reference's size and levels need significance, so it raises no alarms.
+MIN_HOLDOUT = 50
 OOF_FOLDS = 5
 
 

@@ -28,6 +28,7 @@ from mlplatform.store.sql.datasets import SqlDatasetStore
 from mlplatform.store.sql.monitoring import SqlMonitoringStore
 from mlplatform.store.sql.registry import SqlRegistryStore, validate_alias, validate_model_name
 from mlplatform.store.sql.runs import SqlRunStore
+from mlplatform.store.sql.schedules import SqlScheduleStore
 from mlplatform.store.sql.session import SessionScope, create_store_engine
 
 _REF = re.compile(r"^(?P<name>[^:@\s]+)(?::(?P<version>\d+)|@(?P<alias>[^:@\s]+))?$")
@@ -126,6 +127,7 @@ class Client:
         self.runs = SqlRunStore(self._scope)
         self.datasets = SqlDatasetStore(self._scope)
         self.monitoring = SqlMonitoringStore(self._scope)
+        self.schedules = SqlScheduleStore(self._scope)
         cache = self.settings.home / "cache" if self.artifacts.is_local else Path(tempfile.gettempdir())
         self.registry = Registry(SqlRegistryStore(self._scope), self.artifacts, cache / "artifacts")
 

@@ -75,3 +75,29 @@ def test_training_and_batch_scoring_through_the_jobs_api(ray_session: str, isola
     assert (merged["prediction"].to_numpy() == original["expected"].to_numpy()).all()
     assert any(r.kind == "batch" for r in client.runs.list_runs())
     client.close()
+
+
+def test_the_scheduler_runs_as_a_ray_job_and_runs_due_schedules(ray_session: str, isolated_env: Path) -> None:
+    """``ray job submit -- python train_jobs/scheduler.py``: listed by the Jobs API, it runs a due schedule (a real
+    ``mlplatform`` child process) and records it in the store."""
+    from datetime import UTC, datetime, timedelta
+
+    from ray.job_submission import JobSubmissionClient
+
+    from mlplatform.client import Client
+    from mlplatform.scheduler import add_schedule
+
+    client = Client()
+    add_schedule(client, "tick", cron="0 0 * * *", command="version", kind="command",
+                 now=datetime.now(UTC) - timedelta(days=1))  # today's midnight slot is due
+    jobs = JobSubmissionClient(ray_session)
+    # "platform" first, relative to the job's working directory: the code under test, not an installed copy
+    env = {"MLPLATFORM_HOME": str(isolated_env), "PYTHONPATH": "platform:."}
+    job_id = _submit(jobs, "python train_jobs/scheduler.py --interval 1 --max-ticks 2", env)
+    assert job_id in {j.submission_id for j in jobs.list_jobs()}
+    status = _wait(jobs, job_id, timeout=240)
+    assert status == "SUCCEEDED", jobs.get_job_logs(job_id)[-3000:]
+    runs = client.schedules.runs("tick")
+    assert [r.status for r in runs] == ["succeeded"] and runs[0].details["exit_code"] == 0
+    assert client.schedules.get("tick").last_status == "succeeded"
+    client.close()

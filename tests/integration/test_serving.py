@@ -197,6 +197,10 @@ def test_prediction_log_has_one_row_per_instance(served: dict[str, Any], churn_d
     assert all(r.version == 1 and r.latency_ms and r.latency_ms > 0 for r in rows)
     assert [r.prediction for r in sorted(rows, key=lambda r: r.instance_index)] == body["predictions"]
     assert rows[0].features["plan"] == churn_df.iloc[10]["plan"]
+    # class probabilities are logged with every prediction: monitoring reads the true score from them
+    ordered = sorted(rows, key=lambda r: r.instance_index)
+    assert all(len(r.probabilities) == 2 and abs(sum(r.probabilities) - 1) < 1e-6 for r in ordered)
+    assert np.allclose([r.probabilities for r in ordered], body["probabilities"])
 
 
 # -- version changes through user_config (declarative deploys reconfigure live replicas) ---------------------------

@@ -27,6 +27,7 @@ NOUNS: dict[str, str] = {
     "batch": "mlplatform.cli.batch",
     "rollout": "mlplatform.cli.rollout",
     "features": "mlplatform.cli.features",
+    "schedule": "mlplatform.cli.schedule",
 }
 for noun, module in NOUNS.items():
     app.add_typer(importlib.import_module(module).app, name=noun)

@@ -50,6 +50,12 @@ def _render_check(data: dict[str, Any]) -> None:
                      "level": p["level"]})
     print_table(rows, ["feature", "kind", "status", "n", "psi", "test", "p_value", "drift", "level"],
                 title=f"{data['model']}:{data['version']} on {data['drift']['source']} (n={data['n']})")
+    from mlplatform.monitoring.estimation import performance_rows
+
+    performance = performance_rows(data.get("evaluation") or {})
+    if performance:
+        print_table(performance, ["metric", "realized", "estimated"],
+                    title="performance: realized (labels) and estimated (CBPE, no labels; blind to concept drift)")
     if data["alerts"]:
         print_table(data["alerts"], ["type", "metric", "level", "value", "threshold", "message"], title="alerts")
     typer.echo(f"level: {data['level']}")
@@ -76,12 +82,16 @@ def status(as_json: bool = JsonOption) -> None:
                 open_alerts = [a for a in store.alerts(registered.name, status="open", limit=10_000)
                                if a.version == version and a.level != AlertLevel.GREEN.name]
                 last = store.drift_reports(registered.name, limit=1)
+                evaluation = (last[0].summary.get("evaluation") or {}) if last else {}
                 rows.append({"model": registered.name, "version": version, "level": level.name,
                              "open_alerts": len(open_alerts),
                              "aliases": [a for a, v in registered.aliases.items() if v == version],
-                             "last_check": last[0].created_at if last else None})
+                             "last_check": last[0].created_at if last else None,
+                             "accuracy": (evaluation.get("metrics") or {}).get("accuracy"),
+                             "estimated_accuracy": (evaluation.get("estimated") or {}).get("accuracy")})
     emit(rows, as_json, lambda: print_table(rows, ["model", "version", "aliases", "level", "open_alerts",
-                                                   "last_check"], title="monitoring status"))
+                                                   "accuracy", "estimated_accuracy", "last_check"],
+                                            title="monitoring status"))
 
 
 @app.command()

@@ -175,6 +175,9 @@ class PredictionRecord(_Entity):
     instance_index: int = 0
     entity_id: str | None = None
     variant: str | None = None
+    # class probabilities in the model's class order: monitoring reads the true score from them (the logged
+    # label and maximum probability cannot give it back under a tuned threshold)
+    probabilities: list[float] | None = None
 
 
 @dataclass(frozen=True)

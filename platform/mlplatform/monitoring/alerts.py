@@ -32,6 +32,7 @@ class AlertType:
     PREDICTION_DRIFT = "prediction_drift"
     CONCEPT_DRIFT = "concept_drift"
     DECAY = "decay"
+    ESTIMATED_DECAY = "estimated_decay"  # label-free (CBPE) estimate; sees covariate shift, not concept drift
     DATA_QUALITY = "data_quality"
     FAIRNESS = "fairness"
     RETRAIN = "retrain"

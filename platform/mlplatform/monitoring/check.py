@@ -22,7 +22,9 @@ from mlplatform.errors import InvalidInput, NotFound
 from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertOutcome, AlertType
 from mlplatform.monitoring.config import MonitorConfig
 from mlplatform.monitoring.drift import DriftResult, DriftSettings, FeatureDrift, compute_drift
+from mlplatform.monitoring.estimation import estimate_performance
 from mlplatform.monitoring.evaluation import (
+    DecayResult,
     classification_metrics,
     concept_drift,
     detect_decay,
@@ -40,6 +42,8 @@ from mlplatform.monitoring.retrain import (
 from mlplatform.monitoring.window import Window, window_from_file, window_from_log
 
 logger = logging.getLogger(__name__)
+
+DECAY_ALPHA = 0.05
 
 
 @dataclass
@@ -119,7 +123,10 @@ def _drift_checks(result: DriftResult, reference: DriftReference, name: str, ver
 
 
 def _p(feature: FeatureDrift) -> str:
-    return "-" if feature.p_value is None else f"{feature.p_value:.4g}"
+    if feature.p_value is None:
+        return "- (not run)"
+    adjusted = "" if feature.p_adjusted is None else f" (BH-adjusted {feature.p_adjusted:.4g})"
+    return f"{feature.p_value:.4g}{adjusted}"
 
 
 def _quality_checks(feature: FeatureDrift, profile: dict[str, Any], name: str, version: int,
@@ -161,8 +168,7 @@ def _evaluation(window: Window, version: ModelVersion, classes: list[Any] | None
                   "unmatched_labels": window.unmatched_labels}
     checks: list[AlertCheck] = []
     if decay.status == "ok" and baseline is not None:
-        drop = relative_drop(baseline, decay.current or 0.0) or 0.0
-        level = thresholds.level("accuracy_drop_pct", max(0.0, drop * 100), decay.n)
+        level, drop = decay_level(decay, thresholds)
         checks.append(AlertCheck(
             AlertType.DECAY, level, version.model_name, version.version, "accuracy",
             f"accuracy {decay.current:.4f} vs registered {baseline:.4f} (drop {drop * 100:.2f} %, "
@@ -170,12 +176,49 @@ def _evaluation(window: Window, version: ModelVersion, classes: list[Any] | None
             value=decay.current, baseline=baseline, method="binomtest", n=decay.n,
             threshold=_threshold_of(thresholds, "accuracy_drop_pct", level)))
     if concept["status"] == "ok":
+        # the error ratio is an effect size too: it alerts only with the binomial test behind it (on 100 labels a
+        # 0.20 error rate reads above 0.24 in one window of six by chance)
+        significant = decay.p_value is not None and decay.p_value < DECAY_ALPHA
         checks.append(AlertCheck(
-            AlertType.CONCEPT_DRIFT, AlertLevel.ORANGE if concept["drift"] else AlertLevel.GREEN,
+            AlertType.CONCEPT_DRIFT, AlertLevel.ORANGE if concept["drift"] and significant else AlertLevel.GREEN,
             version.model_name, version.version, "error",
             f"labelled error {concept['error']:.4f} vs baseline error {concept['baseline_error']:.4f} x 1.2",
             value=concept["error"], baseline=concept["baseline_error"], method="error_ratio", n=concept["n"]))
     return evaluation, checks, decay.decayed
+
+
+def decay_level(decay: DecayResult, thresholds: Thresholds) -> tuple[AlertLevel, float]:
+    """The level of a decay result and its relative drop: the effect size sets the level only once the drop is
+    significant (SPEC S8.7). 44/100 against a 0.5 baseline is a 12 % drop, but binomtest p = 0.14 is noise, and
+    a RED there would start a retrain."""
+    if decay.status != "ok" or decay.baseline is None:
+        return AlertLevel.GREEN, 0.0
+    drop = relative_drop(decay.baseline, decay.current or 0.0) or 0.0
+    if decay.p_value is None or decay.p_value >= DECAY_ALPHA:
+        return AlertLevel.GREEN, drop
+    return thresholds.level("accuracy_drop_pct", max(0.0, drop * 100), decay.n), drop
+
+
+def _estimation(window: Window, reference: DriftReference, version: ModelVersion, threshold: float | None,
+                config: MonitorConfig, thresholds: Thresholds) -> tuple[dict[str, Any], list[AlertCheck], bool]:
+    """Label-free estimate (CBPE, :mod:`mlplatform.monitoring.estimation`) of the window's accuracy, F1 and ROC
+    AUC, and its own ESTIMATED_DECAY alert: the same significance test as realized decay, on the expected success
+    count. It sees covariate shift, not concept drift."""
+    estimate = estimate_performance(reference.calibration, window.scores, threshold, min_n=config.min_labels)
+    out: dict[str, Any] = estimate.to_dict()
+    baseline = version.metrics.get("accuracy")
+    if estimate.status != "ok" or baseline is None:
+        return out, [], False
+    decay = detect_decay(round(estimate.expected_correct), estimate.n, baseline, min_n=config.min_labels)
+    level, drop = decay_level(decay, thresholds)
+    out["decay"] = decay.to_dict()
+    check = AlertCheck(
+        AlertType.ESTIMATED_DECAY, level, version.model_name, version.version, "estimated_accuracy",
+        f"estimated accuracy (CBPE, no labels) {estimate.accuracy:.4f} vs registered {baseline:.4f} "
+        f"(drop {drop * 100:.2f} %, n={estimate.n}, p={decay.p_value:.4g})",
+        value=estimate.accuracy, baseline=baseline, method="cbpe", n=estimate.n,
+        threshold=_threshold_of(thresholds, "accuracy_drop_pct", level))
+    return out, [check], decay.decayed
 
 
 def _fairness(window: Window, version: ModelVersion, config: MonitorConfig,
@@ -217,7 +260,8 @@ def run_check(client: Any, ref: str, *, config: MonitorConfig | None = None, win
     else:
         if last_n is None and start is None and end is None:
             last_n = config.last_n
-        window = window_from_log(client, version, last_n=last_n, start=start, end=end, classes=classes)
+        window = window_from_log(client, version, last_n=last_n, start=start, end=end, classes=classes,
+                                    threshold=predictor.manifest.threshold)
     settings = DriftSettings(epsilon=config.psi_epsilon, min_samples=config.min_samples,
                              min_samples_for_level=config.min_samples_for_level,
                              critical_features=tuple(config.critical_features) if config.critical_features else None)
@@ -227,17 +271,22 @@ def run_check(client: Any, ref: str, *, config: MonitorConfig | None = None, win
                           window_end=window.end, source=window.source)
     checks = _drift_checks(drift, reference, version.model_name, version.version, config, thresholds)
     evaluation, eval_checks, decayed = _evaluation(window, version, classes, config, thresholds)
+    estimated, estimate_checks, estimated_decay = _estimation(window, reference, version,
+                                                              predictor.manifest.threshold, config, thresholds)
+    evaluation["estimated"] = estimated
+    eval_checks += estimate_checks
     fairness, fairness_checks = _fairness(window, version, config, thresholds)
     checks += eval_checks + fairness_checks
     eligible = [f for f in drift.features.values() if f.status == "ok" and f.n >= config.min_samples_for_level]
     drifted = [f.name for f in eligible if f.psi is not None and f.psi >= config.retrain.psi_significant]
     result = CheckResult(version.model_name, version.version, drift, checks, evaluation, fairness)
     if not record:
-        result.retrain = decide_retrain(drifted, decayed, [], now(), config.retrain, drift.level)
+        result.retrain = decide_retrain(drifted, decayed, [], now(), config.retrain, drift.level,
+                                        estimated_decay=estimated_decay)
         return result
     monitoring = client.monitoring
     result.retrain = decide_retrain(drifted, decayed, previous_recommendations(monitoring, version.model_name),
-                                    now(), config.retrain, drift.level)
+                                    now(), config.retrain, drift.level, estimated_decay=estimated_decay)
     manager = AlertManager(monitoring, config, now=now)
     if result.retrain.recommend:
         record_recommendation(monitoring, version.model_name, version.version, result.retrain)

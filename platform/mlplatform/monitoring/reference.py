@@ -29,6 +29,9 @@ REFERENCE_FORMAT_VERSION = 1
 N_BINS = 10
 SAMPLE_SIZE = 10_000
 UNSEEN = "__unseen__"
+RARE = "__rare__"
+RARE_SHARE = 0.01  # categories under 1 % of the reference share one bin (SPEC S8.1)
+MIN_EXPECTED = 5  # ... and so do those expected fewer than 5 times in the monitoring window
 
 
 def is_numeric_series(series: pd.Series) -> bool:
@@ -69,16 +72,46 @@ def numeric_profile(series: pd.Series, *, seed: int = 0, sample_size: int = SAMP
     }
 
 
-def categorical_profile(series: pd.Series) -> dict[str, Any]:
+def categorical_profile(series: pd.Series, *, rare_share: float = RARE_SHARE) -> dict[str, Any]:
+    """Category counts, plus the categories pooled into ``__rare__`` (share under ``rare_share``).
+
+    A 300-category feature has many categories seen a handful of times; compared one by one, their sampling noise
+    alone makes PSI "significant" on unchanged data. The pooled set is stored so that every window is pooled the
+    same way (:func:`pooled_counts`)."""
     missing = series.isna()
     values = series[~missing].astype(str)
     counts = values.value_counts()
     total = int(counts.sum())
+    pooled = sorted(str(k) for k, v in counts.items() if total and v / total < rare_share)
     return {
         "kind": "categorical", "n": total, "missing_rate": float(missing.mean()) if len(series) else 0.0,
         "categories": {str(k): int(v) for k, v in counts.items()},
         "proportions": {str(k): float(v / total) for k, v in counts.items()} if total else {},
+        "pooling": {"rare_share": rare_share, "min_expected": MIN_EXPECTED, "pooled": pooled},
     }
+
+
+def pooling_of(profile: dict[str, Any], window_n: int) -> tuple[list[str], set[str]]:
+    """The bins a window is compared on: the kept reference categories (in profile order) and the set pooled into
+    ``__rare__``: those pooled at profile time plus those expected fewer than ``min_expected`` times in a window of
+    ``window_n`` rows. Profiles written before pooling existed are pooled here with the same defaults."""
+    categories: dict[str, int] = profile["categories"]
+    total = max(sum(categories.values()), 1)
+    pooling = profile.get("pooling") or {}
+    share = float(pooling.get("rare_share", RARE_SHARE))
+    min_expected = float(pooling.get("min_expected", MIN_EXPECTED))
+    pooled = set(pooling.get("pooled", [c for c, v in categories.items() if v / total < share]))
+    pooled |= {c for c, v in categories.items() if window_n * v / total < min_expected}
+    return [c for c in categories if c not in pooled], pooled
+
+
+def pooled_counts(counts: pd.Series | dict[str, int], kept: list[str], pooled: set[str]) -> np.ndarray:
+    """Counts over ``[*kept, __rare__, __unseen__]``: the same pooling for reference and window."""
+    counts = dict(counts)
+    rare = sum(v for k, v in counts.items() if k in pooled)
+    known = set(kept) | pooled
+    unseen = sum(v for k, v in counts.items() if k not in known)
+    return np.array([counts.get(c, 0) for c in kept] + [rare, unseen], dtype=np.float64)
 
 
 def profile_series(series: pd.Series, *, seed: int = 0) -> dict[str, Any]:
@@ -111,6 +144,10 @@ class DriftReference:
     n_rows: int
     raw: dict[str, Any]
 
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        return self.raw.get("calibration")
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DriftReference:
         if data.get("format_version") != REFERENCE_FORMAT_VERSION or "features" not in data:
@@ -120,9 +157,13 @@ class DriftReference:
 
 
 def build_drift_reference(train_df: pd.DataFrame, features: list[str], predictions: Any = None,
-                          labels: Any = None, *, seed: int = 0) -> dict[str, Any]:
-    """The profile as a JSON-ready dict. ``predictions`` are scores (e.g. the positive-class probability) or
-    predicted labels on the training split; ``labels`` the training target."""
+                          labels: Any = None, *, seed: int = 0, prediction_source: str = "training",
+                          calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile as a JSON-ready dict. Features and ``labels`` (the target) profile ``train_df``, the training
+    split. ``predictions`` are scores (e.g. the positive-class probability) or predicted labels on *held-out*
+    rows (``prediction_source`` says which: "validation" or "out_of_fold"); an overfit model's scores on its own
+    training rows differ from its scores on any fresh data. ``calibration`` (held-out too) is what label-free
+    performance estimation reads."""
     missing = [f for f in features if f not in train_df.columns]
     if missing:
         raise InvalidInput(f"features {missing} are not columns of the training data", field="features")
@@ -132,19 +173,24 @@ def build_drift_reference(train_df: pd.DataFrame, features: list[str], predictio
     }
     if predictions is not None:
         profile["prediction"] = profile_series(pd.Series(np.asarray(predictions)), seed=seed)
+        profile["prediction"]["source"] = prediction_source
+    if calibration is not None:
+        profile["calibration"] = calibration
     if labels is not None:
         label_series = pd.Series(np.asarray(labels))
         # class labels are categories even when stored as 0/1; a regression target is a numeric profile
-        profile["label"] = categorical_profile(label_series) if label_series.nunique() <= 50 \
+        profile["label"] = categorical_profile(label_series, rare_share=0.0) if label_series.nunique() <= 50 \
             else numeric_profile(label_series, seed=seed)
     return profile
 
 
 def write_drift_reference(artifact_dir: Path | str, train_df: pd.DataFrame, features: list[str],
-                          predictions: Any = None, labels: Any = None, *, seed: int = 0) -> Path:
+                          predictions: Any = None, labels: Any = None, *, seed: int = 0,
+                          prediction_source: str = "training", calibration: dict[str, Any] | None = None) -> Path:
     """Write ``drift_reference.json`` into a model artifact directory (called by training code)."""
     path = Path(artifact_dir) / REFERENCE_FILE
-    data = build_drift_reference(train_df, features, predictions, labels, seed=seed)
+    data = build_drift_reference(train_df, features, predictions, labels, seed=seed,
+                                 prediction_source=prediction_source, calibration=calibration)
     path.write_text(json.dumps(data, allow_nan=False, separators=(",", ":")))
     logger.info("wrote drift reference for %d features (%d rows) to %s", len(features), len(train_df), path)
     return path

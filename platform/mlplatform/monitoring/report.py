@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplatform.entities import Alert, DriftReport
+from mlplatform.monitoring.estimation import performance_rows
 
 LEVEL_COLOURS = {"GREEN": "#2e7d32", "YELLOW": "#f9a825", "ORANGE": "#ef6c00", "RED": "#c62828"}
 REF_COLOUR, CUR_COLOUR = "#5c6bc0", "#ef6c00"
@@ -199,7 +200,7 @@ def render_html(data: dict[str, Any]) -> str:
     if prediction and prediction.get("current_proportions"):
         drifted = [*drifted, prediction]
     if drifted:
-        legend = (f'<p class="legend"><span style="background:{REF_COLOUR}"></span>reference (training)'
+        legend = (f'<p class="legend"><span style="background:{REF_COLOUR}"></span>reference'
                   f'<span style="background:{CUR_COLOUR}"></span>current window</p>')
         figures = "".join(
             f"<figure><figcaption>{html.escape(f['name'])}: PSI {fmt(f.get('psi'))}, level {f['level']}"
@@ -213,6 +214,11 @@ def render_html(data: dict[str, Any]) -> str:
         + table([evaluation.get("decay", {})], ["metric", "baseline", "current", "n", "k", "relative_drop",
                                                  "p_value", "decayed", "status"])
         if metrics else "<p>No labels joined in this window yet (proxy: prediction distribution above).</p>"))
+    performance = performance_rows(evaluation)
+    if performance:
+        sections.append("<h2>Realized and estimated performance</h2><p>Estimated: confidence-based (CBPE) from "
+                        "calibrated probabilities, no labels needed; it follows covariate shift and cannot see "
+                        "concept drift.</p>" + table(performance, ["metric", "realized", "estimated"]))
     history = data.get("history") or []
     series = {"max PSI": [(h["time"], h["max_psi"]) for h in history if h.get("max_psi") is not None],
               "accuracy": [(h["time"], h["accuracy"]) for h in history if h.get("accuracy") is not None]}

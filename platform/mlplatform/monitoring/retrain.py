@@ -43,15 +43,19 @@ class RetrainDecision:
 
 
 def decide_retrain(drifted_features: list[str], decay_declared: bool, previous: list[datetime], now: datetime,
-                   config: RetrainConfig | None = None, drift_level: AlertLevel = AlertLevel.GREEN) -> RetrainDecision:
-    """``previous``: times of earlier automatic recommendations for this model."""
+                   config: RetrainConfig | None = None, drift_level: AlertLevel = AlertLevel.GREEN, *,
+                   estimated_decay: bool = False) -> RetrainDecision:
+    """``previous``: times of earlier automatic recommendations for this model. ``estimated_decay``: decay
+    declared on the label-free estimate (before the labels arrive)."""
     config = config or RetrainConfig()
     reasons = []
     if len(drifted_features) >= config.min_drifted_features:
         reasons.append(f"{len(drifted_features)} features with PSI >= {config.psi_significant}")
     if decay_declared:
         reasons.append("decay declared")
-    level = max(drift_level, AlertLevel.RED if decay_declared else AlertLevel.GREEN)
+    if estimated_decay and not decay_declared:
+        reasons.append("estimated decay declared (CBPE)")
+    level = max(drift_level, AlertLevel.RED if decay_declared or estimated_decay else AlertLevel.GREEN)
     if not reasons:
         return RetrainDecision(False, [], None, drifted_features, AlertLevel.GREEN.name)
     blocked = guard_verdict(previous, now, config)
@@ -92,7 +96,7 @@ def record_recommendation(store: Any, model_name: str, version: int | None, deci
 
 
 RETRAIN_EXPERIMENT = "retrain"
-TRIGGER_TYPES = {"decay": "decay", "retrain": "drift", "data_drift": "drift",
+TRIGGER_TYPES = {"decay": "decay", "estimated_decay": "decay", "retrain": "drift", "data_drift": "drift",
                  "prediction_drift": "drift"}
 ABANDONED_AFTER = timedelta(hours=24)  # a "running" retrain this old died without ending its run
 

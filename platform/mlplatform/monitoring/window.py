@@ -38,31 +38,41 @@ class Window:
         return len(self.frame)
 
 
-def scores_from_log(predicted: list[Any], confidence: list[float | None],
-                    classes: list[Any] | None) -> np.ndarray | None:
-    """The positive-class probability of a binary classifier, rebuilt from the logged label and confidence
-    (the maximum probability); None when the log cannot give it."""
-    if not classes or len(classes) != 2 or any(c is None for c in confidence):
+def scores_from_log(records: list[Any], classes: list[Any] | None, threshold: float | None = None) -> np.ndarray | None:
+    """The positive-class probability of a binary classifier for each logged prediction: the logged class
+    probabilities when every row has them. Rows logged before probabilities were kept fall back to rebuilding it
+    from the label and the maximum probability, which is exact only at the 0.5 threshold: under a tuned one
+    (say 0.4) a p1 of 0.45 is logged as "positive, confidence 0.55" and would read back as 0.55. None when the log
+    cannot give the score."""
+    if not classes or len(classes) != 2 or not records:
         return None
-    conf = np.asarray(confidence, dtype=np.float64)
-    is_positive = np.array([p == classes[1] for p in predicted])
+    if all(r.probabilities is not None and len(r.probabilities) == 2 for r in records):
+        return np.asarray([r.probabilities[1] for r in records], dtype=np.float64)
+    if (threshold is not None and threshold != 0.5) or any(r.confidence is None for r in records):
+        logger.warning("the prediction log holds no class probabilities for some rows; prediction drift skipped")
+        return None
+    conf = np.asarray([r.confidence for r in records], dtype=np.float64)
+    is_positive = np.array([r.prediction == classes[1] for r in records])
     return np.where(is_positive, conf, 1.0 - conf)
 
 
 def window_from_log(client: Any, version: ModelVersion, *, last_n: int | None = None,
                     start: datetime | None = None, end: datetime | None = None,
-                    classes: list[Any] | None = None) -> Window:
+                    classes: list[Any] | None = None, threshold: float | None = None) -> Window:
     records = client.monitoring.predictions(version.model_name, version=version.version, start=start, end=end,
                                             limit=last_n)
     frame = pd.DataFrame([r.features for r in records])
     predicted = [r.prediction for r in records]
     source = f"log:last {last_n}" if last_n else f"log:[{start}, {end})"
     window = Window(frame=frame, source=source, predicted=predicted,
-                    scores=scores_from_log(predicted, [r.confidence for r in records], classes),
+                    scores=scores_from_log(records, classes, threshold),
                     start=records[0].timestamp if records else start, end=records[-1].timestamp if records else end)
     if records:
-        joined: JoinResult = join_labels(predictions_frame(records),
-                                         client.monitoring.labels(request_ids=sorted({r.request_id for r in records})))
+        # labels keyed by request id, and labels keyed only by entity (joined by entity and time, SPEC S8.5)
+        entities = sorted({r.entity_id for r in records if r.entity_id is not None})
+        labels = client.monitoring.labels(request_ids=sorted({r.request_id for r in records}),
+                                          entity_ids=entities or None)
+        joined: JoinResult = join_labels(predictions_frame(records), labels)
         window.labels = joined.joined["label"].tolist()
         window.labelled_predicted = joined.joined["prediction"].tolist()
         window.unmatched_labels = joined.unmatched_labels

@@ -308,6 +308,7 @@ class ServingAPI:
             request_id=request_id, model_name=answer["model_name"], version=version,
             features=pii.features(instances[i]), prediction=r["prediction"], confidence=r["confidence"],
             latency_ms=latency_ms, timestamp=now, instance_index=i, variant=variant,
+            probabilities=r.get("probabilities"),
             entity_id=None if entity_ids is None else pii.entity(str(entity_ids[i])))
             for i, r in enumerate(results)])
 

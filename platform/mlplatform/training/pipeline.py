@@ -338,12 +338,12 @@ def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutco
                                                     if isinstance(v, int | float) and not isinstance(v, bool)},
         lineage=lineage,
     ).write(artifact)
-    # The same monitoring reference as sklearn artifacts (SPEC S8.1), from the training split's predictions.
+    # The same monitoring reference as sklearn artifacts (SPEC S8.1): predictions scored on the validation split.
     from mlplatform.predictor import Predictor
     from mlplatform.training.sklearn_fit import _write_reference_profile
 
     _write_reference_profile(Predictor.from_dir(artifact), reference, [f.name for f in transform.schema],
-                             config.data.target, artifact, config.seed)
+                             config.data.target, artifact, config.seed, holdout=splits.validation)
 
 
 def _log_epoch(client: Any, run_id: str, item: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from mlplatform.features.transform import TabularTransform, TransformConfig
 from mlplatform.models.sklearn_models import build_sklearn, save_sklearn
 from mlplatform.training.metrics import evaluate_predictions
 
+logger = logging.getLogger(__name__)
+
 
 def fit_sklearn_artifact(
     train: pd.DataFrame, *, target: str, features: list[str], family: str, out_dir: Path,
@@ -24,7 +27,8 @@ def fit_sklearn_artifact(
     declared: list[FeatureSpec] | None = None,
 ) -> ModelManifest:
     """``reference_data`` (default ``train``) is what the monitoring reference profiles: the training split as it
-    really is, when ``train`` was resampled for class balance."""
+    really is, when ``train`` was resampled for class balance. The prediction profile and the calibration come from
+    held-out rows: ``eval_data`` (the validation split) when given, else out-of-fold predictions on ``train``."""
     if target not in train.columns:
         raise InvalidInput(f"target column {target!r} is not in the data", field="target")
     transform = TabularTransform.fit(train, features, transform_config, declared, target=train[target])
@@ -49,18 +53,62 @@ def fit_sklearn_artifact(
     if eval_data is not None:
         manifest.metrics = evaluate_predictions(predictor, eval_data, target)
     manifest.write(out_dir)
+    holdout, scores, source = eval_data, None, "validation"
+    if eval_data is None or len(eval_data) < MIN_HOLDOUT:
+        holdout, scores, source = train, _out_of_fold_scores(estimator, transform, train, y, task, seed), \
+            "out_of_fold"
+        if scores is None:  # classes too small to fold: the training split is all there is, and it says so
+            source = "training"
     _write_reference_profile(predictor, train if reference_data is None else reference_data, features, target,
-                             out_dir, seed)
+                             out_dir, seed, holdout=holdout, holdout_scores=scores, source=source)
     return manifest
 
 
+# Fewer held-out rows than this: out-of-fold predictions instead (5 more fits). A small held-out set is noisy, but
+# the KS test's p-value accounts for the reference's size and levels need significance, so it raises no alarms.
+MIN_HOLDOUT = 50
+OOF_FOLDS = 5
+
+
+def _out_of_fold_scores(estimator: Any, transform: TabularTransform, train: pd.DataFrame, y: np.ndarray,
+                        task: str, seed: int) -> np.ndarray | None:
+    """Each training row scored by a clone fitted without it (positive-class probability for binary classifiers,
+    the prediction otherwise); None when the classes are too small to stratify."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+
+    binary = task == "classification" and len(np.unique(y)) == 2
+    if task == "classification" and np.min(np.unique(y, return_counts=True)[1]) < OOF_FOLDS:
+        logger.warning("a class has fewer than %d rows: the prediction reference is scored on the training split",
+                       OOF_FOLDS)
+        return None
+    splitter = StratifiedKFold(OOF_FOLDS, shuffle=True, random_state=seed) if task == "classification" \
+        else KFold(OOF_FOLDS, shuffle=True, random_state=seed)
+    x = transform.transform(train)
+    if binary and hasattr(estimator, "predict_proba"):
+        return cross_val_predict(clone(estimator), x, y, cv=splitter, method="predict_proba")[:, 1]
+    return cross_val_predict(clone(estimator), x, y, cv=splitter)
+
+
 def _write_reference_profile(predictor: Any, train: pd.DataFrame, features: list[str], target: str,
-                             out_dir: Path, seed: int) -> None:
-    """The monitoring reference (SPEC S8.1) from the training split, computed once here, never at monitoring time."""
+                             out_dir: Path, seed: int, *, holdout: pd.DataFrame, holdout_scores: Any = None,
+                             source: str = "validation") -> None:
+    """The monitoring reference (SPEC S8.1), computed once here, never at monitoring time: features and labels
+    from the training split, the prediction distribution and the probability calibration from held-out rows
+    (``holdout_scores`` when already computed, e.g. out of fold; else ``predictor`` scores ``holdout``). Scores of
+    the rows a model was fitted on are not what it gives fresh data: an overfit random forest read ORANGE
+    prediction drift on unchanged data."""
+    from mlplatform.monitoring.estimation import fit_calibration
     from mlplatform.monitoring.reference import write_drift_reference
 
-    result = predictor.predict(train)
-    scores = result.positive_probability()
-    predictions = scores if scores is not None else np.asarray(result.predictions)
-    write_drift_reference(out_dir, train, features, predictions=predictions, labels=train[target].to_numpy(),
-                          seed=seed)
+    if holdout_scores is None:
+        result = predictor.predict(holdout)
+        scores = result.positive_probability()
+        holdout_scores = scores if scores is not None else np.asarray(result.predictions)
+    classes = predictor.manifest.classes
+    calibration = None
+    if classes is not None and len(classes) == 2 and np.issubdtype(np.asarray(holdout_scores).dtype, np.floating):
+        calibration = fit_calibration(np.asarray(holdout_scores, dtype=np.float64),
+                                      holdout[target].to_numpy() == classes[1], source=source)
+    write_drift_reference(out_dir, train, features, predictions=holdout_scores, labels=train[target].to_numpy(),
+                          seed=seed, prediction_source=source, calibration=calibration)

@@ -270,3 +270,42 @@ class RolloutRow(Base):
     cooldown_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class ScheduleRow(Base):
+    """A cron schedule (SPEC S9.3). ``lease_owner``/``lease_until`` is the lease a scheduler takes (a conditional
+    update) before it runs the schedule's due slots, so two schedulers never run one job at once."""
+
+    __tablename__ = "schedules"
+    name: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    cron: Mapped[str] = mapped_column(sa.String(128))
+    command: Mapped[list[Any]]
+    status: Mapped[str] = mapped_column(sa.String(16))
+    next_run_at: Mapped[datetime]
+    last_run_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(sa.String(16))
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    consecutive_failures: Mapped[int] = mapped_column(sa.Integer)
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(255))
+    lease_until: Mapped[datetime | None]
+    timeout_s: Mapped[float] = mapped_column(sa.Float)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ScheduleRunRow(Base):
+    """One slot of a schedule: run, failed or skipped. The unique (schedule, slot) pair is what makes a slot run
+    at most once, whatever the schedulers do."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (sa.UniqueConstraint("schedule_name", "scheduled_for", name="uq_schedule_runs_slot"),)
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    schedule_name: Mapped[str] = mapped_column(sa.String(255), index=True)
+    scheduled_for: Mapped[datetime]
+    status: Mapped[str] = mapped_column(sa.String(16))
+    owner: Mapped[str] = mapped_column(sa.String(255))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]]

@@ -21,7 +21,16 @@ def _prediction(row: PredictionLogRow) -> PredictionRecord:
         request_id=row.request_id, model_name=row.model_name, version=row.version, features=row.features,
         prediction=row.prediction.get("value"), confidence=row.confidence, latency_ms=row.latency_ms,
         timestamp=row.timestamp, instance_index=row.instance_index, entity_id=row.entity_id, variant=row.variant,
+        probabilities=row.prediction.get("probabilities"),
     )
+
+
+def _prediction_json(record: PredictionRecord) -> dict[str, Any]:
+    """The JSON ``prediction`` column: the answer, plus the class probabilities when the model gave them (kept in
+    the same column, so logging them needed no migration)."""
+    if record.probabilities is None:
+        return {"value": record.prediction}
+    return {"value": record.prediction, "probabilities": [float(p) for p in record.probabilities]}
 
 
 def _label(row: LabelRow) -> Label:
@@ -50,7 +59,7 @@ class SqlMonitoringStore:
         rows = [{
             "request_id": r.request_id, "instance_index": r.instance_index, "model_name": r.model_name,
             "version": r.version, "variant": r.variant, "entity_id": r.entity_id, "features": r.features,
-            "prediction": {"value": r.prediction}, "confidence": r.confidence, "latency_ms": r.latency_ms,
+            "prediction": _prediction_json(r), "confidence": r.confidence, "latency_ms": r.latency_ms,
             "timestamp": r.timestamp,
         } for r in records]
         return self._scope.run(lambda s: _insert(s, PredictionLogRow, rows), what="log predictions")
@@ -84,35 +93,31 @@ class SqlMonitoringStore:
                   overwrite: bool = False) -> bool:
         """Store a delayed label. An identical duplicate is a no-op (returns False); a conflicting one is a
         Conflict unless ``overwrite``."""
-        if request_id is None and entity_id is None:
-            raise NotFound("a label needs a request_id or an entity_id", field="request_id")
+        item = {"label": label, "request_id": request_id, "instance_index": instance_index,
+                "entity_id": entity_id, "event_time": event_time}
+        _check_label(item)
+        return self._scope.run(lambda s: _add_label(s, item, overwrite), what="add label")
 
-        def work(session: Session) -> bool:
-            existing = None
-            if request_id is not None:
-                existing = session.scalar(sa.select(LabelRow).where(
-                    LabelRow.request_id == request_id, LabelRow.instance_index == instance_index))
-            if existing is not None:
-                if existing.label.get("value") == label:
-                    return False
-                if not overwrite:
-                    raise Conflict(f"request {request_id} already has label {existing.label.get('value')!r}",
-                                   field="label")
-                existing.label = {"value": label}
-                existing.timestamp = utcnow()
-                return True
-            session.add(LabelRow(request_id=request_id, instance_index=instance_index, entity_id=entity_id,
-                                 event_time=event_time, label={"value": label}, timestamp=utcnow()))
-            return True
-
-        return self._scope.run(work, what="add label")
+    def add_labels(self, labels: Sequence[dict[str, Any]], *, overwrite: bool = False) -> int:
+        """Many labels (keys as :meth:`add_label`'s arguments) in one transaction, by the same rules; a conflict
+        rolls back the whole batch. Returns how many were stored or changed."""
+        for item in labels:
+            _check_label(item)
+        return self._scope.run(lambda s: sum(_add_label(s, item, overwrite) for item in labels),
+                               what="add labels")
 
     def labels(self, *, request_ids: Sequence[str] | None = None, start: datetime | None = None,
-               end: datetime | None = None) -> list[Label]:
+               end: datetime | None = None, entity_ids: Sequence[str] | None = None) -> list[Label]:
+        """Labels by request id, or (``entity_ids``) the labels keyed by entity only, or both (either matches)."""
         with self._scope.session() as session:
             query = sa.select(LabelRow).order_by(LabelRow.id)
-            if request_ids is not None:
+            if request_ids is not None and entity_ids is not None:
+                query = query.where(sa.or_(LabelRow.request_id.in_(list(request_ids)), sa.and_(
+                    LabelRow.request_id.is_(None), LabelRow.entity_id.in_(list(entity_ids)))))
+            elif request_ids is not None:
                 query = query.where(LabelRow.request_id.in_(list(request_ids)))
+            elif entity_ids is not None:
+                query = query.where(LabelRow.request_id.is_(None), LabelRow.entity_id.in_(list(entity_ids)))
             if start is not None:
                 query = query.where(LabelRow.timestamp >= start)
             if end is not None:
@@ -210,6 +215,32 @@ class SqlMonitoringStore:
                 query = query.where(AuditRow.action == action)
             return [AuditEntry(actor=r.actor, action=r.action, target=r.target, reason=r.reason,
                                created_at=r.created_at, request_id=r.request_id) for r in session.scalars(query)]
+
+
+def _check_label(item: dict[str, Any]) -> None:
+    if item.get("request_id") is None and item.get("entity_id") is None:
+        raise NotFound("a label needs a request_id or an entity_id", field="request_id")
+
+
+def _add_label(session: Session, item: dict[str, Any], overwrite: bool) -> bool:
+    label, request_id = item["label"], item.get("request_id")
+    instance_index = item.get("instance_index", 0)
+    existing = None
+    if request_id is not None:
+        existing = session.scalar(sa.select(LabelRow).where(
+            LabelRow.request_id == request_id, LabelRow.instance_index == instance_index))
+    if existing is not None:
+        if existing.label.get("value") == label:
+            return False
+        if not overwrite:
+            raise Conflict(f"request {request_id} already has label {existing.label.get('value')!r}",
+                           field="label")
+        existing.label = {"value": label}
+        existing.timestamp = utcnow()
+        return True
+    session.add(LabelRow(request_id=request_id, instance_index=instance_index, entity_id=item.get("entity_id"),
+                         event_time=item.get("event_time"), label={"value": label}, timestamp=utcnow()))
+    return True
 
 
 def _insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> int:

@@ -201,13 +201,13 @@ def test_unknown_model_and_schema_mismatch_fail_before_compute(client: Any, regi
 
     missing = tmp_path / "missing_plan.parquet"
     scoring_rows.drop(columns=["plan"]).to_parquet(missing, index=False)
-    with pytest.raises(InvalidInput, match="missing_field .the input has no column 'plan'") as caught:
+    with pytest.raises(InvalidInput, match=r"missing_field \(the input has no column 'plan'\)") as caught:
         run_batch("churn", str(missing), str(out), client=client)
     assert caught.value.field == "plan"
 
     wrong_type = tmp_path / "wrong_type.parquet"
     scoring_rows.assign(age=scoring_rows["event_time"]).to_parquet(wrong_type, index=False)
-    with pytest.raises(InvalidInput, match="wrong_type .expected float, got 'timestamp") as caught:
+    with pytest.raises(InvalidInput, match=r"wrong_type \(expected float, got 'timestamp") as caught:
         run_batch("churn", str(wrong_type), str(out), client=client)
     assert caught.value.field == "age"
     with pytest.raises(InvalidInput, match="'account_id'"):

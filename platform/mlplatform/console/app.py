@@ -78,8 +78,10 @@ def create_app(config: ConsoleConfig | None = None, client: Any = None) -> FastA
     cfg = config or ConsoleConfig()
     if client is None:
         from mlplatform.client import Client
+        from mlplatform.settings import Settings
 
-        client = Client(store_url=cfg.store_url, artifact_uri=cfg.artifact_uri)
+        settings = Settings(home=cfg.home) if cfg.home else None  # a Serve replica knows the home from its args
+        client = Client(settings, store_url=cfg.store_url, artifact_uri=cfg.artifact_uri)
     queries = SqlConsoleQueries(SessionScope(client.engine, client.display_url))
     token_check = None
     if cfg.auth.enabled:

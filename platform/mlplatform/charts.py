@@ -111,8 +111,10 @@ def bar_chart_svg(items: Sequence[tuple[str, float, str]], lines: Sequence[tuple
     return "".join(parts)
 
 
-def line_chart_svg(series: dict[str, list[tuple[Any, float]]], width: int = 560, height: int = 220) -> str:
-    """One polyline per named series over sortable x labels (report times, epochs), points in x order."""
+def line_chart_svg(series: dict[str, list[tuple[Any, float]]], width: int = 560, height: int = 220,
+                   x_name: str | None = None) -> str:
+    """One polyline per named series over sortable x labels (report times, epochs), points in x order. With
+    ``x_name`` the first and last x values are written under the axis (``epoch 1`` ... ``epoch 30``)."""
     points = [v for values in series.values() for _, v in values]
     if not points:
         return '<p class="muted">no history yet</p>'
@@ -125,6 +127,10 @@ def line_chart_svg(series: dict[str, list[tuple[Any, float]]], width: int = 560,
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
              f'<line x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}" stroke="#999"/>',
              f'<text x="4" y="{base - plot_h + 4}" font-size="10">{top:.4f}</text>']
+    if x_name is not None:
+        parts.append(f'<text x="{left}" y="{base + 12}" font-size="9">{html.escape(f"{x_name} {labels[0]}")}</text>'
+                     f'<text x="{left + plot_w}" y="{base + 12}" font-size="9" text-anchor="end">'
+                     f"{html.escape(f'{x_name} {labels[-1]}')}</text>")
     for k, (name, values) in enumerate(series.items()):
         colour = colours[k % len(colours)]
         coords = [(left + position[t] * step, base - plot_h * v / top) for t, v in values]

@@ -256,7 +256,7 @@ def create_app(config: ConsoleConfig | None = None, client: Any = None) -> FastA
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def run_detail(request: Request, run_id: str) -> HTMLResponse:
         detail = queries.run_detail(run_id)
-        curves = {key: Markup(charts.line_chart_svg(series)) for key, series in detail["curves"].items()}
+        curves = {key: Markup(charts.line_chart_svg(series, x_name="step")) for key, series in detail["curves"].items()}
         return render(request, "run.html", d=detail, run=detail["run"], curves=curves,
                       config=flatten(detail["run"].config or {}))
 

@@ -211,27 +211,34 @@ class SqlConsoleQueries:
         on it (runs lacking it last, never read as 0), filtered by kind, dataset version and parent sweep."""
         offset, limit = page_bounds(offset, limit)
         with self._scope.session() as session:
+            # Step 1 ranks ids only (a narrow sort, even deep in the pages); step 2 loads the page's rows.
             value = None
             if metric:
                 value = (sa.select(MetricRow.value).where(MetricRow.run_id == RunRow.id, MetricRow.key == metric)
                          .order_by(MetricRow.step.desc(), MetricRow.id.desc()).limit(1)
                          .correlate(RunRow).scalar_subquery().label("value"))
-            query = sa.select(RunRow, ExperimentRow.name, *([value] if value is not None else [])).join(
-                ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+            query = sa.select(RunRow.id, *([value] if value is not None else []))
             if kind:
                 query = query.where(RunRow.kind == kind)
             if parent_run_id:
                 query = query.where(RunRow.parent_run_id == parent_run_id)
             if dataset_version:
-                linked = (sa.select(RunDatasetRow.run_id).join(DatasetRow, DatasetRow.id == RunDatasetRow.dataset_id)
-                          .where(DatasetRow.version.startswith(dataset_version)))
-                query = query.where(RunRow.id.in_(linked))
+                dataset_ids = list(session.scalars(sa.select(DatasetRow.id).where(
+                    DatasetRow.version == dataset_version if len(dataset_version) >= 64
+                    else DatasetRow.version.startswith(dataset_version)).limit(1000)))
+                query = query.where(RunRow.id.in_(sa.select(RunDatasetRow.run_id)
+                                                  .where(RunDatasetRow.dataset_id.in_(dataset_ids))))
             if value is not None:
+                # ordering by the label sorts on the selected column: the subquery runs once per run
                 order = value.desc() if descending else value.asc()
-                query = query.order_by(value.is_(None), order, RunRow.created_at.desc(), RunRow.id)
+                query = query.order_by(order.nulls_last(), RunRow.created_at.desc(), RunRow.id)
             else:
                 query = query.order_by(RunRow.created_at.desc(), RunRow.id)
-            rows = session.execute(query.offset(offset).limit(limit + 1)).all()
+            ranked = session.execute(query.offset(offset).limit(limit + 1)).all()
+            loaded = {run.id: (run, experiment) for run, experiment in session.execute(
+                sa.select(RunRow, ExperimentRow.name).join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+                .where(RunRow.id.in_([r[0] for r in ranked])))}
+            rows = [(*loaded[r[0]], r[1] if value is not None else None) for r in ranked]
             page = _page(list(rows), offset, limit)
             ids = [r[0].id for r in page.items]
             registered: dict[str, list[str]] = {}
@@ -240,17 +247,20 @@ class SqlConsoleQueries:
                     .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
                     .where(ModelVersionRow.source_run_id.in_(ids))):
                 registered.setdefault(run_id, []).append(f"{model}:{version}")
-            page.items = [{"run": _run(r[0]), "experiment": r[1], "value": r[2] if value is not None else None,
+            page.items = [{"run": _run(r[0]), "experiment": r[1], "value": r[2],
                            "baseline": bool((r[0].tags or {}).get("baseline")),
                            "registered": registered.get(r[0].id, [])} for r in page.items]
             return page
 
-    def metric_keys(self, run_id: str | None = None, limit: int = 100) -> list[str]:
+    def metric_keys(self, limit: int = 100) -> list[str]:
+        """Distinct metric keys by skipping along ``ix_metrics_key`` (one index seek per key, not a scan of every
+        metric row); a recursive CTE that SQLite and PostgreSQL both run."""
+        skip = sa.text(
+            "WITH RECURSIVE k(key) AS (SELECT MIN(key) FROM metrics UNION ALL "
+            "SELECT (SELECT MIN(key) FROM metrics WHERE metrics.key > k.key) FROM k WHERE k.key IS NOT NULL) "
+            "SELECT key FROM k WHERE key IS NOT NULL LIMIT :limit")
         with self._scope.session() as session:
-            query = sa.select(MetricRow.key).distinct().order_by(MetricRow.key).limit(limit)
-            if run_id is not None:
-                query = query.where(MetricRow.run_id == run_id)
-            return list(session.scalars(query))
+            return list(session.scalars(skip, {"limit": limit}))
 
     def run_detail(self, run_id: str) -> dict[str, Any]:
         """A run with its metric curves per (key, split), datasets, registered versions and checkpoints."""

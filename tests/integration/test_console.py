@@ -101,6 +101,16 @@ def test_names_with_script_are_escaped_everywhere(web: TestClient, seeded: Scena
     assert seen >= 6  # the feature, run, dataset column and alert names appear on many pages
 
 
+def test_only_web_links_become_hrefs(web: TestClient, client: Any) -> None:
+    client.monitoring.upsert_alert(type="latency", level="RED", source="t", message="m", model_name=MODEL,
+                                   metric="p99", runbook_url="javascript:alert(1)")
+    client.monitoring.upsert_alert(type="errors", level="RED", source="t", message="m", model_name=MODEL,
+                                   metric="rate", runbook_url="https://runbooks.example/errors")
+    page = web.get(f"/monitoring/{MODEL}").text
+    assert 'href="javascript:' not in page and "runbook: javascript:alert(1)" in page
+    assert 'href="https://runbooks.example/errors"' in page
+
+
 def test_bad_input_is_a_4xx_naming_the_field(web: TestClient) -> None:
     for path, field in (("/models/nope", "model"), ("/runs?offset=-1", "offset"), ("/runs?order=up", "order"),
                         ("/runs/not-a-run", "run_id"), (f"/models/{MODEL}?at=yesterday", "at"),

@@ -69,6 +69,9 @@ def _environment() -> Environment:
     env.filters["time"] = _fmt_time
     env.filters["q"] = lambda v: quote(str(v), safe="")
     env.filters["short"] = lambda v, n=12: (str(v)[:n] + "…") if v and len(str(v)) > n else charts.fmt(v)
+    # only web links become hrefs: a stored "javascript:" runbook URL must not be clickable
+    env.filters["web_url"] = lambda v: v if isinstance(v, str) and v.lower().startswith(("http://", "https://")) \
+        else None
     env.globals["level_colour"] = lambda level: charts.LEVEL_COLOURS.get(str(level), "#555")
     return env
 

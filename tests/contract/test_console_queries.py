@@ -33,6 +33,19 @@ def test_console_queries_on_both_stores(store_url: str) -> None:
             assert len(linked.items) == 4
         assert queries.runs_page(parent_run_id=scenario.sweep_run_id).items[0]["run"].parent_run_id
 
+        # a kept ranking follows the store: a new metric value, a new run, a new dataset link re-rank it
+        client.runs.log_metrics(scenario.trial_ids[0], {"accuracy": 0.99}, step=4)
+        best = queries.runs_page(metric="accuracy", kind="tune_trial")
+        assert [r["value"] for r in best.items] == [0.99, 0.83, 0.77]
+        late = client.runs.start_run("churn-exp", "tune_trial", name="trial-late")
+        client.runs.log_metrics(late.id, {"accuracy": 0.995})
+        assert queries.runs_page(metric="accuracy", kind="tune_trial").items[0]["run"].name == "trial-late"
+        names = lambda: [r["run"].name for r in queries.runs_page(metric="accuracy",  # noqa: E731
+                                                                  dataset_version=DATASET_HASH).items]
+        assert "trial-late" not in names()
+        client.runs.link_dataset(late.id, scenario.dataset_id)
+        assert names()[0] == "trial-late"
+
         models = queries.models_page()
         row = next(m for m in models.items if m["name"] == MODEL)
         assert (row["champion"]["version"], row["challenger"]["version"], row["level"]) == (2, 3, "RED")

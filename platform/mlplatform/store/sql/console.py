@@ -8,6 +8,8 @@ the registry and rollout functions the CLI calls.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -75,8 +77,24 @@ def key_metrics(metrics: dict[str, Any], n: int = 3) -> dict[str, Any]:
 
 
 class SqlConsoleQueries:
+    RANKINGS_KEPT = 32
+
     def __init__(self, scope: SessionScope) -> None:
         self._scope = scope
+        # Leaderboards ranked by a metric, kept while nothing they depend on changed (see _fingerprint)
+        self._rankings: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], list[Any]]] = OrderedDict()
+        self._rankings_lock = threading.Lock()
+
+    @staticmethod
+    def _fingerprint(session: Session) -> tuple[Any, ...]:
+        """What a metric ranking depends on, in four index lookups: the newest metric row (metrics are only ever
+        added), the number and newest creation of runs (a run's kind and sweep never change) and the number of
+        run-dataset links. Equal fingerprints mean an equal ranking."""
+        return tuple(session.execute(sa.select(
+            sa.select(sa.func.max(MetricRow.id)).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(RunRow).scalar_subquery(),
+            sa.select(sa.func.max(RunRow.created_at)).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(RunDatasetRow).scalar_subquery())).one())
 
     # -- models ------------------------------------------------------------------------------------------------
     def models_page(self, offset: int = 0, limit: int = 50) -> Page[dict[str, Any]]:
@@ -234,7 +252,22 @@ class SqlConsoleQueries:
                 query = query.order_by(order.nulls_last(), RunRow.created_at.desc(), RunRow.id)
             else:
                 query = query.order_by(RunRow.created_at.desc(), RunRow.id)
-            ranked = session.execute(query.offset(offset).limit(limit + 1)).all()
+            if value is None:
+                ranked = session.execute(query.offset(offset).limit(limit + 1)).all()
+            else:
+                # Ranking on a metric reads one value per run (an index seek each) before it can sort: done once
+                # and kept until a metric, run or dataset link is added, so paging through it costs one page.
+                cache_key = (metric, descending, kind, dataset_version, parent_run_id)
+                fingerprint = self._fingerprint(session)
+                with self._rankings_lock:
+                    cached = self._rankings.get(cache_key)
+                if cached is None or cached[0] != fingerprint:
+                    cached = (fingerprint, [tuple(r) for r in session.execute(query)])
+                    with self._rankings_lock:
+                        self._rankings[cache_key] = cached
+                        while len(self._rankings) > self.RANKINGS_KEPT:
+                            self._rankings.popitem(last=False)
+                ranked = cached[1][offset:offset + limit + 1]
             loaded = {run.id: (run, experiment) for run, experiment in session.execute(
                 sa.select(RunRow, ExperimentRow.name).join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
                 .where(RunRow.id.in_([r[0] for r in ranked])))}

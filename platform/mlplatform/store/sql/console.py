@@ -38,6 +38,8 @@ from mlplatform.store.sql.session import SessionScope
 
 T = TypeVar("T")
 MAX_PAGE = 200
+MAX_TOUCHED = 1000  # runs with new metric rows re-read one by one; more than this re-ranks from scratch
+LOOKBACK = 1000  # metric ids re-read behind the newest one seen, for rows whose transaction committed late
 KEY_METRICS = ("accuracy", "f1", "roc_auc", "rmse", "mae", "r2", "log_loss")
 
 
@@ -86,15 +88,55 @@ class SqlConsoleQueries:
         self._rankings_lock = threading.Lock()
 
     @staticmethod
-    def _fingerprint(session: Session) -> tuple[Any, ...]:
+    def _fingerprint(session: Session) -> tuple[Any, tuple[Any, ...]]:
         """What a metric ranking depends on, in four index lookups: the newest metric row (metrics are only ever
-        added), the number and newest creation of runs (a run's kind and sweep never change) and the number of
-        run-dataset links. Equal fingerprints mean an equal ranking."""
-        return tuple(session.execute(sa.select(
+        added), and the number and newest creation of runs (a run's kind and sweep never change) with the number
+        of run-dataset links."""
+        newest_metric, *rest = session.execute(sa.select(
             sa.select(sa.func.max(MetricRow.id)).scalar_subquery(),
             sa.select(sa.func.count()).select_from(RunRow).scalar_subquery(),
             sa.select(sa.func.max(RunRow.created_at)).scalar_subquery(),
-            sa.select(sa.func.count()).select_from(RunDatasetRow).scalar_subquery())).one())
+            sa.select(sa.func.count()).select_from(RunDatasetRow).scalar_subquery())).one()
+        return newest_metric, tuple(rest)
+
+    def _ranking(self, session: Session, query: Any, metric: str, key: tuple[Any, ...],
+                 descending: bool) -> list[tuple[str, float | None]]:
+        """Run ids with their last ``metric`` value, ranked (missing values last, then newest run, then id).
+
+        Ranking reads one value per run (an index seek each) before it can sort. The values are kept per filter
+        set: while only metric rows were added since, just the runs those rows belong to are read again (what a
+        view costs while a sweep is training); a new run or dataset link reads them all again."""
+        newest_metric, rest = self._fingerprint(session)
+        with self._rankings_lock:
+            kept = self._rankings.get(key)
+        values: dict[str, tuple[float | None, Any]] | None = None
+        if kept is not None and kept["rest"] == rest:
+            if kept["newest_metric"] == newest_metric:
+                values = kept["values"]
+            else:
+                # LOOKBACK: on PostgreSQL a transaction can commit a smaller id after a larger one was seen
+                since = (kept["newest_metric"] or 0) - LOOKBACK
+                touched = set(session.scalars(sa.select(MetricRow.run_id).distinct().where(
+                    MetricRow.key == metric, MetricRow.id > since).limit(MAX_TOUCHED + 1)))
+                if len(touched) <= MAX_TOUCHED:
+                    values = dict(kept["values"])
+                    for run_id, created, value in session.execute(query.where(RunRow.id.in_(touched))):
+                        values[run_id] = (value, created)
+        if values is None:
+            values = {run_id: (value, created) for run_id, created, value in session.execute(query)}
+        if kept is None or values is not kept["values"]:
+            kept = {"newest_metric": newest_metric, "rest": rest, "values": values, "orders": {}}
+            with self._rankings_lock:
+                self._rankings[key] = kept
+                while len(self._rankings) > self.RANKINGS_KEPT:
+                    self._rankings.popitem(last=False)
+        order = kept["orders"].get(descending)
+        if order is None:
+            sign = -1.0 if descending else 1.0
+            by_age = sorted(values, key=lambda r: (-values[r][1].timestamp(), r))  # newest first, then id
+            order = sorted(by_age, key=lambda r: (values[r][0] is None, sign * (values[r][0] or 0.0)))  # stable
+            order = kept["orders"][descending] = [(r, values[r][0]) for r in order]
+        return order
 
     # -- models ------------------------------------------------------------------------------------------------
     def models_page(self, offset: int = 0, limit: int = 50) -> Page[dict[str, Any]]:
@@ -235,7 +277,7 @@ class SqlConsoleQueries:
                 value = (sa.select(MetricRow.value).where(MetricRow.run_id == RunRow.id, MetricRow.key == metric)
                          .order_by(MetricRow.step.desc(), MetricRow.id.desc()).limit(1)
                          .correlate(RunRow).scalar_subquery().label("value"))
-            query = sa.select(RunRow.id, *([value] if value is not None else []))
+            query = sa.select(RunRow.id, RunRow.created_at, *([value] if value is not None else []))
             if kind:
                 query = query.where(RunRow.kind == kind)
             if parent_run_id:
@@ -246,32 +288,17 @@ class SqlConsoleQueries:
                     else DatasetRow.version.startswith(dataset_version)).limit(1000)))
                 query = query.where(RunRow.id.in_(sa.select(RunDatasetRow.run_id)
                                                   .where(RunDatasetRow.dataset_id.in_(dataset_ids))))
-            if value is not None:
-                # ordering by the label sorts on the selected column: the subquery runs once per run
-                order = value.desc() if descending else value.asc()
-                query = query.order_by(order.nulls_last(), RunRow.created_at.desc(), RunRow.id)
-            else:
-                query = query.order_by(RunRow.created_at.desc(), RunRow.id)
             if value is None:
-                ranked = session.execute(query.offset(offset).limit(limit + 1)).all()
+                ranked = [(r[0], None) for r in session.execute(
+                    query.order_by(RunRow.created_at.desc(), RunRow.id).offset(offset).limit(limit + 1))]
             else:
-                # Ranking on a metric reads one value per run (an index seek each) before it can sort: done once
-                # and kept until a metric, run or dataset link is added, so paging through it costs one page.
-                cache_key = (metric, descending, kind, dataset_version, parent_run_id)
-                fingerprint = self._fingerprint(session)
-                with self._rankings_lock:
-                    cached = self._rankings.get(cache_key)
-                if cached is None or cached[0] != fingerprint:
-                    cached = (fingerprint, [tuple(r) for r in session.execute(query)])
-                    with self._rankings_lock:
-                        self._rankings[cache_key] = cached
-                        while len(self._rankings) > self.RANKINGS_KEPT:
-                            self._rankings.popitem(last=False)
-                ranked = cached[1][offset:offset + limit + 1]
+                assert metric is not None
+                ranked = self._ranking(session, query, metric, (metric, kind, dataset_version, parent_run_id),
+                                       descending)[offset:offset + limit + 1]
             loaded = {run.id: (run, experiment) for run, experiment in session.execute(
                 sa.select(RunRow, ExperimentRow.name).join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
                 .where(RunRow.id.in_([r[0] for r in ranked])))}
-            rows = [(*loaded[r[0]], r[1] if value is not None else None) for r in ranked]
+            rows = [(*loaded[run_id], run_value) for run_id, run_value in ranked]
             page = _page(list(rows), offset, limit)
             ids = [r[0].id for r in page.items]
             registered: dict[str, list[str]] = {}

@@ -122,10 +122,13 @@ class SqlConsoleQueries:
                     values = dict(kept["values"])
                     for run_id, created, value in session.execute(query.where(RunRow.id.in_(touched))):
                         values[run_id] = (value, created)
+        by_age = kept["by_age"] if values is not None and kept is not None else None
         if values is None:
             values = {run_id: (value, created) for run_id, created, value in session.execute(query)}
+        if by_age is None:  # the same runs keep their age order: sorted once per run set
+            by_age = sorted(values, key=lambda r: (-values[r][1].timestamp(), r))  # newest first, then id
         if kept is None or values is not kept["values"]:
-            kept = {"newest_metric": newest_metric, "rest": rest, "values": values, "orders": {}}
+            kept = {"newest_metric": newest_metric, "rest": rest, "values": values, "orders": {}, "by_age": by_age}
             with self._rankings_lock:
                 self._rankings[key] = kept
                 while len(self._rankings) > self.RANKINGS_KEPT:
@@ -133,7 +136,6 @@ class SqlConsoleQueries:
         order = kept["orders"].get(descending)
         if order is None:
             sign = -1.0 if descending else 1.0
-            by_age = sorted(values, key=lambda r: (-values[r][1].timestamp(), r))  # newest first, then id
             order = sorted(by_age, key=lambda r: (values[r][0] is None, sign * (values[r][0] or 0.0)))  # stable
             order = kept["orders"][descending] = [(r, values[r][0]) for r in order]
         return order

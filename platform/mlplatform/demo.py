@@ -158,7 +158,7 @@ def run(in_process_ray: bool = False) -> dict[str, Any]:
 
     step("6. online serving on Ray Serve")
     served = mlplatform("serve", "up", "--model", f"{MODEL}@champion", "--port", str(PORT), as_json=True)
-    endpoint, facts["curl"] = served["endpoint"], served["curl"]
+    endpoint, facts["curl"], facts["console"] = served["endpoint"], served["curl"], served.get("console")
     sample = pd.read_parquet(paths["scoring"]).head(500)
     console.print(f"answered {send_requests(endpoint, sample)} predictions at {endpoint}")
 
@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"dashboard:  {facts['dashboard']}")
     console.print(f"endpoint:   {facts['endpoint']}/v1/models  (OpenAPI at {facts['endpoint']}/docs)")
     console.print(f"try:        {facts['curl']}")
+    console.print(f"console:    {facts.get('console')}")
     console.print(f"report:     {facts.get('report')}")
     console.print(f"store:      {settings.display_store_url()}")
     console.print(f"artifacts:  {settings.resolved_artifact_uri()}")

@@ -28,6 +28,7 @@ def test_demo_runs_the_whole_life_of_a_model(isolated_env: Path, tmp_path: Path)
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-3000:])
     facts = json.loads(facts_file.read_text())
     assert f":{port}" in facts["endpoint"] and "curl" in facts["curl"]
+    assert facts["console"] == f"http://127.0.0.1:{port}/console/"
     assert Path(facts["report"]).is_file() and "<html" in Path(facts["report"]).read_text()[:500].lower()
     assert facts["batch"]["rows_in"] == facts["batch"]["rows_scored"] + facts["batch"]["rows_quarantined"]
 

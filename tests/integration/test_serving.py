@@ -350,8 +350,13 @@ def test_cli_serve_up_status_down(serve_instance: str, client: Any, model_artifa
         status = runner.invoke(app, ["serve", "status", "--json"])
         assert status.exit_code == 0, status.output
         assert json.loads(status.stdout)["applications"][name]["status"] == "RUNNING"
+        # the web console comes up beside the models, on the same port and store (issue 21)
+        assert shown["console"] == f"{serve_instance}/console/"
+        page = httpx.get(f"{shown['console']}models", timeout=30)
+        assert page.status_code == 200 and 'href="/console/models/churn"' in page.text
     finally:
         down = runner.invoke(app, ["serve", "down", "--app", name])
+        runner.invoke(app, ["serve", "down", "--app", "console"])
     assert down.exit_code == 0, down.output
     bad = runner.invoke(app, ["serve", "up", "--config", str(tmp_path / "missing.yaml")])
     assert bad.exit_code == 2 and "does not exist" in bad.output

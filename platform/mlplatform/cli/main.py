@@ -31,6 +31,7 @@ NOUNS: dict[str, str] = {
 }
 for noun, module in NOUNS.items():
     app.add_typer(importlib.import_module(module).app, name=noun)
+app.command("ui")(importlib.import_module("mlplatform.cli.ui").ui)
 
 
 @app.command()

@@ -81,6 +81,8 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
                 "for Ray itself when this command starts it): gRPC between deployments and a direct-ingress "
                 "HTTP port (30000-31000) on each ingress replica, ~14x the proxy's req/s here. Off by default: "
                 "with HAProxy in front (RAY_SERVE_ENABLE_HA_PROXY=1) Serve binds all interfaces, not 127.0.0.1."),
+       console: bool = typer.Option(True, "--console/--no-console",
+                                    help="Also serve the web console at /console (same port, store and auth)."),
        as_json: bool = JsonOption) -> None:
     """Deploy the prediction API; deploying again with a new version reloads replicas in place."""
     from mlplatform.serving import deploy
@@ -91,7 +93,7 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
         document = deploy.prepare(deploy.load_config(config), model=model, port=port, host=host,
                                   store_url=settings.shareable_store_url(),
                                   artifact_uri=settings.resolved_artifact_uri(), home=str(settings.home),
-                                  high_throughput=high_throughput)
+                                  high_throughput=high_throughput, console=console)
         _connect(address, start=start_ray, high_throughput=high_throughput)
         deploy.deploy(document)
     url = deploy.endpoint(document)
@@ -107,8 +109,12 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
             direct = deploy.direct_ingress().get(document["applications"][0]["name"], [])
     lines = [f"serving at {url}", f"  models: {url}/v1/models", f"  docs:   {url}/docs", f"  try:    {curl}"]
     lines += [f"  direct ingress (no proxy hop): {d}" for d in direct]
+    console_url = deploy.console_url(document)
+    if console_url:
+        lines.append(f"  console: {console_url}")
     emit({"endpoint": url, "models": [m["name"] for m in [*args.get("models", []), *args.get("ensembles", [])]],
-          "curl": curl, "direct_ingress": direct}, as_json, lambda: typer.echo("\n".join(lines)))
+          "curl": curl, "direct_ingress": direct, "console": console_url}, as_json,
+         lambda: typer.echo("\n".join(lines)))
 
 
 @app.command()

@@ -28,6 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 # req/s at concurrency 32 on that port against ~300 through the default proxy. Off by default because adding
 # RAY_SERVE_ENABLE_HA_PROXY=1 (HAProxy in front of those ports) binds all interfaces, not 127.0.0.1.
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# The web console (mlplatform.console), deployed beside the models by `serve up`; named by import path only, so
+# serving never imports it.
+CONSOLE_ROUTE = "/console"
+CONSOLE_IMPORT_PATH = "mlplatform.console.serve:build_app"
 
 
 def load_config(path: Path | str = DEFAULT_CONFIG) -> dict[str, Any]:
@@ -47,13 +51,16 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> dict[str, Any]:
 
 def prepare(document: dict[str, Any], *, model: str | None = None, port: int | None = None,
             host: str | None = None, store_url: str | None = None, artifact_uri: str | None = None,
-            home: str | None = None, high_throughput: bool = False) -> dict[str, Any]:
+            home: str | None = None, high_throughput: bool = False, console: bool = False) -> dict[str, Any]:
     """Fill what replicas cannot know (store, artifacts, import path) and apply CLI overrides.
 
     ``high_throughput`` puts ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` in every app's ``runtime_env`` (see
     :data:`THROUGHPUT_ENV`): the replicas start with Ray's throughput-optimized settings, including a direct-ingress
     HTTP port per ingress replica. The controller and proxies read it when Ray starts, so for the full mode Ray
-    itself must be started with it too (``mlplatform serve up --high-throughput`` does that when it starts Ray)."""
+    itself must be started with it too (``mlplatform serve up --high-throughput`` does that when it starts Ray).
+
+    ``console`` adds the web console as a second application at :data:`CONSOLE_ROUTE` on the same HTTP port, on
+    the same store and with the first application's bearer-token auth."""
     doc = copy.deepcopy(document)
     http = doc.setdefault("http_options", {})
     http.setdefault("host", "127.0.0.1")  # never all interfaces unless the config says so
@@ -81,7 +88,23 @@ def prepare(document: dict[str, Any], *, model: str | None = None, port: int | N
             # is one process end to end (measured here: 1,660 req/s at c=32 against 480 with a handle hop).
             args.setdefault("colocate_models", True)
         ServingConfig.parse(args, source=f"applications[{app.get('name')}].args")
+    if console and not any(a.get("route_prefix") == CONSOLE_ROUTE for a in doc["applications"]):
+        first = doc["applications"][0]["args"]
+        doc["applications"].append({
+            "name": "console", "route_prefix": CONSOLE_ROUTE, "import_path": CONSOLE_IMPORT_PATH,
+            "args": {"store_url": first.get("store_url"), "artifact_uri": first.get("artifact_uri"),
+                     "home": first.get("home"), "auth": first.get("auth") or {"enabled": False}},
+            "runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}},
+        })
     return doc
+
+
+def console_url(document: dict[str, Any]) -> str | None:
+    """The console's URL when the document deploys it."""
+    if not any(a.get("route_prefix") == CONSOLE_ROUTE for a in document["applications"]):
+        return None
+    http = document.get("http_options") or {}
+    return f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}{CONSOLE_ROUTE}/"
 
 
 def _entry(args: dict[str, Any], name: str) -> dict[str, Any]:

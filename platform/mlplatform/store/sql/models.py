@@ -55,6 +55,7 @@ class ExperimentRow(Base):
 
 class RunRow(Base):
     __tablename__ = "runs"
+    __table_args__ = (sa.Index("ix_runs_created_at", "created_at"),)
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     experiment_id: Mapped[str] = mapped_column(sa.ForeignKey("experiments.id"), index=True)
     kind: Mapped[str] = mapped_column(sa.String(32), index=True)
@@ -111,6 +112,7 @@ class DatasetRow(Base):
 
 class RunDatasetRow(Base):
     __tablename__ = "run_datasets"
+    __table_args__ = (sa.Index("ix_run_datasets_dataset_id", "dataset_id"),)
     run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     dataset_id: Mapped[str] = mapped_column(sa.ForeignKey("datasets.id"), primary_key=True)
     role: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
@@ -127,7 +129,8 @@ class ModelRow(Base):
 
 class ModelVersionRow(Base):
     __tablename__ = "model_versions"
-    __table_args__ = (sa.UniqueConstraint("model_id", "version"),)
+    __table_args__ = (sa.UniqueConstraint("model_id", "version"),
+                      sa.Index("ix_model_versions_source_run_id", "source_run_id"))
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     model_id: Mapped[str] = mapped_column(sa.ForeignKey("models.id"), index=True)
     version: Mapped[int]
@@ -207,6 +210,7 @@ class LabelRow(Base):
 
 class DriftReportRow(Base):
     __tablename__ = "drift_reports"
+    __table_args__ = (sa.Index("ix_drift_reports_model_created", "model_name", "created_at"),)
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     model_name: Mapped[str] = mapped_column(sa.String(255), index=True)
     version: Mapped[int | None]
@@ -220,6 +224,7 @@ class DriftReportRow(Base):
 
 class AlertRow(Base):
     __tablename__ = "alerts"
+    __table_args__ = (sa.Index("ix_alerts_model_created", "model_name", "created_at"),)
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     type: Mapped[str] = mapped_column(sa.String(64))
     level: Mapped[str] = mapped_column(sa.String(16))

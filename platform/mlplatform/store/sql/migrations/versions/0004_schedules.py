@@ -1,7 +1,7 @@
 """schedules and schedule_runs: cron schedules with a lease, their runs (issue 18, SPEC S9.3)
 
-Revision ID: 0003_schedules
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-06 05:00:00.000000
 """
 
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0003_schedules'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

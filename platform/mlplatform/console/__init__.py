@@ -1,0 +1,1 @@
+"""The web console over the evaluation store (``mlplatform ui``, and ``/console`` beside the model endpoint)."""

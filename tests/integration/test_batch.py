@@ -53,15 +53,15 @@ class ExplodingLoader:
 
     def __call__(self) -> Predictor:
         predictor = self.inner()
-        original, calls = predictor.predict, {"n": 0}
+        original, calls = predictor.predict_checked, {"n": 0}
 
-        def predict(df: pd.DataFrame) -> Any:
+        def predict_checked(df: pd.DataFrame) -> Any:
             calls["n"] += 1
             if calls["n"] == 2:
                 raise RuntimeError("injected failure in batch 2")
             return original(df)
 
-        predictor.predict = predict  # type: ignore[method-assign]
+        predictor.predict_checked = predict_checked  # type: ignore[method-assign]
         return predictor
 
 
@@ -125,7 +125,7 @@ def test_invalid_rows_are_quarantined_and_reconciled(ray_session: None, client: 
     by_key = dict(zip(quarantine["customer_id"].fillna("<missing>"), quarantine["reason"], strict=True))
     assert by_key[rows.loc[3, "customer_id"]].startswith("tenure_months: ") and "'abc'" in by_key[
         rows.loc[3, "customer_id"]]
-    assert by_key[rows.loc[10, "customer_id"]] == "monthly_charges: not_finite (expected a finite number, got inf)"
+    assert by_key[rows.loc[10, "customer_id"]] == "monthly_charges: not_finite (expected a finite number, got 'inf')"
     assert by_key["<missing>"] == "customer_id: missing_value (key column)"
     assert json.loads(quarantine.loc[quarantine["customer_id"] == rows.loc[3, "customer_id"], "row"].iloc[0])[
         "tenure_months"] == "abc"

@@ -39,6 +39,7 @@ CASES = [
     ("x", True, WRONG_TYPE, None), ("x", "abc", WRONG_TYPE, None), ("x", "NA", WRONG_TYPE, None),
     ("x", "", WRONG_TYPE, None), ("x", " 2", WRONG_TYPE, None), ("x", "nan", WRONG_TYPE, None),
     ("x", math.inf, NOT_FINITE, None), ("x", "1e999", NOT_FINITE, None), ("x", 10**400, NOT_FINITE, None),
+    ("x", "inf", NOT_FINITE, None), ("x", "-Infinity", NOT_FINITE, None),
     ("x", {"a": 1}, WRONG_TYPE, None), ("x", [1], WRONG_TYPE, None),
     ("n", 2, None, 2.0), ("n", 2.0, None, 2.0), ("n", "2", None, 2.0), ("n", 1.5, WRONG_TYPE, None),
     ("n", "1.5", WRONG_TYPE, None), ("n", False, WRONG_TYPE, None),

@@ -51,6 +51,7 @@ COMMON_MISSING_MARKERS = frozenset({"", "nan", "NaN", "NAN", "None", "none", "nu
 
 # Exact decimal text: optional sign, digits with an optional fraction, optional exponent. No spaces, no nan/inf.
 _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INFINITY_TEXT = frozenset({"inf", "infinity"})
 _MAX_EXACT_INT = 2.0**53  # above this a float no longer names one integer: it is no category code
 _SHOW_CHARS = 40
 
@@ -409,7 +410,8 @@ def _number_of(value: Any, spec: FeatureSpec, rules: RowRules) -> tuple[float, s
         if value in rules.missing_tokens:
             return math.nan, MISSING_VALUE
         if not _NUMBER_TEXT.fullmatch(value):
-            return math.nan, WRONG_TYPE
+            # "inf" as a CSV writer spells infinity is a number, just not a finite one; "nan" text is no number
+            return (math.inf, None) if value.strip().lower().lstrip("+-") in _INFINITY_TEXT else (math.nan, WRONG_TYPE)
         return float(value), None  # a huge exponent gives inf, refused as not finite
     if isinstance(value, bool | np.bool_):
         return float(value), (None if spec.dtype == "bool" else WRONG_TYPE)

@@ -111,6 +111,12 @@ class RolloutConfig(_Strict):
                                      "when no X-User-ID / X-Request-Key header is sent.")
     fault_injection: dict[int, float] = Field(default_factory=dict, description="TEST ONLY: version -> fraction "
                                               "of its requests that fail deterministically.")
+    fault_delay_s: dict[int, float] = Field(default_factory=dict, description="TEST ONLY: version -> seconds each "
+                                            "of its batches waits before the model call (a slow model).")
+    load_fault_injection: dict[int, int] = Field(default_factory=dict, description="TEST ONLY: version -> how "
+                                                 "many of its first load attempts fail with a transient error.")
+    load_retry_cap_s: float = Field(default=60.0, gt=0, description="Longest wait between two attempts to load a "
+                                    "version that failed transiently (full-jitter exponential backoff).")
 
     @model_validator(mode="after")
     def _rates(self) -> RolloutConfig:

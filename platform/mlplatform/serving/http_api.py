@@ -333,7 +333,10 @@ class ServingAPI:
         ready = {n: isinstance(m, dict) and bool(m.get("ready")) for n, m in zip(self._models, metas, strict=True)}
         body = {"status": "ok" if all(ready.values()) else "degraded", "models": ready,
                 "prediction_log": self._log.stats() if self._log else None,
-                "shadow": {n: q.stats() for n, q in self._shadows.items()}}
+                "shadow": {n: q.stats() for n, q in self._shadows.items()},
+                # a replica serving another champion than the registry names says so, and why (SPEC S7)
+                "convergence": {n: m.get("convergence") for n, m in zip(self._models, metas, strict=True)
+                                if isinstance(m, dict) and m.get("convergence")}}
         return JSONResponse(body, status_code=200 if all(ready.values()) else 503,
                             headers=None if all(ready.values()) else {"Retry-After": "5"})
 

@@ -1,0 +1,134 @@
+"""Serving contains failures (issue 16): chaos through real HTTP to Ray Serve on 127.0.0.1, each reported as counts.
+
+v1 logistic is the champion, v2 hist_gbdt the shadow or challenger. The TEST-ONLY fault injection makes v2 raise
+inside its model call (after batching), where a broken model's exception would come from. Every loop is bounded
+in request count; the cache is off so every request reaches the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from mlplatform.serving.config import deployment_name
+from tests.integration.test_rollout import fire, gbdt_artifact_dir, routing, store  # noqa: F401 (fixtures)
+from tests.integration.test_serving import instances, wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture
+def deploy(serve_instance: str) -> Iterator[Callable[..., str]]:
+    """Deploy one app on its own route prefix; ``rollout`` and any top-level app args can be given."""
+    from ray import serve
+
+    from mlplatform.serving.app import build_app
+
+    names: list[str] = []
+
+    def run(where: dict[str, str], rollout: dict[str, Any] | None = None, **args: Any) -> str:
+        name = f"chaos-{uuid.uuid4().hex[:6]}"
+        merged = {"models": [{"name": "churn", "num_replicas": 1}], **where, "model_num_cpus": 0.25,
+                  "ingress_num_cpus": 0.1, "prediction_log": {"flush_interval_s": 0.2},
+                  "cache": {"enabled": False},
+                  "rollout": {"poll_interval_s": 0.5, "guard_interval_s": 0.5, **(rollout or {})}, **args}
+        serve.run(build_app(merged), name=name, route_prefix=f"/{name}")
+        names.append(name)
+        return f"{serve_instance}/{name}"
+
+    yield run
+    for name in names:
+        serve.delete(name)
+
+
+def model_stats(url: str) -> dict[str, Any]:
+    from ray import serve
+
+    app_name = url.rsplit("/", 1)[1]
+    return serve.get_deployment_handle(deployment_name("churn"), app_name=app_name).stats.remote().result()
+
+
+def test_a_failing_shadow_never_changes_a_champion_answer(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """Before: shadow copies shared the champion's batch queue and breaker, so the shadow's exception failed
+    champion requests in the same batch and opened the one breaker (CircuitOpenError for the champion)."""
+    client, where = store
+    client.registry.set_alias("churn", "shadow", 2, actor="test")
+    url = deploy(where, rollout={"fault_injection": {2: 1.0}})
+    wait_for(lambda: routing(url).get("mirrors") == [2], timeout_s=30)
+    rows = instances(churn_df.iloc[2000:2200])
+    n = 1000
+    responses = asyncio.run(fire(url, [({}, {"instances": [rows[i % len(rows)]]}) for i in range(n)],
+                                 concurrency=16))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: n}, statuses
+    assert {(r.json()["model_version"], r.json()["variant"]) for r in responses} == {(1, "champion")}
+    stats = model_stats(url)
+    assert stats["breaker"] == "closed"
+    assert stats["breakers"]["1"] == "closed"
+    health = wait_for(lambda: (h := httpx.get(f"{url}/healthz", timeout=30).json())["shadow"]["churn"]["failed"]
+                      and h, timeout_s=20)
+    shadow = health["shadow"]["churn"]
+    assert shadow["completed"] == 0 and shadow["failed"] + shadow["dropped"] + shadow["queued"] <= n
+    assert shadow["failed"] > 0
+
+
+def test_transient_load_errors_are_retried_until_the_replica_converges(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """Before: one failed load of the new champion refused it for good; the replica kept the old version and
+    nothing said so. Now: retried with jittered backoff, the mismatch and its reason are visible meanwhile."""
+    client, where = store
+    # the first 4 loads of v2 fail as a store hiccup would: more than one poll's immediate retries (3)
+    url = deploy(where, rollout={"load_fault_injection": {2: 4}, "load_retry_cap_s": 2.0})
+    wait_for(lambda: routing(url).get("champion") == 1, timeout_s=30)
+    client.registry.set_alias("churn", "champion", 2, actor="test")
+
+    def mismatch() -> dict[str, Any] | None:
+        found = model_stats(url)["convergence"]
+        return found if found["converged"] is False and found["reason"] else None
+
+    seen = wait_for(mismatch, timeout_s=20)
+    assert seen["desired_version"] == 2 and seen["serving_version"] == 1
+    assert "ConnectionError" in seen["reason"]
+    wait_for(lambda: routing(url).get("champion") == 2, timeout_s=30)
+    final = httpx.get(f"{url}/healthz", timeout=30).json()["convergence"]["churn"]
+    assert final["converged"] is True and final["lag_s"] == 0.0
+    rows = instances(churn_df.iloc[:5])
+    answer = httpx.post(f"{url}/v1/models/churn:predict", json={"instances": rows}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["model_version"] == 2
+
+
+def test_a_cancelled_half_open_probe_does_not_jam_the_breaker(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """Before: a probe cancelled by the ingress deadline (or a client that went away) kept the half-open slot
+    forever, so every later request got CircuitOpenError (503) although the model had healed."""
+    from ray import serve
+
+    _, where = store
+    url = deploy(where, rollout={"follow_registry": False, "fault_injection": {1: 1.0}}, request_timeout_s=0.5,
+                 breaker={"failure_threshold": 2, "reset_timeout_s": 0.5})
+    handle = serve.get_deployment_handle(deployment_name("churn"), app_name=url.rsplit("/", 1)[1])
+    body = {"instances": instances(churn_df.iloc[:1])}
+    with httpx.Client(timeout=30) as http:
+        def post() -> httpx.Response:
+            return http.post(f"{url}/v1/models/churn:predict", json=body)
+
+        assert [post().status_code for _ in range(2)] == [500, 500]
+        opened = post()
+        assert opened.status_code == 503 and opened.headers["Retry-After"]
+        handle.inject_faults.remote(rates={}, delays={1: 3.0}).result()  # healed, but slow
+        time.sleep(0.6)  # half-open: the next request is the probe
+        probe = post()
+        assert probe.status_code == 504, probe.text  # the deadline cancels it inside the replica
+        handle.inject_faults.remote(delays={}).result()
+        healed = wait_for(lambda: (r := post()).status_code == 200 and r, timeout_s=10)
+        assert healed.json()["model_version"] == 1
+    assert model_stats(url)["breaker"] == "closed"

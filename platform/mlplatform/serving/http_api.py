@@ -12,7 +12,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,12 +32,13 @@ from mlplatform.errors import (
 from mlplatform.serving.config import ServingConfig
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids
 from mlplatform.serving.prediction_log import PredictionLogBuffer
+from mlplatform.serving.request_id import REQUEST_ID, clean_request_id
 from mlplatform.serving.rollout.routing import routing_key
 from mlplatform.serving.rollout.shadow import ShadowQueue
 from mlplatform.serving.validation import parse_instances, parse_json_body
 
 logger = logging.getLogger(__name__)
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+MAX_VERSION = 2**31 - 1  # registry versions are 32-bit integers in every store
 METADATA_TIMEOUT_S = 2.0
 
 api = FastAPI(title="mlplatform serving", version="1", description="KServe V1 style prediction API.")
@@ -73,7 +73,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
-        request_id = given if given and REQUEST_ID.match(given) else str(uuid.uuid4())
+        request_id = clean_request_id(given)
         scope.setdefault("state", {})["request_id"] = request_id
         if given is not None:
             await self.app(scope, receive, send)
@@ -250,7 +250,9 @@ class ServingAPI:
             status = response.status_code
             return response
         finally:
-            self._metrics.request(name, status, time.perf_counter() - started)
+            # tags from the URL only for served names: unknown names would grow the metric without bound
+            self._metrics.request(name if name in self._models else "unknown", status,
+                                  time.perf_counter() - started)
         results = answer.pop("results")
         mirrors = answer.pop("mirror_versions", None) or []
         latency_ms = (time.perf_counter() - started) * 1000
@@ -344,7 +346,7 @@ class ServingAPI:
         request_id = request.state.request_id
         try:
             payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
-            target, label, index = _parse_feedback(payload)
+            target, label, index = _parse_feedback(payload, self.cfg.max_instances)
             stored = await asyncio.wait_for(asyncio.to_thread(
                 self._client.monitoring.add_label, label, request_id=target, instance_index=index), 5.0)
         except TimeoutError:
@@ -361,12 +363,14 @@ async def _await(response: Any) -> Any:
 def _parse_version(version: str | None) -> int | None:
     if version is None:
         return None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInput(f"version must be a positive integer, got {version!r}", field="version")
+    # ASCII digits only (str.isdigit accepts other scripts' digits), bounded before any store query
+    if not re.fullmatch(r"[0-9]{1,10}", version) or not 1 <= int(version) <= MAX_VERSION:
+        raise InvalidInput(f"version must be an integer from 1 to {MAX_VERSION}, got {version[:40]!r}",
+                           field="version")
     return int(version)
 
 
-def _parse_feedback(payload: Any) -> tuple[str, Any, int]:
+def _parse_feedback(payload: Any, max_instances: int) -> tuple[str, Any, int]:
     if not isinstance(payload, dict):
         raise InvalidInput("feedback body must be a JSON object", field="body")
     target = payload.get("request_id")
@@ -378,8 +382,10 @@ def _parse_feedback(payload: Any) -> tuple[str, Any, int]:
     if not isinstance(label, str | int | float | bool) or (isinstance(label, float) and not math.isfinite(label)):
         raise InvalidInput("label must be a string, number or boolean", field="label")
     index = payload.get("instance_index", 0)
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise InvalidInput("instance_index must be a non-negative integer", field="instance_index")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < max_instances:
+        # a request holds at most max_instances rows: a larger index names nothing (and 10^30 overflowed SQL)
+        raise InvalidInput(f"instance_index must be an integer from 0 to {max_instances - 1}",
+                           field="instance_index")
     return target, label, index
 
 

@@ -201,13 +201,18 @@ class ServingAPI:
             raise NotFound(f"model {name!r} is not served here", field="name")
         return handle
 
-    def _admit(self, request: Request) -> None:
-        """Auth, then the rate limit (SPEC S6.12), before any parsing or model work."""
+    def _admit(self, request: Request, limit: bool = True) -> None:
+        """Auth, then the rate limit (SPEC S6.12), before any parsing, model or store work."""
         token = self._auth.check(request.headers) if self._auth is not None else None
-        if self._limiter is not None:
+        if self._limiter is not None and limit:
             from mlplatform.serving.access import client_key
 
-            self._limiter.admit(client_key(request.headers, token, request.client.host if request.client else None))
+            self._limiter.admit(client_key(request.headers, token, request.client.host if request.client else None,
+                                           self.cfg.rate_limit.trusted_proxies))
+
+    def _admit_metadata(self, request: Request) -> None:
+        if self.cfg.auth.metadata:
+            self._admit(request, limit=False)
 
     async def _call(self, response: Any, timeout_s: float, what: str) -> Any:
         try:
@@ -308,6 +313,7 @@ class ServingAPI:
 
     async def list_models(self, request: Request) -> JSONResponse:
         try:
+            self._admit_metadata(request)
             metas = await asyncio.gather(*[self._metadata(n) for n in self._models])
             return JSONResponse({"models": metas})
         except Exception as exc:
@@ -315,6 +321,7 @@ class ServingAPI:
 
     async def model_metadata(self, name: str, request: Request) -> JSONResponse:
         try:
+            self._admit_metadata(request)
             meta = await self._metadata(name)
             if not meta.get("ready"):
                 raise Unavailable(f"model {name} is not ready", retry_after_s=5)
@@ -345,6 +352,7 @@ class ServingAPI:
     async def feedback(self, request: Request) -> JSONResponse:
         request_id = request.state.request_id
         try:
+            self._admit(request)  # a label is a write: the same token and budget as predict
             payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
             target, label, index = _parse_feedback(payload, self.cfg.max_instances)
             stored = await asyncio.wait_for(asyncio.to_thread(

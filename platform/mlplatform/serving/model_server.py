@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections import OrderedDict, deque
@@ -33,7 +34,6 @@ from mlplatform.serving.validation import validate_rows
 
 logger = logging.getLogger(__name__)
 PINNED = "pinned"
-PINNED_VERSIONS_KEPT = 2  # versions outside the routing table a replica keeps loaded for pinned requests
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,10 @@ class ModelServer:
         self._lanes: dict[int, _Lane] = {}
         self._batch_sizes: deque[int] = deque(maxlen=2000)
         self._pinned: OrderedDict[int, LoadedModel] = OrderedDict()  # versions loaded for pinned requests
+        self._pinned_loading: dict[int, asyncio.Future[LoadedModel]] = {}
+        self._pinned_allowed_set: set[int] = set()
+        self._pinned_allowed_at = -math.inf
+        self.pinned_loads = 0
         self._metrics = _Metrics(model_name)
 
     @property
@@ -204,7 +208,8 @@ class ModelServer:
                 "last_error": self.last_error,
                 "routing": None if routes is None else routes.describe(),
                 "versions": self._version_stats.snapshot(), "refused": dict(self._follower.refused),
-                "convergence": self._convergence(),
+                "convergence": self._convergence(), "pinned_loads": self.pinned_loads,
+                "pinned_loaded": sorted(self._pinned),
                 "last_decision": self._follower.last_decision,
                 "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1"}
 
@@ -224,19 +229,53 @@ class ModelServer:
 
     # -- predict -----------------------------------------------------------------------------------------------
     async def _pinned_model(self, routes: Routes, version: int) -> LoadedModel:
-        """The version a pinned request names: a routed one as it is, any other registered version loaded on
-        first use (SHA-256 verified like every load) and kept in a small LRU beside the routing table."""
+        """The version a pinned request names: a routed one as it is; else, if config allows it (an aliased
+        version or one of the last ``pinned.last_n``), loaded once (single-flight, SHA-256 verified like every
+        load) and kept in a small LRU beside the routing table. While it loads, requests that cannot wait
+        ``pinned.wait_s`` get 503 with Retry-After: a stream of pinned requests costs one load, never one each."""
         for model in (routes.champion, routes.challenger, *routes.mirrors):
             if model is not None and model.version == version:
                 return model
         if version in self._pinned:
             self._pinned.move_to_end(version)
             return self._pinned[version]
-        model = await asyncio.to_thread(self._load, f"{self.model_name}:{version}")  # NotFound -> 404
-        self._pinned[version] = model
-        while len(self._pinned) > PINNED_VERSIONS_KEPT:
+        allowed = await self._pinned_allowed()
+        if version not in allowed:
+            raise NotFound(f"version {version} of {self.model_name} is not available for pinned requests (an "
+                           f"aliased version or one of the last {self.cfg.pinned.last_n} registered)",
+                           field="version")
+        task = self._pinned_loading.get(version)
+        if task is None:
+            task = asyncio.ensure_future(asyncio.to_thread(self._load, f"{self.model_name}:{version}"))
+            self._pinned_loading[version] = task
+            self.pinned_loads += 1
+            task.add_done_callback(lambda done, v=version: self._pinned_loaded(v, done))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.cfg.pinned.wait_s)
+        except TimeoutError:
+            raise Unavailable(f"version {version} of {self.model_name} is loading; retry shortly",
+                              retry_after_s=2, field="version") from None
+
+    def _pinned_loaded(self, version: int, task: asyncio.Future[LoadedModel]) -> None:
+        self._pinned_loading.pop(version, None)
+        if task.cancelled() or task.exception() is not None:
+            logger.warning("pinned load of %s:%s failed: %s", self.model_name, version,
+                           "cancelled" if task.cancelled() else task.exception())
+            return
+        self._pinned[version] = task.result()
+        while len(self._pinned) > self.cfg.pinned.max_loaded:
             self._pinned.popitem(last=False)
-        return model
+
+    async def _pinned_allowed(self) -> set[int]:
+        """Aliased versions and the last N, from one registry read at most every poll interval."""
+        now = time.monotonic()
+        if now - self._pinned_allowed_at > self.cfg.rollout.poll_interval_s:
+            model = await asyncio.to_thread(self._client.registry.get_model, self.model_name)
+            latest = model.latest_version or 0
+            self._pinned_allowed_set = {*model.aliases.values(),
+                                        *range(max(1, latest - self.cfg.pinned.last_n + 1), latest + 1)}
+            self._pinned_allowed_at = now
+        return self._pinned_allowed_set
 
     async def predict(self, instances: list[dict[str, Any]], routing_key: str | None = None,
                       shadow_version: int | None = None, pinned_version: int | None = None) -> dict[str, Any]:

@@ -123,6 +123,8 @@ def error_response(exc: BaseException, request_id: str) -> JSONResponse:
         error = {"type": "InternalError", "message": "internal error", "fields": []}
     if status >= 500 and status != 500:
         logger.warning("request %s answered %d: %s", request_id, status, exc)
+    elif status < 500:  # every error answer leaves a trace with its status (the 500s are logged above)
+        logger.info("request %s answered %d %s: %s", request_id, status, error["type"], error["message"][:200])
     return JSONResponse({"error": error, "request_id": request_id}, status_code=status, headers=headers)
 
 
@@ -145,6 +147,7 @@ class ServingAPI:
         from mlplatform.serving.model_server import build_client
 
         self._client = build_client(self.cfg)
+        self._metrics = _Metrics()
         log_cfg = self.cfg.prediction_log
         self._log = None
         if log_cfg.enabled:
@@ -153,7 +156,8 @@ class ServingAPI:
             write = (process_writer(config, log_cfg.write_timeout_s) if log_cfg.writer == "process"
                      else self._client.monitoring.log_predictions)
             self._log = PredictionLogBuffer(write, queue_size=log_cfg.queue_size, flush_rows=log_cfg.flush_rows,
-                                            flush_interval_s=log_cfg.flush_interval_s)
+                                            flush_interval_s=log_cfg.flush_interval_s,
+                                            on_drop=self._metrics.log_dropped)
         from mlplatform.serving.access import PiiMask, RateLimiter, TokenCheck
 
         self._pii = PiiMask(self.cfg.pii)
@@ -161,7 +165,6 @@ class ServingAPI:
         self._auth = TokenCheck(self.cfg.auth) if self.cfg.auth.enabled else None
         self._limiter = RateLimiter(self.cfg.rate_limit) if self.cfg.rate_limit.enabled else None
         self._replica = _replica_id()
-        self._metrics = _Metrics()
         self._shadows: dict[str, ShadowQueue] = {}
         self._lookups = {entry.name: OnlineFeatureLookup(entry.online_features, self.cfg.home)
                          for entry in [*self.cfg.models, *self.cfg.ensembles] if entry.online_features}
@@ -412,9 +415,14 @@ class _Metrics:
 
         self._requests = metrics.Counter("mlplatform_serve_requests", "Predict requests by model and status.",
                                          tag_keys=("model", "status"))
+        self._log_dropped = metrics.Counter("mlplatform_prediction_log_dropped_rows",
+                                            "Prediction-log rows lost (queue full, store down at shutdown).")
         self._latency = metrics.Histogram("mlplatform_serve_latency_ms", "Predict latency measured in the handler.",
                                           boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
                                           tag_keys=("model",))
+
+    def log_dropped(self, rows: int) -> None:
+        self._log_dropped.inc(rows)
 
     def request(self, model: str, status: int, seconds: float) -> None:
         self._requests.inc(tags={"model": model, "status": str(status)})

@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.serving.config import deployment_name
+from mlplatform.serving.rollout import control
+from mlplatform.serving.rollout.routing import CHALLENGER, assign
 from tests.integration.test_rollout import fire, gbdt_artifact_dir, routing, store  # noqa: F401 (fixtures)
 from tests.integration.test_serving import instances, wait_for
 
@@ -132,3 +134,88 @@ def test_a_cancelled_half_open_probe_does_not_jam_the_breaker(
         healed = wait_for(lambda: (r := post()).status_code == 200 and r, timeout_s=10)
         assert healed.json()["model_version"] == 1
     assert model_stats(url)["breaker"] == "closed"
+
+
+def test_b_failing_canary_never_fails_champion_requests_and_is_rolled_back(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """A 5 % challenger that raises on every call: champion-routed requests all succeed, the guard rolls the
+    challenger back within 30 s, and every request after the rollback succeeds."""
+    client, where = store
+    control.start(client, "churn", stage="canary", salt="chaos-salt", actor="test",
+                  policy={"min_requests": 5, "stage_min_s": 3600})
+    url = deploy(where, rollout={"fault_injection": {2: 1.0}})
+    wait_for(lambda: routing(url).get("challenger") == 2, timeout_s=30)
+    rows = instances(churn_df.iloc[2000:2200])
+    started = time.monotonic()
+    sent: list[tuple[str, int]] = []
+    while control.rollout_store(client).get("churn").status == "active":  # type: ignore[union-attr]
+        assert time.monotonic() - started < 30, "the guard did not roll the failing canary back within 30 s"
+        keys = [f"c-{len(sent) + i}" for i in range(100)]
+        responses = asyncio.run(fire(url, [({"X-User-ID": k}, {"instances": [rows[i % len(rows)]]})
+                                           for i, k in enumerate(keys)], concurrency=16))
+        sent += [(k, r.status_code) for k, r in zip(keys, responses, strict=True)]
+    champion_routed = [s for k, s in sent if assign(f"h:{k}", "chaos-salt", 5.0) != CHALLENGER]
+    assert champion_routed and set(champion_routed) == {200}, Counter(champion_routed)
+    assert any(s == 500 for k, s in sent if assign(f"h:{k}", "chaos-salt", 5.0) == CHALLENGER)
+    wait_for(lambda: routing(url).get("challenger") is None, timeout_s=10)
+    after = asyncio.run(fire(url, [({"X-User-ID": f"after-{i}"}, {"instances": [rows[i % len(rows)]]})
+                                   for i in range(200)], concurrency=16))
+    assert {(r.status_code, r.json()["model_version"]) for r in after} == {(200, 1)}
+
+
+def test_e_full_queue_is_503_with_retry_after_and_a_slow_model_504_within_the_deadline(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    _, where = store
+    url = deploy(where, rollout={"follow_registry": False, "fault_delay_s": {1: 2.0}}, request_timeout_s=0.5,
+                 max_ongoing_requests=1, max_queued_requests=1, batching={"max_batch_size": 1})
+    body = {"instances": instances(churn_df.iloc[:1])}
+
+    async def timed(http: httpx.AsyncClient) -> tuple[httpx.Response, float]:
+        began = time.monotonic()
+        response = await http.post(f"{url}/v1/models/churn:predict", json=body)
+        return response, time.monotonic() - began
+
+    async def burst() -> list[tuple[httpx.Response, float]]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await asyncio.gather(*[timed(http) for _ in range(12)])
+
+    answers = asyncio.run(burst())
+    statuses = Counter(r.status_code for r, _ in answers)
+    assert set(statuses) <= {503, 504} and statuses[503] >= 1 and statuses[504] >= 1, statuses
+    for response, seconds in answers:
+        assert response.headers.get("content-type") == "application/json", (response.status_code, response.text)
+        assert response.json()["error"]["type"] in ("Overloaded", "Timeout")
+        if response.status_code == 503:
+            assert int(response.headers["Retry-After"]) >= 1
+        else:
+            assert seconds < 0.5 + 1.5, seconds  # the deadline, plus scheduling slack on a busy host
+
+
+def test_f_store_outage_predictions_go_on_and_log_rows_are_buffered(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """The prediction-log table is unavailable for a while (renamed away): every prediction still answers, the
+    log keeps its rows and writes them all once the store is back. Before: each failed batch was dropped."""
+    import sqlite3
+
+    client, where = store
+    url = deploy(where, rollout={"follow_registry": False}, prediction_log={"flush_interval_s": 0.2})
+    db = where["store_url"].removeprefix("sqlite:///")
+    rows = instances(churn_df.iloc[:50])
+    with sqlite3.connect(db, timeout=30) as conn:
+        conn.execute("ALTER TABLE prediction_log RENAME TO prediction_log_away")
+    try:
+        with httpx.Client(timeout=30) as http:
+            statuses = [http.post(f"{url}/v1/models/churn:predict", json={"instances": [row]}).status_code
+                        for row in rows]
+        assert statuses == [200] * len(rows)
+        during = wait_for(lambda: (h := httpx.get(f"{url}/healthz", timeout=30).json()["prediction_log"])
+                          ["failed_writes"] >= 1 and h, timeout_s=20)
+        assert during["dropped"] == 0 and during["queued"] + during["in_flight"] > 0
+    finally:
+        with sqlite3.connect(db, timeout=30) as conn:
+            conn.execute("ALTER TABLE prediction_log_away RENAME TO prediction_log")
+    logged = wait_for(lambda: len(found := client.monitoring.predictions("churn")) >= len(rows) and found,
+                      timeout_s=30)
+    assert len(logged) == len(rows)
+    after = httpx.get(f"{url}/healthz", timeout=30).json()["prediction_log"]
+    assert after["dropped"] == 0 and after["written"] == len(rows)

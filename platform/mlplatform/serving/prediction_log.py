@@ -83,11 +83,12 @@ class PredictionLogBuffer:
             return 0
         try:
             self._write(batch)
-        except Exception:  # the store is a dependency; its failure must not reach requests
+        except Exception as exc:  # the store is a dependency; its failure must not reach requests
             with self._lock:
                 self._in_flight = 0
                 self.failed_writes += 1
-                if final or self._abandoned:
+                # a write that timed out may still land: writing it again would duplicate rows, so it counts as lost
+                if final or self._abandoned or isinstance(exc, TimeoutError):
                     self._drop(len(batch))
                 else:
                     keep = batch[:max(0, self.queue_size - len(self._queue))]

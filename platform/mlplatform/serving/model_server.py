@@ -116,6 +116,7 @@ class ModelServer:
         self._cache = PredictionCache(self.cfg.cache.max_entries, self.cfg.cache.ttl_s)
         # one lane (batch queue + breaker) per served version: a broken shadow or challenger fails only itself
         self._lanes: dict[int, _Lane] = {}
+        self._lanes_routes: Routes | None = None  # the routing table the lanes were last pruned against
         self._batch_sizes: deque[int] = deque(maxlen=2000)
         self._pinned: OrderedDict[int, LoadedModel] = OrderedDict()  # versions loaded for pinned requests
         self._pinned_loading: dict[int, asyncio.Future[LoadedModel]] = {}
@@ -218,10 +219,11 @@ class ModelServer:
         self._metrics.lag(found["lag_s"])
         return found
 
-    def inject_faults(self, rates: dict[int, float] | None = None, delays: dict[int, float] | None = None) -> None:
+    def inject_faults(self, rates: dict[int, float] | None = None, delays: dict[int, float] | None = None) -> str:
         """TEST ONLY (through a DeploymentHandle, never HTTP): change the injected faults of this replica;
-        refused unless the app was deployed with fault injection configured."""
+        refused unless the app was deployed with fault injection configured. Returns the replica's id."""
         self._faults.change(rates, delays)
+        return self._follower.replica_id
 
     async def guard_now(self) -> str | None:
         """Run one guard check at once (operators; the background thread does it every guard interval)."""
@@ -348,6 +350,12 @@ class ModelServer:
     def _lane(self, version: int) -> _Lane:
         """The batch queue and breaker of one version, made on first use. Lanes of versions no longer served are
         forgotten (a returning version starts with a closed breaker, as a fresh load should)."""
+        routes = self._follower.routes
+        if routes is not self._lanes_routes:  # the table changed: drop the lanes of versions that left it
+            self._lanes_routes = routes
+            keep = {version, *self._pinned, *(routes.versions() if routes else ())}
+            for stale in [v for v in self._lanes if v not in keep]:
+                del self._lanes[stale]
         lane = self._lanes.get(version)
         if lane is None:
             batching = self.cfg.batching
@@ -363,10 +371,6 @@ class ModelServer:
                                self.cfg.breaker.reset_timeout_s),
                 serve.batch(max_batch_size=batching.max_batch_size,
                             batch_wait_timeout_s=batching.batch_wait_timeout_s)(run))
-            routes = self._follower.routes
-            keep = {version, *self._pinned, *(routes.versions() if routes else ())}
-            for stale in [v for v in self._lanes if v not in keep]:
-                del self._lanes[stale]
         return lane
 
     async def _fallback_answer(self, rows: list[tuple[Any, ...]]) -> tuple[list[dict], LoadedModel]:

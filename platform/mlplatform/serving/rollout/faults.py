@@ -17,7 +17,7 @@ class FaultInjector:
         self.rates = {int(v): float(r) for v, r in rates.items() if r > 0}
         self.delays = {int(v): float(s) for v, s in (delays or {}).items() if s > 0}
         # only a deployment configured for fault injection accepts changes at run time (chaos tests)
-        self.enabled = bool(self.rates or self.delays or load_failures)
+        self.enabled = bool(rates or delays or load_failures)  # any entry, even a rate of 0, opts in
         self._counts: dict[int, int] = {}
         self._load_failures = {int(v): int(n) for v, n in (load_failures or {}).items()}
 

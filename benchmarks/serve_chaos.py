@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "platform"), str(ROOT)]
 from _report import emit_target, print_table  # noqa: E402
 from serve_load import free_port, request_bodies  # noqa: E402
+from serve_rollout import two_version_store  # noqa: E402
 
 BENCH = "serve_chaos"
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1500"))
@@ -96,24 +96,12 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from mlplatform.client import Client
-    from mlplatform.datasets.synthetic import FEATURES, TARGET, make_churn
     from mlplatform.serving.app import build_app
     from mlplatform.serving.config import deployment_name
     from mlplatform.serving.rollout import control
     from mlplatform.serving.rollout.routing import CHALLENGER, assign
-    from mlplatform.settings import Settings
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
-    home = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
-    artifact = home / "logistic"
-    fit_sklearn_artifact(make_churn(3000, seed=7), target=TARGET, features=FEATURES, family="logistic",
-                         out_dir=artifact)
-    where = {"store_url": f"sqlite:///{home / 'store.db'}", "artifact_uri": str(home / "artifacts"),
-             "home": str(home)}
-    client = Client(Settings(home=home), store_url=where["store_url"], artifact_uri=where["artifact_uri"])
-    client.registry.register("churn", artifact, alias="champion")
-    client.registry.register("churn", artifact)
+    client, where = two_version_store("chaos-bench-", None)
     bodies, _ = request_bodies(REQUESTS * 8)
     from ray.cluster_utils import Cluster
 

@@ -67,11 +67,12 @@ def deploy_app(serve_instance: str) -> Iterator[Callable[..., str]]:
 
     names: list[str] = []
 
-    def run(where: dict[str, str], **rollout: Any) -> str:
+    def run(where: dict[str, str], app: dict[str, Any] | None = None, **rollout: Any) -> str:
+        """``rollout`` goes into the app's rollout section, ``app`` over the other app args."""
         name = f"rollout-{uuid.uuid4().hex[:6]}"
         args = {"models": [{"name": "churn", "num_replicas": 1}], **where, "model_num_cpus": 0.25,
                 "ingress_num_cpus": 0.1, "prediction_log": {"flush_interval_s": 0.2},
-                "rollout": {"poll_interval_s": 0.5, "guard_interval_s": 0.5, **rollout}}
+                "rollout": {"poll_interval_s": 0.5, "guard_interval_s": 0.5, **rollout}, **(app or {})}
         serve.run(build_app(args), name=name, route_prefix=f"/{name}")
         names.append(name)
         return f"{serve_instance}/{name}"

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,34 +20,26 @@ import pytest
 from mlplatform.serving.config import deployment_name
 from mlplatform.serving.rollout import control
 from mlplatform.serving.rollout.routing import CHALLENGER, assign
-from tests.integration.test_rollout import fire, gbdt_artifact_dir, routing, store  # noqa: F401 (fixtures)
+from tests.integration.test_rollout import (  # noqa: F401 (fixtures)
+    deploy_app,
+    fire,
+    gbdt_artifact_dir,
+    routing,
+    store,
+)
 from tests.integration.test_serving import instances, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture
-def deploy(serve_instance: str) -> Iterator[Callable[..., str]]:
-    """Deploy one app on its own route prefix; ``rollout`` and any top-level app args can be given."""
-    from ray import serve
-
-    from mlplatform.serving.app import build_app
-
-    names: list[str] = []
-
+def deploy(deploy_app: Callable[..., str]) -> Callable[..., str]:  # noqa: F811
+    """test_rollout's deployer with the cache off (every request reaches the model); ``rollout`` and any other
+    app args can be given."""
     def run(where: dict[str, str], rollout: dict[str, Any] | None = None, **args: Any) -> str:
-        name = f"chaos-{uuid.uuid4().hex[:6]}"
-        merged = {"models": [{"name": "churn", "num_replicas": 1}], **where, "model_num_cpus": 0.25,
-                  "ingress_num_cpus": 0.1, "prediction_log": {"flush_interval_s": 0.2},
-                  "cache": {"enabled": False},
-                  "rollout": {"poll_interval_s": 0.5, "guard_interval_s": 0.5, **(rollout or {})}, **args}
-        serve.run(build_app(merged), name=name, route_prefix=f"/{name}")
-        names.append(name)
-        return f"{serve_instance}/{name}"
+        return deploy_app(where, app={"cache": {"enabled": False}, **args}, **(rollout or {}))
 
-    yield run
-    for name in names:
-        serve.delete(name)
+    return run
 
 
 def model_stats(url: str) -> dict[str, Any]:
@@ -219,3 +210,18 @@ def test_f_store_outage_predictions_go_on_and_log_rows_are_buffered(
     assert len(logged) == len(rows)
     after = httpx.get(f"{url}/healthz", timeout=30).json()["prediction_log"]
     assert after["dropped"] == 0 and after["written"] == len(rows)
+
+
+def test_fallback_answers_count_as_failures_of_the_failing_version(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """Before: an answer from the fallback counted as a success of the version that failed, so a guard reading
+    the window could never see a broken version behind a fallback."""
+    _, where = store
+    url = deploy(where, models=[{"name": "churn", "num_replicas": 1, "fallback": "churn:2"}],
+                 rollout={"follow_registry": False, "fault_injection": {1: 1.0}})
+    rows = instances(churn_df.iloc[:10])
+    with httpx.Client(timeout=30) as http:
+        answers = [http.post(f"{url}/v1/models/churn:predict", json={"instances": [row]}) for row in rows]
+    assert {(r.status_code, r.json()["fallback_version"]) for r in answers} == {(200, 2)}
+    window = model_stats(url)["versions"]["1"]
+    assert window["requests"] == 10 and window["errors"] == 10

@@ -225,3 +225,30 @@ def test_fallback_answers_count_as_failures_of_the_failing_version(
     assert {(r.status_code, r.json()["fallback_version"]) for r in answers} == {(200, 2)}
     window = model_stats(url)["versions"]["1"]
     assert window["requests"] == 10 and window["errors"] == 10
+
+
+def test_guard_decides_from_the_fleet_window_not_one_replica(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """Two replicas share 40 failing challenger requests (about 20 each) under a policy that needs 30: before, no
+    replica alone ever had enough and the broken challenger kept its traffic; the merged window rolls it back."""
+    client, where = store
+    control.start(client, "churn", stages=[{"name": "canary", "weight": 50.0}, {"name": "full", "weight": 100.0}],
+                  salt="fleet-salt", actor="test", policy={"min_requests": 30, "stage_min_s": 3600})
+    url = deploy(where, rollout={"fault_injection": {2: 1.0}},
+                 models=[{"name": "churn", "num_replicas": 2}])
+    wait_for(lambda: routing(url).get("challenger") == 2, timeout_s=30)
+    keys = [k for k in (f"f-{i}" for i in range(400)) if assign(f"h:{k}", "fleet-salt", 50.0) == CHALLENGER][:40]
+    rows = instances(churn_df.iloc[:40])
+    responses = asyncio.run(fire(url, [({"X-User-ID": k}, {"instances": [rows[i]]}) for i, k in enumerate(keys)],
+                                 concurrency=4))
+    # 500 from the model, then 503 once that replica's breaker for v2 opens: failures of v2 either way
+    assert {r.status_code for r in responses} <= {500, 503} and len(responses) == 40
+
+    def rolled_back() -> Any:
+        state = control.rollout_store(client).get("churn")
+        return state if state is not None and state.status == "rolled_back" else None
+
+    state = wait_for(rolled_back, timeout_s=20)
+    per_replica = [snap["versions"]["2"]["requests"] for snap in state.metrics.values() if "2" in snap["versions"]]
+    assert len(per_replica) == 2 and sum(per_replica) >= 30 and max(per_replica) < 30, per_replica
+    assert "error rate" in state.details["last_rollback"]["reason"]

@@ -22,7 +22,7 @@ from mlplatform.serving.config import RolloutConfig
 from mlplatform.serving.rollout import control
 from mlplatform.serving.rollout.guard import ADVANCE, ALARM, ROLLBACK, GuardPolicy, decide
 from mlplatform.serving.rollout.routing import CHALLENGER, CHAMPION, assign
-from mlplatform.serving.rollout.window import VersionStats
+from mlplatform.serving.rollout.window import VersionStats, WindowStats
 from mlplatform.store.sql.rollouts import RolloutState
 
 logger = logging.getLogger(__name__)
@@ -248,9 +248,16 @@ class RegistryFollower:
         if not rollout.active or routes.champion.version != rollout.champion_version \
                 or challenger_version is None or challenger_version not in routes.versions():
             return None
+        # decide from the fleet, not from this replica: the windows every replica reported in the store, merged
+        # (a replica that alone saw too few requests, or none of the failures, would never act)
+        rollout = self._rollouts.get(self.model_name) or rollout
+        if not rollout.active or rollout.challenger_version != challenger_version:
+            return None
+        merged = control.merged_metrics(rollout)
         policy = GuardPolicy.model_validate(rollout.policy)
         now = datetime.now(UTC)
-        decision = decide(policy, self.stats.stats(routes.champion.version), self.stats.stats(challenger_version),
+        decision = decide(policy, _fleet_stats(merged, routes.champion.version, self.stats),
+                          _fleet_stats(merged, challenger_version, self.stats),
                           seconds_in_stage=(now - rollout.stage_started_at).total_seconds(),
                           in_cooldown=bool(rollout.cooldown_until and now < rollout.cooldown_until),
                           can_advance=control.next_stage(rollout) is not None)
@@ -295,3 +302,12 @@ class RegistryFollower:
                     self.guard_once()
                 except Exception:
                     logger.warning("rollout guard for %s failed", self.model_name, exc_info=True)
+
+
+def _fleet_stats(merged: dict[str, dict[str, Any]], version: int, own: VersionStats) -> WindowStats:
+    """One version's window over every reporting replica (counts summed, p50/p99 the worst replica's); this
+    replica's own window when the store has no report yet."""
+    found = merged.get(str(version))
+    if found is None:
+        return own.stats(version)
+    return WindowStats(int(found["requests"]), int(found["errors"]), found.get("p50_ms"), found.get("p99_ms"))

@@ -14,6 +14,8 @@ from typing import Any
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 HEADER = b"x-request-id"
+# the environment Ray's nodes need so Serve's proxy cleans the header (read when a proxy starts)
+PROXY_ENV = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "mlplatform.serving.request_id.proxy_middlewares"}
 
 
 def clean_request_id(given: str | None) -> str:

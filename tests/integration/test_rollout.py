@@ -252,7 +252,9 @@ def test_failing_challenger_is_rolled_back_automatically_with_an_alert(
     client, where = store
     control.start(client, "churn", stages=[{"name": "canary", "weight": 50.0}, {"name": "full", "weight": 100.0}],
                   actor="test", policy={"min_requests": 40, "stage_min_s": 3600})
-    url = deploy_app(where, fault_injection={2: 0.05})  # every 20th challenger request fails
+    # every 20th challenger model call fails; the cache is off because faults fire inside the model call (where a
+    # real model's would), which a cached answer never reaches
+    url = deploy_app(where, app={"cache": {"enabled": False}}, fault_injection={2: 0.05})
     wait_for(lambda: routing(url).get("challenger") == 2, timeout_s=30)
     rows = instances(churn_df.iloc[:50])
     statuses: list[int] = []

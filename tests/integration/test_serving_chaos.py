@@ -252,3 +252,25 @@ def test_guard_decides_from_the_fleet_window_not_one_replica(
     per_replica = [snap["versions"]["2"]["requests"] for snap in state.metrics.values() if "2" in snap["versions"]]
     assert len(per_replica) == 2 and sum(per_replica) >= 30 and max(per_replica) < 30, per_replica
     assert "error rate" in state.details["last_rollback"]["reason"]
+
+
+def test_slow_challenger_is_rolled_back_by_the_p99_trigger(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """The p99 trigger end to end (it was only unit-tested): a challenger 300 ms slower per batch, no errors."""
+    client, where = store
+    control.start(client, "churn", stages=[{"name": "canary", "weight": 50.0}, {"name": "full", "weight": 100.0}],
+                  actor="test", policy={"min_requests": 20, "stage_min_s": 3600, "p99_floor_ms": 50})
+    url = deploy(where, rollout={"fault_delay_s": {2: 0.3}})
+    wait_for(lambda: routing(url).get("challenger") == 2, timeout_s=30)
+    rows = instances(churn_df.iloc[:50])
+    started = time.monotonic()
+    statuses: list[int] = []
+    while control.rollout_store(client).get("churn").status == "active":  # type: ignore[union-attr]
+        assert time.monotonic() - started < 45, "the p99 trigger did not roll the slow challenger back"
+        batch = [({"X-User-ID": f"p-{len(statuses) + i}"}, {"instances": [rows[i % len(rows)]]}) for i in range(40)]
+        statuses += [r.status_code for r in asyncio.run(fire(url, batch, concurrency=8))]
+    assert set(statuses) == {200}
+    record = control.rollout_store(client).get("churn").details["last_rollback"]  # type: ignore[union-attr]
+    assert "p99" in record["reason"]
+    alerts = [a for a in client.monitoring.alerts("churn") if a.type == "rollout"]
+    assert alerts and alerts[0].metric == "p99_latency_ms" and alerts[0].version == 2

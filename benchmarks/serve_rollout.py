@@ -35,18 +35,15 @@ def wait_routing(url: str, check: Any, timeout_s: float = 30) -> None:
     raise RuntimeError("the app did not pick up the rollout state")
 
 
-def main() -> None:
-    import ray
-    from ray import serve
-
+def two_version_store(prefix: str, second_alias: str | None) -> tuple[Any, dict[str, str]]:
+    """A fresh SQLite store with the same small logistic model registered twice: v1 champion, v2 ``second_alias``
+    (so a benchmark measures the serving machinery, not a slower second model)."""
     from mlplatform.client import Client
     from mlplatform.datasets.synthetic import FEATURES, TARGET, make_churn
-    from mlplatform.serving.app import build_app
-    from mlplatform.serving.rollout import control
     from mlplatform.settings import Settings
     from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
-    home = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     artifact = home / "logistic"
     fit_sklearn_artifact(make_churn(3000, seed=7), target=TARGET, features=FEATURES, family="logistic",
                          out_dir=artifact)
@@ -54,7 +51,18 @@ def main() -> None:
              "home": str(home)}
     client = Client(Settings(home=home), store_url=where["store_url"], artifact_uri=where["artifact_uri"])
     client.registry.register("churn", artifact, alias="champion")
-    client.registry.register("churn", artifact, alias="challenger")
+    client.registry.register("churn", artifact, alias=second_alias)
+    return client, where
+
+
+def main() -> None:
+    import ray
+    from ray import serve
+
+    from mlplatform.serving.app import build_app
+    from mlplatform.serving.rollout import control
+
+    client, where = two_version_store("rollout-bench-", "challenger")
     bodies, _ = request_bodies(20_000)
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {
         "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT)])}})

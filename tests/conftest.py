@@ -120,6 +120,11 @@ def ray_session() -> Iterator[str]:
     venv_bin = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(venv_bin):
         os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    # Serve's proxy echoes X-Request-ID itself: the platform's proxy callback cleans it first (issue 16)
+    from mlplatform.serving.request_id import PROXY_ENV
+
+    for key, value in PROXY_ENV.items():
+        os.environ.setdefault(key, value)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": _free_port(),
         "dashboard_agent_listen_port": _free_port(),

@@ -67,11 +67,12 @@ def deploy_app(serve_instance: str) -> Iterator[Callable[..., str]]:
 
     names: list[str] = []
 
-    def run(where: dict[str, str], **rollout: Any) -> str:
+    def run(where: dict[str, str], app: dict[str, Any] | None = None, **rollout: Any) -> str:
+        """``rollout`` goes into the app's rollout section, ``app`` over the other app args."""
         name = f"rollout-{uuid.uuid4().hex[:6]}"
         args = {"models": [{"name": "churn", "num_replicas": 1}], **where, "model_num_cpus": 0.25,
                 "ingress_num_cpus": 0.1, "prediction_log": {"flush_interval_s": 0.2},
-                "rollout": {"poll_interval_s": 0.5, "guard_interval_s": 0.5, **rollout}}
+                "rollout": {"poll_interval_s": 0.5, "guard_interval_s": 0.5, **rollout}, **(app or {})}
         serve.run(build_app(args), name=name, route_prefix=f"/{name}")
         names.append(name)
         return f"{serve_instance}/{name}"
@@ -251,7 +252,9 @@ def test_failing_challenger_is_rolled_back_automatically_with_an_alert(
     client, where = store
     control.start(client, "churn", stages=[{"name": "canary", "weight": 50.0}, {"name": "full", "weight": 100.0}],
                   actor="test", policy={"min_requests": 40, "stage_min_s": 3600})
-    url = deploy_app(where, fault_injection={2: 0.05})  # every 20th challenger request fails
+    # every 20th challenger model call fails; the cache is off because faults fire inside the model call (where a
+    # real model's would), which a cached answer never reaches
+    url = deploy_app(where, app={"cache": {"enabled": False}}, fault_injection={2: 0.05})
     wait_for(lambda: routing(url).get("challenger") == 2, timeout_s=30)
     rows = instances(churn_df.iloc[:50])
     statuses: list[int] = []

@@ -45,11 +45,18 @@ def test_rate_limiter_forgets_the_least_recent_client_first() -> None:
         limiter.admit("c")
 
 
-def test_client_key_prefers_user_then_token_then_address() -> None:
-    assert client_key({"x-user-id": "u1"}, "tok", "1.2.3.4") == "user:u1"
+def test_client_key_is_the_principal_or_peer_and_headers_only_from_trusted_proxies() -> None:
     by_token = client_key({}, "tok", "1.2.3.4")
     assert by_token.startswith("token:") and by_token != "token:tok"  # a digest, never the token itself
     assert client_key({}, None, "1.2.3.4") == "addr:1.2.3.4"
+    # a client-written header names nobody unless the peer is a trusted proxy
+    assert client_key({"x-user-id": "u1"}, "tok", "1.2.3.4") == by_token
+    assert client_key({"x-user-id": "u1", "x-forwarded-for": "9.9.9.9"}, None, "1.2.3.4") == "addr:1.2.3.4"
+    trusted = ["10.0.0.0/8", "127.0.0.1"]
+    assert client_key({"x-user-id": "u1"}, "tok", "10.1.2.3", trusted) == "user:u1"
+    assert client_key({"x-forwarded-for": "9.9.9.9, 10.0.0.1"}, None, "127.0.0.1", trusted) == "addr:9.9.9.9"
+    assert client_key({"x-user-id": "u1"}, None, "11.0.0.1", trusted) == "addr:11.0.0.1"
+    assert client_key({"x-user-id": "u1"}, None, "not-an-ip", trusted) == "addr:not-an-ip"
 
 
 def test_token_check(monkeypatch: pytest.MonkeyPatch) -> None:

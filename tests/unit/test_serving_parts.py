@@ -98,17 +98,54 @@ def test_prediction_log_drops_and_counts_when_full_and_flushes_on_close() -> Non
     assert [r.request_id for r in written] == [f"r{i}" for i in range(5)]
 
 
-def test_prediction_log_survives_a_failing_store() -> None:
+def test_prediction_log_buffers_through_a_failing_store_and_counts_what_it_loses() -> None:
+    """Before: a failed write dropped its batch at once; now it stays queued and is tried again."""
+    attempts: list[int] = []
+    written: list[PredictionRecord] = []
+    dropped: list[int] = []
+
+    def flaky(batch: Sequence[PredictionRecord]) -> None:
+        attempts.append(len(batch))
+        if len(attempts) <= 2:
+            raise ConnectionError("store down")
+        written.extend(batch)
+
+    log = PredictionLogBuffer(flaky, flush_rows=10, flush_interval_s=0.02, on_drop=dropped.append)
+    log.add([_record(i) for i in range(3)])
+    deadline = time.monotonic() + 5
+    while log.stats()["written"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    log.close()
+    assert [r.request_id for r in written] == ["r0", "r1", "r2"] and attempts == [3, 3, 3]
+    assert log.stats()["dropped"] == 0 and log.stats()["failed_writes"] == 2 and dropped == []
+
     def broken(batch: Sequence[PredictionRecord]) -> None:
         raise ConnectionError("store down")
 
-    log = PredictionLogBuffer(broken, flush_rows=1, flush_interval_s=0.05)
-    log.add([_record(0)])
-    deadline = time.monotonic() + 5
-    while log.stats()["dropped"] < 1 and time.monotonic() < deadline:
+    log = PredictionLogBuffer(broken, flush_rows=1, flush_interval_s=0.02, on_drop=dropped.append)
+    log.add([_record(0), _record(1)])
+    while log.stats()["failed_writes"] < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert log.stats()["queued"] + log.stats()["in_flight"] == 2 and log.stats()["dropped"] == 0  # buffered
     log.close()
-    assert log.stats()["dropped"] == 1
+    assert log.stats()["dropped"] == 2 and sum(dropped) == 2 and log.stats()["queued"] == 0
+
+
+def test_prediction_log_counts_the_batch_in_flight_when_close_times_out() -> None:
+    """Before: close() counted only the queued rows; the batch being written when it gave up vanished."""
+    gate = threading.Event()
+    log = PredictionLogBuffer(lambda batch: gate.wait(5), flush_rows=2, flush_interval_s=0.01)
+    log.add([_record(i) for i in range(3)])  # 2 in flight (blocked), 1 queued
+    deadline = time.monotonic() + 5
+    while log.stats()["in_flight"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    log.close(timeout_s=0.1)
+    assert log.stats()["dropped"] == 3
+    gate.set()  # the stuck write completes after all: it is written, no longer lost
+    deadline = time.monotonic() + 5
+    while log.stats()["written"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.stats()["written"] == 2 and log.stats()["dropped"] == 1
 
 
 def test_body_limits() -> None:

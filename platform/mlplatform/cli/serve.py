@@ -15,6 +15,7 @@ import typer
 from mlplatform.cli._output import JsonOption, emit, expected_errors, print_table
 from mlplatform.errors import Unavailable
 from mlplatform.serving.deploy import THROUGHPUT_ENV
+from mlplatform.serving.request_id import PROXY_ENV
 
 app = typer.Typer(help="Online serving on Ray Serve: deploy, inspect and stop the prediction API.",
                   no_args_is_help=True)
@@ -46,8 +47,9 @@ def _connect(address: str | None, *, start: bool, high_throughput: bool = False)
     if ray_bin is None:
         raise Unavailable("no Ray cluster is running and the `ray` command was not found")
     typer.echo("no Ray cluster running; starting one with `ray start --head`", err=True)
-    # Serve's controller and proxies read RAY_SERVE_THROUGHPUT_OPTIMIZED when they start: give it to Ray itself
-    env = {**os.environ, **THROUGHPUT_ENV} if high_throughput else None
+    # Serve's controller and proxies read RAY_SERVE_THROUGHPUT_OPTIMIZED and the proxy callback (which cleans
+    # X-Request-ID before the proxy echoes it) when they start: give them to Ray itself
+    env = {**os.environ, **PROXY_ENV, **(THROUGHPUT_ENV if high_throughput else {})}
     done = subprocess.run([ray_bin, "start", "--head", "--disable-usage-stats"], capture_output=True, text=True,
                           check=False, env=env)
     if done.returncode != 0:

@@ -9,7 +9,7 @@ import json
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlplatform.errors import ConfigError, RateLimited, Unauthorized
@@ -66,13 +66,31 @@ class RateLimiter:
             self._seen.popitem(last=False)
 
 
-def client_key(headers: Mapping[str, str], token: str | None, address: str | None) -> str:
-    user = headers.get("x-user-id")
-    if user:
-        return f"user:{user}"
+def client_key(headers: Mapping[str, str], token: str | None, address: str | None,
+               trusted_proxies: Sequence[str] = ()) -> str:
+    """The rate limiter's key: who the request comes from, as far as the server can know it. A header the client
+    writes (X-User-ID, X-Forwarded-For) counts only when the peer is a configured trusted proxy; rotating it from
+    anywhere else does not buy a fresh budget. Then the authenticated principal, then the peer address."""
+    if address and trusted_proxies and _is_trusted(address, trusted_proxies):
+        user = headers.get("x-user-id")
+        if user:
+            return f"user:{user[:128]}"
+        forwarded = (headers.get("x-forwarded-for") or "").split(",")[0].strip()
+        if forwarded:
+            return f"addr:{forwarded[:64]}"
     if token:
         return "token:" + hmac.new(b"rate-limit", token.encode(), "sha256").hexdigest()[:16]
     return f"addr:{address or 'unknown'}"
+
+
+def _is_trusted(address: str, trusted: Sequence[str]) -> bool:
+    import ipaddress
+
+    try:
+        peer = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(peer in ipaddress.ip_network(net, strict=False) for net in trusted)
 
 
 class PiiMask:

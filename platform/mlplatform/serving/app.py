@@ -120,7 +120,10 @@ def build_app(args: dict[str, Any]) -> Application:
     handles.update(ensemble_bindings(cfg, plain))
     return IngressDeployment.options(
         name=INGRESS_NAME, num_replicas=cfg.ingress_replicas, max_ongoing_requests=cfg.ingress_max_ongoing_requests,
-        max_queued_requests=cfg.max_queued_requests * max(1, len(handles) + len(cfg.models) * cfg.colocate_models),
+        # at least the ingress's own concurrency: Serve's proxy answers a full ingress queue with a plain-text 503
+        # without Retry-After, so the model queue (whose overflow becomes a JSON 503 + Retry-After) must fill first
+        max_queued_requests=max(cfg.ingress_max_ongoing_requests, cfg.max_queued_requests * max(
+            1, len(handles) + len(cfg.models) * cfg.colocate_models)),
         ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
         graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
     ).bind(handles, plain)

@@ -53,6 +53,13 @@ class CircuitBreaker:
         with self._lock:
             self._state, self._failures, self._probe_in_flight = CLOSED, 0, False
 
+    def release(self) -> None:
+        """The call ended without a verdict (cancelled by a deadline or a client that went away, or the input
+        was invalid): give the half-open probe slot back so the next call probes. Without this, a cancelled
+        probe kept the slot forever and every later call was refused as if the circuit were open."""
+        with self._lock:
+            self._probe_in_flight = False
+
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlplatform.errors import ConfigError
 
@@ -70,21 +70,47 @@ class PredictionLogConfig(_Strict):
 
 
 class AuthConfig(_Strict):
-    """Bearer-token authentication of the predict routes (SPEC S6.12; off by default)."""
+    """Bearer-token authentication (SPEC S6.12; off by default) of the routes that read or write: predict, pinned
+    predict and feedback, and the model metadata routes when ``metadata`` is set."""
 
     enabled: bool = False
     token_secret: str = Field(default="MLPLATFORM_SERVE_TOKEN", pattern=r"^[A-Z][A-Z0-9_]*$",
                               description="Secret name: read from the file in NAME_FILE, else env NAME.")
+    metadata: bool = Field(default=False, description="Also require the token for GET /v1/models[/{name}].")
 
 
 class RateLimitConfig(_Strict):
-    """Per-client request budget of the predict routes (SPEC S6.12; off by default). The client key is X-User-ID,
-    else the bearer token, else the client address. Per ingress replica: N replicas allow up to N x requests."""
+    """Per-client request budget of predict and feedback (SPEC S6.12; off by default). The client is the
+    authenticated principal (the bearer token), else the peer address. A client-supplied header (X-User-ID, else
+    the first X-Forwarded-For address) names the client only when the peer is in ``trusted_proxies``: otherwise a
+    client could rotate it to get a fresh budget per request. Per ingress replica: N replicas allow N x requests."""
 
     enabled: bool = False
     requests: int = Field(default=100, ge=1)
     window_s: float = Field(default=60.0, gt=0)
-    max_clients: int = Field(default=100_000, ge=1, description="Keys tracked; the least recent is forgotten.")
+    max_clients: int = Field(default=100_000, ge=1, description="Keys tracked (an LRU); the least recent is "
+                             "forgotten, so memory stays bounded whatever the number of clients.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Peer addresses or CIDR networks whose "
+                                       "X-User-ID / X-Forwarded-For headers are believed.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+
+class PinnedConfig(_Strict):
+    """Which registered versions ``POST /v1/models/{name}/versions/{v}:predict`` may load beside the routed ones:
+    a version with an alias, or one of the last ``last_n`` registered. Loads are single-flight; a request that
+    finds its version still loading after ``wait_s`` gets 503 with Retry-After."""
+
+    last_n: int = Field(default=3, ge=0)
+    max_loaded: int = Field(default=2, ge=0, description="Pinned-only versions kept loaded per replica (an LRU).")
+    wait_s: float = Field(default=5.0, ge=0, description="How long a request waits for its version to load.")
 
 
 class PiiConfig(_Strict):
@@ -111,6 +137,12 @@ class RolloutConfig(_Strict):
                                      "when no X-User-ID / X-Request-Key header is sent.")
     fault_injection: dict[int, float] = Field(default_factory=dict, description="TEST ONLY: version -> fraction "
                                               "of its requests that fail deterministically.")
+    fault_delay_s: dict[int, float] = Field(default_factory=dict, description="TEST ONLY: version -> seconds each "
+                                            "of its batches waits before the model call (a slow model).")
+    load_fault_injection: dict[int, int] = Field(default_factory=dict, description="TEST ONLY: version -> how "
+                                                 "many of its first load attempts fail with a transient error.")
+    load_retry_cap_s: float = Field(default=60.0, gt=0, description="Longest wait between two attempts to load a "
+                                    "version that failed transiently (full-jitter exponential backoff).")
 
     @model_validator(mode="after")
     def _rates(self) -> RolloutConfig:
@@ -213,6 +245,7 @@ class ServingConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    pinned: PinnedConfig = Field(default_factory=PinnedConfig)
     graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
     health_check_period_s: float = Field(default=10.0, gt=0)
 

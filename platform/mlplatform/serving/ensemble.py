@@ -12,6 +12,7 @@ The answer names every member's ref, version and status.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from typing import Any
 
@@ -21,6 +22,7 @@ from mlplatform.errors import ConfigError, InvalidInput, Timeout, Unavailable
 from mlplatform.serving.config import EnsembleEntry, ServingConfig
 
 ENSEMBLE_VARIANT = "ensemble"
+logger = logging.getLogger(__name__)
 
 
 class EnsembleServer:
@@ -61,8 +63,12 @@ class EnsembleServer:
         members, ok = [], []
         for i, (ref, outcome) in enumerate(zip(self.entry.members, outcomes, strict=True)):
             if isinstance(outcome, BaseException):
+                # the client learns which member failed and how, never the member's own error text (it can hold
+                # paths, hosts or data); the full text is in this replica's log
+                logger.warning("ensemble %s: member %s failed: %s: %s", self.name, ref, type(outcome).__name__,
+                               outcome)
                 members.append({"ref": ref, "model_name": None, "model_version": None, "status": "failed",
-                                "error": f"{type(outcome).__name__}: {outcome}"})
+                                "error": _failure_kind(outcome)})
             else:
                 members.append({"ref": ref, "model_name": outcome["model_name"],
                                 "model_version": outcome["model_version"], "status": "ok"})
@@ -106,6 +112,14 @@ class EnsembleServer:
 
     def check_health(self) -> None:
         pass  # members have their own health checks; readiness is reported by metadata()
+
+
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, Timeout):
+        return "timeout"
+    if isinstance(exc, Unavailable):
+        return "unavailable"
+    return "error"
 
 
 def combine_classifier(rows: list[dict[str, Any]], weights: list[float], metas: list[dict[str, Any]],

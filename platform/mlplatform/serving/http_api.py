@@ -12,7 +12,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,12 +32,13 @@ from mlplatform.errors import (
 from mlplatform.serving.config import ServingConfig
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
 from mlplatform.serving.prediction_log import PredictionLogBuffer
+from mlplatform.serving.request_id import REQUEST_ID, clean_request_id
 from mlplatform.serving.rollout.routing import routing_key
 from mlplatform.serving.rollout.shadow import ShadowQueue
 from mlplatform.serving.validation import parse_instances, parse_json_body
 
 logger = logging.getLogger(__name__)
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+MAX_VERSION = 2**31 - 1  # registry versions are 32-bit integers in every store
 METADATA_TIMEOUT_S = 2.0
 
 api = FastAPI(title="mlplatform serving", version="1", description="KServe V1 style prediction API.")
@@ -73,7 +73,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
-        request_id = given if given and REQUEST_ID.match(given) else str(uuid.uuid4())
+        request_id = clean_request_id(given)
         scope.setdefault("state", {})["request_id"] = request_id
         if given is not None:
             await self.app(scope, receive, send)
@@ -127,6 +127,8 @@ def error_response(exc: BaseException, request_id: str) -> JSONResponse:
         error = {"type": "InternalError", "message": "internal error", "fields": []}
     if status >= 500 and status != 500:
         logger.warning("request %s answered %d: %s", request_id, status, exc)
+    elif status < 500:  # every error answer leaves a trace with its status (the 500s are logged above)
+        logger.info("request %s answered %d %s: %s", request_id, status, error["type"], error["message"][:200])
     return JSONResponse({"error": error, "request_id": request_id}, status_code=status, headers=headers)
 
 
@@ -149,6 +151,7 @@ class ServingAPI:
         from mlplatform.serving.model_server import build_client
 
         self._client = build_client(self.cfg)
+        self._metrics = _Metrics()
         log_cfg = self.cfg.prediction_log
         self._log = None
         if log_cfg.enabled:
@@ -157,7 +160,8 @@ class ServingAPI:
             write = (process_writer(config, log_cfg.write_timeout_s) if log_cfg.writer == "process"
                      else self._client.monitoring.log_predictions)
             self._log = PredictionLogBuffer(write, queue_size=log_cfg.queue_size, flush_rows=log_cfg.flush_rows,
-                                            flush_interval_s=log_cfg.flush_interval_s)
+                                            flush_interval_s=log_cfg.flush_interval_s,
+                                            on_drop=self._metrics.log_dropped)
         from mlplatform.serving.access import PiiMask, RateLimiter, TokenCheck
 
         self._pii = PiiMask(self.cfg.pii)
@@ -165,7 +169,6 @@ class ServingAPI:
         self._auth = TokenCheck(self.cfg.auth) if self.cfg.auth.enabled else None
         self._limiter = RateLimiter(self.cfg.rate_limit) if self.cfg.rate_limit.enabled else None
         self._replica = _replica_id()
-        self._metrics = _Metrics()
         self._shadows: dict[str, ShadowQueue] = {}
         self._lookups = {entry.name: OnlineFeatureLookup(entry.online_features, self.cfg.home)
                          for entry in [*self.cfg.models, *self.cfg.ensembles] if entry.online_features}
@@ -205,13 +208,18 @@ class ServingAPI:
             raise NotFound(f"model {name!r} is not served here", field="name")
         return handle
 
-    def _admit(self, request: Request) -> None:
-        """Auth, then the rate limit (SPEC S6.12), before any parsing or model work."""
+    def _admit(self, request: Request, limit: bool = True) -> None:
+        """Auth, then the rate limit (SPEC S6.12), before any parsing, model or store work."""
         token = self._auth.check(request.headers) if self._auth is not None else None
-        if self._limiter is not None:
+        if self._limiter is not None and limit:
             from mlplatform.serving.access import client_key
 
-            self._limiter.admit(client_key(request.headers, token, request.client.host if request.client else None))
+            self._limiter.admit(client_key(request.headers, token, request.client.host if request.client else None,
+                                           self.cfg.rate_limit.trusted_proxies))
+
+    def _admit_metadata(self, request: Request) -> None:
+        if self.cfg.auth.metadata:
+            self._admit(request, limit=False)
 
     async def _call(self, response: Any, timeout_s: float, what: str) -> Any:
         try:
@@ -257,7 +265,9 @@ class ServingAPI:
             status = response.status_code
             return response
         finally:
-            self._metrics.request(name, status, time.perf_counter() - started)
+            # tags from the URL only for served names: unknown names would grow the metric without bound
+            self._metrics.request(name if name in self._models else "unknown", status,
+                                  time.perf_counter() - started)
         results = answer.pop("results")
         mirrors = answer.pop("mirror_versions", None) or []
         latency_ms = (time.perf_counter() - started) * 1000
@@ -314,6 +324,7 @@ class ServingAPI:
 
     async def list_models(self, request: Request) -> JSONResponse:
         try:
+            self._admit_metadata(request)
             metas = await asyncio.gather(*[self._metadata(n) for n in self._models])
             return JSONResponse({"models": metas})
         except Exception as exc:
@@ -321,6 +332,7 @@ class ServingAPI:
 
     async def model_metadata(self, name: str, request: Request) -> JSONResponse:
         try:
+            self._admit_metadata(request)
             meta = await self._metadata(name)
             if not meta.get("ready"):
                 raise Unavailable(f"model {name} is not ready", retry_after_s=5)
@@ -341,15 +353,19 @@ class ServingAPI:
         ready = {n: isinstance(m, dict) and bool(m.get("ready")) for n, m in zip(self._models, metas, strict=True)}
         body = {"status": "ok" if all(ready.values()) else "degraded", "models": ready,
                 "prediction_log": self._log.stats() if self._log else None,
-                "shadow": {n: q.stats() for n, q in self._shadows.items()}}
+                "shadow": {n: q.stats() for n, q in self._shadows.items()},
+                # a replica serving another champion than the registry names says so, and why (SPEC S7)
+                "convergence": {n: m.get("convergence") for n, m in zip(self._models, metas, strict=True)
+                                if isinstance(m, dict) and m.get("convergence")}}
         return JSONResponse(body, status_code=200 if all(ready.values()) else 503,
                             headers=None if all(ready.values()) else {"Retry-After": "5"})
 
     async def feedback(self, request: Request) -> JSONResponse:
         request_id = request.state.request_id
         try:
+            self._admit(request)  # a label is a write: the same token and budget as predict
             payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
-            target, label, index = _parse_feedback(payload)
+            target, label, index = _parse_feedback(payload, self.cfg.max_instances)
             stored = await asyncio.wait_for(asyncio.to_thread(
                 self._client.monitoring.add_label, label, request_id=target, instance_index=index), 5.0)
         except TimeoutError:
@@ -366,12 +382,14 @@ async def _await(response: Any) -> Any:
 def _parse_version(version: str | None) -> int | None:
     if version is None:
         return None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInput(f"version must be a positive integer, got {version!r}", field="version")
+    # ASCII digits only (str.isdigit accepts other scripts' digits), bounded before any store query
+    if not re.fullmatch(r"[0-9]{1,10}", version) or not 1 <= int(version) <= MAX_VERSION:
+        raise InvalidInput(f"version must be an integer from 1 to {MAX_VERSION}, got {version[:40]!r}",
+                           field="version")
     return int(version)
 
 
-def _parse_feedback(payload: Any) -> tuple[str, Any, int]:
+def _parse_feedback(payload: Any, max_instances: int) -> tuple[str, Any, int]:
     if not isinstance(payload, dict):
         raise InvalidInput("feedback body must be a JSON object", field="body")
     target = payload.get("request_id")
@@ -383,8 +401,10 @@ def _parse_feedback(payload: Any) -> tuple[str, Any, int]:
     if not isinstance(label, str | int | float | bool) or (isinstance(label, float) and not math.isfinite(label)):
         raise InvalidInput("label must be a string, number or boolean", field="label")
     index = payload.get("instance_index", 0)
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise InvalidInput("instance_index must be a non-negative integer", field="instance_index")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < max_instances:
+        # a request holds at most max_instances rows: a larger index names nothing (and 10^30 overflowed SQL)
+        raise InvalidInput(f"instance_index must be an integer from 0 to {max_instances - 1}",
+                           field="instance_index")
     return target, label, index
 
 
@@ -403,9 +423,14 @@ class _Metrics:
 
         self._requests = metrics.Counter("mlplatform_serve_requests", "Predict requests by model and status.",
                                          tag_keys=("model", "status"))
+        self._log_dropped = metrics.Counter("mlplatform_prediction_log_dropped_rows",
+                                            "Prediction-log rows lost (queue full, store down at shutdown).")
         self._latency = metrics.Histogram("mlplatform_serve_latency_ms", "Predict latency measured in the handler.",
                                           boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
                                           tag_keys=("model",))
+
+    def log_dropped(self, rows: int) -> None:
+        self._log_dropped.inc(rows)
 
     def request(self, model: str, status: int, seconds: float) -> None:
         self._requests.inc(tags={"model": model, "status": str(status)})

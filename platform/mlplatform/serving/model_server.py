@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections import OrderedDict, deque
@@ -33,7 +34,6 @@ from mlplatform.serving.rollout.window import VersionStats
 
 logger = logging.getLogger(__name__)
 PINNED = "pinned"
-PINNED_VERSIONS_KEPT = 2  # versions outside the routing table a replica keeps loaded for pinned requests
 
 
 @dataclass(frozen=True)
@@ -111,16 +111,19 @@ class ModelServer:
         self._version_stats = VersionStats(self.cfg.rollout.window_s)
         self._follower = RegistryFollower(model_name, self._client, self._load_version, self.cfg.rollout,
                                           self._version_stats, current_replica_id())
-        self._faults = FaultInjector(self.cfg.rollout.fault_injection)
+        rollout = self.cfg.rollout
+        self._faults = FaultInjector(rollout.fault_injection, rollout.load_fault_injection, rollout.fault_delay_s)
         self._cache = PredictionCache(self.cfg.cache.max_entries, self.cfg.cache.ttl_s)
-        self._breaker = CircuitBreaker(f"model {model_name}", self.cfg.breaker.failure_threshold,
-                                       self.cfg.breaker.reset_timeout_s)
+        # one lane (batch queue + breaker) per served version: a broken shadow or challenger fails only itself
+        self._lanes: dict[int, _Lane] = {}
+        self._lanes_routes: Routes | None = None  # the routing table the lanes were last pruned against
         self._batch_sizes: deque[int] = deque(maxlen=2000)
         self._pinned: OrderedDict[int, LoadedModel] = OrderedDict()  # versions loaded for pinned requests
+        self._pinned_loading: dict[int, asyncio.Future[LoadedModel]] = {}
+        self._pinned_allowed_set: set[int] = set()
+        self._pinned_allowed_at = -math.inf
+        self.pinned_loads = 0
         self._metrics = _Metrics(model_name)
-        batching = self.cfg.batching
-        self._batched.set_max_batch_size(batching.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     @property
     def _model(self) -> LoadedModel | None:
@@ -173,6 +176,7 @@ class ModelServer:
 
     def _load_version(self, version: Any, ref: str) -> LoadedModel:
         started = time.perf_counter()
+        self._faults.check_load(version.version)
         if version.model_name != self.model_name:
             raise InvalidInput(f"ref {ref!r} names model {version.model_name}, not {self.model_name}", field="ref")
         predictor = self._client.registry.load(version)  # raises IntegrityError on any sha256 mismatch
@@ -183,6 +187,7 @@ class ModelServer:
                            load_seconds=time.perf_counter() - started)
 
     def check_health(self) -> None:
+        self._convergence()  # Serve calls this every health_check_period_s: keeps the lag gauge current
         if self._model is None:
             raise Unavailable(f"model {self.model_name} is not loaded")
 
@@ -191,18 +196,34 @@ class ModelServer:
         model = self._model
         routes = self._follower.routes
         base = {"name": self.model_name, "ready": model is not None, "requested_ref": self.requested_ref,
-                "last_error": self.last_error, "routing": None if routes is None else routes.describe()}
+                "last_error": self.last_error, "routing": None if routes is None else routes.describe(),
+                "convergence": self._convergence()}
         return {**base, **model.metadata()} if model else base
 
     def stats(self) -> dict[str, Any]:
         routes = self._follower.routes
         return {"version": None if self._model is None else self._model.version,
                 "batch_sizes": list(self._batch_sizes), "cache": self._cache.stats(),
-                "breaker": self._breaker.state, "last_error": self.last_error,
+                "breaker": None if self._model is None else self._lane(self._model.version).breaker.state,
+                "breakers": {str(v): lane.breaker.state for v, lane in sorted(self._lanes.items())},
+                "last_error": self.last_error,
                 "routing": None if routes is None else routes.describe(),
                 "versions": self._version_stats.snapshot(), "refused": dict(self._follower.refused),
+                "convergence": self._convergence(), "pinned_loads": self.pinned_loads,
+                "pinned_loaded": sorted(self._pinned),
                 "last_decision": self._follower.last_decision,
                 "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1"}
+
+    def _convergence(self) -> dict[str, Any]:
+        found = self._follower.convergence()
+        self._metrics.lag(found["lag_s"])
+        return found
+
+    def inject_faults(self, rates: dict[int, float] | None = None, delays: dict[int, float] | None = None) -> str:
+        """TEST ONLY (through a DeploymentHandle, never HTTP): change the injected faults of this replica;
+        refused unless the app was deployed with fault injection configured. Returns the replica's id."""
+        self._faults.change(rates, delays)
+        return self._follower.replica_id
 
     async def guard_now(self) -> str | None:
         """Run one guard check at once (operators; the background thread does it every guard interval)."""
@@ -210,19 +231,53 @@ class ModelServer:
 
     # -- predict -----------------------------------------------------------------------------------------------
     async def _pinned_model(self, routes: Routes, version: int) -> LoadedModel:
-        """The version a pinned request names: a routed one as it is, any other registered version loaded on
-        first use (SHA-256 verified like every load) and kept in a small LRU beside the routing table."""
+        """The version a pinned request names: a routed one as it is; else, if config allows it (an aliased
+        version or one of the last ``pinned.last_n``), loaded once (single-flight, SHA-256 verified like every
+        load) and kept in a small LRU beside the routing table. While it loads, requests that cannot wait
+        ``pinned.wait_s`` get 503 with Retry-After: a stream of pinned requests costs one load, never one each."""
         for model in (routes.champion, routes.challenger, *routes.mirrors):
             if model is not None and model.version == version:
                 return model
         if version in self._pinned:
             self._pinned.move_to_end(version)
             return self._pinned[version]
-        model = await asyncio.to_thread(self._load, f"{self.model_name}:{version}")  # NotFound -> 404
-        self._pinned[version] = model
-        while len(self._pinned) > PINNED_VERSIONS_KEPT:
+        allowed = await self._pinned_allowed()
+        if version not in allowed:
+            raise NotFound(f"version {version} of {self.model_name} is not available for pinned requests (an "
+                           f"aliased version or one of the last {self.cfg.pinned.last_n} registered)",
+                           field="version")
+        task = self._pinned_loading.get(version)
+        if task is None:
+            task = asyncio.ensure_future(asyncio.to_thread(self._load, f"{self.model_name}:{version}"))
+            self._pinned_loading[version] = task
+            self.pinned_loads += 1
+            task.add_done_callback(lambda done, v=version: self._pinned_loaded(v, done))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.cfg.pinned.wait_s)
+        except TimeoutError:
+            raise Unavailable(f"version {version} of {self.model_name} is loading; retry shortly",
+                              retry_after_s=2, field="version") from None
+
+    def _pinned_loaded(self, version: int, task: asyncio.Future[LoadedModel]) -> None:
+        self._pinned_loading.pop(version, None)
+        if task.cancelled() or task.exception() is not None:
+            logger.warning("pinned load of %s:%s failed: %s", self.model_name, version,
+                           "cancelled" if task.cancelled() else task.exception())
+            return
+        self._pinned[version] = task.result()
+        while len(self._pinned) > self.cfg.pinned.max_loaded:
             self._pinned.popitem(last=False)
-        return model
+
+    async def _pinned_allowed(self) -> set[int]:
+        """Aliased versions and the last N, from one registry read at most every poll interval."""
+        now = time.monotonic()
+        if now - self._pinned_allowed_at > self.cfg.rollout.poll_interval_s:
+            model = await asyncio.to_thread(self._client.registry.get_model, self.model_name)
+            latest = model.latest_version or 0
+            self._pinned_allowed_set = {*model.aliases.values(),
+                                        *range(max(1, latest - self.cfg.pinned.last_n + 1), latest + 1)}
+            self._pinned_allowed_at = now
+        return self._pinned_allowed_set
 
     async def predict(self, instances: list[dict[str, Any]], routing_key: str | None = None,
                       shadow_version: int | None = None, pinned_version: int | None = None,
@@ -249,14 +304,15 @@ class ModelServer:
         started = time.perf_counter()
         ok: bool | None = False
         try:
-            self._faults.check(model.version)
-            answer = await self._predict_with(model, instances)
-            ok = True
+            # a shadow answers only for itself: the fallback would make a broken shadow look healthy
+            answer = await self._predict_with(model, instances, allow_fallback=variant != SHADOW)
+            # an answer from the fallback is a failure of the version that should have answered (SPEC S7.5)
+            ok = not answer.get("fallback")
         except InvalidInput:
             ok = None  # the client's mistake says nothing about the version
             raise
         finally:
-            if ok is not None:  # one event per request, not per row (SPEC S7.5)
+            if ok is not None:  # one event per request, not per row (SPEC S7.5); cancelled and timed out count
                 self._version_stats.record(model.version, variant, (time.perf_counter() - started) * 1000, ok)
         answer["variant"] = variant
         if shadow_version is None and pinned_version is None:
@@ -264,13 +320,19 @@ class ModelServer:
         return answer
 
     async def predict_shadow(self, version: int, batch: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Many queued shadow copies in one call; they meet in ``@serve.batch`` like any requests. A failed copy
-        becomes ``{"error": message}`` so one bad copy cannot fail the others."""
-        answers = await asyncio.gather(*[self.predict(instances, shadow_version=version) for instances in batch],
-                                       return_exceptions=True)
+        """Many queued shadow copies in one call, each in the shadow version's own lane and under its own deadline
+        (``rollout.shadow_timeout_s``). A failed copy becomes ``{"error": message}`` so one bad copy cannot fail
+        the others, and nothing of it reaches the champion's lane or breaker."""
+        timeout_s = self.cfg.rollout.shadow_timeout_s
+
+        async def one(instances: list[dict[str, Any]]) -> dict[str, Any]:
+            return await asyncio.wait_for(self.predict(instances, shadow_version=version), timeout_s)
+
+        answers = await asyncio.gather(*[one(instances) for instances in batch], return_exceptions=True)
         return [a if isinstance(a, dict) else {"error": f"{type(a).__name__}: {a}"} for a in answers]
 
-    async def _predict_with(self, model: LoadedModel, instances: list[dict[str, Any]]) -> dict[str, Any]:
+    async def _predict_with(self, model: LoadedModel, instances: list[dict[str, Any]],
+                            allow_fallback: bool = True) -> dict[str, Any]:
         rows = model.predictor.check(instances).raise_for_issues("instances").tuples()
         cache_on = self.cfg.cache.enabled
         keys = [cache_key(model.name, model.version, model.schema_version, r) for r in rows] if cache_on else []
@@ -280,7 +342,7 @@ class ModelServer:
         misses = [i for i, hit in enumerate(cached) if not hit]
         answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "cached": cached}
         if misses:
-            fresh, fallback = await self._call_model(model, [rows[i] for i in misses])
+            fresh, fallback = await self._call_model(model, [rows[i] for i in misses], allow_fallback)
             for i, row_result in zip(misses, fresh, strict=True):
                 results[i] = row_result
                 if cache_on and fallback is None:
@@ -290,40 +352,79 @@ class ModelServer:
         answer["results"] = results
         return answer
 
-    async def _call_model(self, model: LoadedModel,
-                          rows: list[tuple[Any, ...]]) -> tuple[list[dict], LoadedModel | None]:
+    def _lane(self, version: int) -> _Lane:
+        """The batch queue and breaker of one version, made on first use. Lanes of versions no longer served are
+        forgotten (a returning version starts with a closed breaker, as a fresh load should)."""
+        routes = self._follower.routes
+        if routes is not self._lanes_routes:  # the table changed: drop the lanes of versions that left it
+            self._lanes_routes = routes
+            keep = {version, *self._pinned, *(routes.versions() if routes else ())}
+            for stale in [v for v in self._lanes if v not in keep]:
+                del self._lanes[stale]
+        lane = self._lanes.get(version)
+        if lane is None:
+            batching = self.cfg.batching
+
+            async def run(requests: list[tuple[LoadedModel, list[tuple[Any, ...]]]]) -> list[Any]:
+                delay = self._faults.delays.get(version)
+                if delay:  # TEST-ONLY: a slow model (the callers wait, the loop does not)
+                    await asyncio.sleep(delay)
+                return self._run_batch(requests)
+
+            lane = self._lanes[version] = _Lane(
+                CircuitBreaker(f"model {self.model_name} version {version}", self.cfg.breaker.failure_threshold,
+                               self.cfg.breaker.reset_timeout_s),
+                serve.batch(max_batch_size=batching.max_batch_size,
+                            batch_wait_timeout_s=batching.batch_wait_timeout_s)(run))
+        return lane
+
+    async def _fallback_answer(self, rows: list[tuple[Any, ...]]) -> tuple[list[dict], LoadedModel]:
+        assert self._fallback is not None
+        return await asyncio.to_thread(predict_rows, self._fallback.predictor, rows,
+                                       self._fallback.schema), self._fallback
+
+    async def _call_model(self, model: LoadedModel, rows: list[tuple[Any, ...]],
+                          allow_fallback: bool = True) -> tuple[list[dict], LoadedModel | None]:
+        lane = self._lane(model.version)
+        fallback = self._fallback is not None and allow_fallback
         try:
-            self._breaker.before_call()
+            lane.breaker.before_call()
         except CircuitOpenError:
-            if self._fallback is None:
+            if not fallback:
                 raise
-            return await asyncio.to_thread(predict_rows, self._fallback.predictor, rows,
-                                           self._fallback.schema), self._fallback
+            return await self._fallback_answer(rows)
         try:
             if self.cfg.batching.enabled:
-                out = await self._batched((model, rows))
-            else:  # inline for the same reason as in _batched: one replica is one unit of model parallelism
-                out = predict_rows(model.predictor, rows, model.schema)
-        except MLPlatformError as exc:
-            if not isinstance(exc, InvalidInput):
-                self._breaker.record_failure()
+                out = await lane.batched((model, rows))
+            else:  # inline for the same reason as in _run_batch: one replica is one unit of model parallelism
+                out = self._run_batch([(model, rows)])[0]
+            if isinstance(out, BaseException):
+                raise out
+        except InvalidInput:
+            lane.breaker.release()
+            raise
+        except MLPlatformError:
+            lane.breaker.record_failure()
             raise
         except Exception:
-            self._breaker.record_failure()
-            if self._fallback is None:
+            lane.breaker.record_failure()
+            if not fallback:
                 raise
-            logger.warning("model %s failed; answering from fallback", self.model_name, exc_info=True)
-            return await asyncio.to_thread(predict_rows, self._fallback.predictor, rows,
-                                           self._fallback.schema), self._fallback
-        self._breaker.record_success()
+            logger.warning("model %s version %s failed; answering from fallback", self.model_name, model.version,
+                           exc_info=True)
+            return await self._fallback_answer(rows)
+        except BaseException:  # cancelled (deadline, client gone): no verdict, but never keep a probe slot
+            lane.breaker.release()
+            raise
+        lane.breaker.record_success()
         return out, None
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def _batched(self, requests: list[tuple[LoadedModel, list[tuple[Any, ...]]]]) -> list[list[dict]]:
-        """One model call per version present in the batch; each caller gets exactly its own rows back."""
+    def _run_batch(self, requests: list[tuple[LoadedModel, list[tuple[Any, ...]]]]) -> list[Any]:
+        """One model call per loaded model in the batch (a lane holds one version; a reload may add a second
+        object); each caller gets exactly its own rows back, or the exception of its own model's call."""
         self._batch_sizes.append(len(requests))
         self._metrics.batch(len(requests))
-        outputs: list[list[dict] | None] = [None] * len(requests)
+        outputs: list[Any] = [None] * len(requests)
         by_model: dict[int, list[int]] = {}
         for i, (model, _) in enumerate(requests):
             by_model.setdefault(id(model), []).append(i)
@@ -334,13 +435,26 @@ class ModelServer:
             # tree) starved the loop from a thread, so requests trickled in and batches stayed at ~2 rows (forest at
             # c=32: 56 req/s from a thread, 150 inline with batches of ~10). Requests that arrive meanwhile wait in
             # the replica's queue and form the next batch. A batch holds the loop for one model call (ms).
-            flat = predict_rows(model.predictor, rows, model.schema)
+            try:
+                for _ in indices:  # TEST-ONLY faults fire inside the model call, where a real model's would
+                    self._faults.check(model.version)
+                flat = predict_rows(model.predictor, rows, model.schema)
+            except Exception as exc:  # this model's callers get its error; the batch itself never fails
+                for i in indices:
+                    outputs[i] = exc
+                continue
             start = 0
             for i in indices:
                 n = len(requests[i][1])
                 outputs[i] = flat[start:start + n]
                 start += n
-        return outputs  # type: ignore[return-value]
+        return outputs
+
+
+@dataclass
+class _Lane:
+    breaker: CircuitBreaker
+    batched: Any  # serve.batch-wrapped coroutine function: (model, rows) -> rows' results or the model's error
 
 
 class _Metrics:
@@ -353,8 +467,13 @@ class _Metrics:
         self._batch = metrics.Histogram("mlplatform_serve_batch_size", "Requests per model batch.",
                                         boundaries=[1, 2, 4, 8, 16, 32, 64], tag_keys=("model",))
         self._hits = metrics.Counter("mlplatform_serve_cache_hits", "Prediction cache hits.", tag_keys=("model",))
+        self._lag = metrics.Gauge("mlplatform_serve_version_lag_s", "Seconds this replica has served another "
+                                  "champion than the registry names (0 when converged).", tag_keys=("model",))
         self._misses = metrics.Counter("mlplatform_serve_cache_misses", "Prediction cache misses.",
                                        tag_keys=("model",))
+
+    def lag(self, seconds: float) -> None:
+        self._lag.set(seconds, tags=self._tags)
 
     def batch(self, size: int) -> None:
         self._batch.observe(size, tags=self._tags)

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlplatform.errors import Conflict, NotFound
+from mlplatform._internal.retry import RetryPolicy, call_with_retry, is_retryable
+from mlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from mlplatform.serving.config import RolloutConfig
 from mlplatform.serving.rollout import control
 from mlplatform.serving.rollout.guard import ADVANCE, ALARM, ROLLBACK, GuardPolicy, decide
 from mlplatform.serving.rollout.routing import CHALLENGER, CHAMPION, assign
-from mlplatform.serving.rollout.window import VersionStats
+from mlplatform.serving.rollout.window import VersionStats, WindowStats
 from mlplatform.store.sql.rollouts import RolloutState
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,31 @@ def current_replica_id() -> str:
         return serve.get_replica_context().replica_id.unique_id
     except Exception:  # outside a replica (unit use)
         return "local"
+
+
+# a load is retried at once on a transient error: 3 attempts within ~1 s, then at later polls (see _get)
+LOAD_POLICY = RetryPolicy(max_attempts=3, base_seconds=0.2, cap_seconds=1.0, deadline_seconds=30.0,
+                          retryable=lambda exc: is_transient_load_error(exc))
+
+
+LOAD_POLLS_MAX = 20  # polls with transient failures before a version is refused like a bad artifact
+
+
+def is_transient_load_error(exc: BaseException) -> bool:
+    """Worth another attempt: the store or the artifact storage could not be reached. A checksum mismatch, a
+    wrong model name or an artifact that does not load stays refused."""
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, IntegrityError | InvalidInput | NotFound):
+        return False
+    return is_retryable(exc) or isinstance(exc, OSError | OperationalError)
+
+
+@dataclass(frozen=True)
+class PendingLoad:
+    attempts: int
+    next_at: float  # monotonic
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +109,9 @@ class RegistryFollower:
         self._rollouts = control.rollout_store(client)
         self._loaded: dict[int, Any] = {}
         self.refused: dict[int, str] = {}
+        self.retrying: dict[int, PendingLoad] = {}  # versions that failed transiently: attempts, next try, why
+        self.desired_version: int | None = None
+        self._mismatch_since: float | None = None
         self.routes: Routes | None = None
         self.rollout: RolloutState | None = None
         self.champion_ref: str | None = None
@@ -94,19 +123,52 @@ class RegistryFollower:
 
     # -- loading -----------------------------------------------------------------------------------------------
     def _get(self, version: int, ref: str) -> Any | None:
+        """The loaded version, or None: refused for good (bad artifact), or failed transiently and waiting for its
+        next attempt. A transient failure (store or network hiccup) is retried a few times at once, then again at
+        later polls with full-jitter exponential backoff, so one hiccup never pins a replica to an old version."""
         if version in self._loaded:
             return self._loaded[version]
         if version in self.refused:
             return None
-        try:
-            entity = self._client.registry.get_version(self.model_name, version=version)
-            loaded = self._load_version(entity, ref)
-        except Exception as exc:
-            self.refused[version] = f"{type(exc).__name__}: {exc}"
-            logger.error("refusing %s:%s: %s", self.model_name, version, self.refused[version])
+        pending = self.retrying.get(version)
+        if pending is not None and time.monotonic() < pending.next_at:
             return None
+
+        def load() -> Any:
+            return self._load_version(self._client.registry.get_version(self.model_name, version=version), ref)
+
+        try:
+            loaded = call_with_retry(load, LOAD_POLICY, what=f"load of {self.model_name}:{version}")
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            attempts = (pending.attempts if pending else 0) + 1
+            if not is_transient_load_error(exc) or attempts > LOAD_POLLS_MAX:
+                self.refused[version] = reason
+                self.retrying.pop(version, None)
+                logger.error("refusing %s:%s: %s", self.model_name, version, reason)
+                return None
+            wait = RetryPolicy(base_seconds=self.cfg.poll_interval_s, cap_seconds=self.cfg.load_retry_cap_s) \
+                .backoff(attempts)
+            self.retrying[version] = PendingLoad(attempts, time.monotonic() + wait, reason)
+            logger.warning("loading %s:%s failed transiently (%d polls); next attempt in %.1f s: %s",
+                           self.model_name, version, attempts, wait, reason)
+            return None
+        self.retrying.pop(version, None)
         self._loaded[version] = loaded
         return loaded
+
+    def convergence(self) -> dict[str, Any]:
+        """Whether this replica serves the champion the registry names, and if not, since when and why."""
+        serving = self.routes.champion.version if self.routes else None
+        desired = self.desired_version
+        converged = desired is None or serving == desired
+        reason = None
+        if not converged and desired is not None:
+            pending = self.retrying.get(desired)
+            reason = self.refused.get(desired) or (pending.reason if pending else None) or self.last_error
+        lag = 0.0 if converged or self._mismatch_since is None else time.monotonic() - self._mismatch_since
+        return {"desired_version": desired, "serving_version": serving, "converged": converged,
+                "lag_s": round(lag, 3), "reason": reason}
 
     def refresh(self, champion_ref: str | None = None, *, retry: bool = False) -> Routes | None:
         """Resolve aliases and rollout state, load what is missing, swap the table. Raises only when there is no
@@ -125,6 +187,7 @@ class RegistryFollower:
             champion_version = pinned if pinned is not None else aliases.get(alias or "champion")
             if retry and champion_version is not None:
                 self.refused.pop(champion_version, None)
+                self.retrying.pop(champion_version, None)
             rollout = self._rollouts.get(name) if follow else None
             current = self.routes.champion if self.routes else None
             champion = None
@@ -134,6 +197,12 @@ class RegistryFollower:
                 champion = self._get(champion_version, self.champion_ref)
                 self.last_error = None if champion is not None else self.refused.get(champion_version)
             champion = champion or current
+            self.desired_version = champion_version
+            mismatch = champion_version is not None and (champion is None or champion.version != champion_version)
+            if not mismatch:
+                self._mismatch_since = None
+            elif self._mismatch_since is None:
+                self._mismatch_since = time.monotonic()
             if champion is None:
                 raise NotFound(self.last_error or f"no version of {name} could be loaded", field="ref")
             routes = self._table(champion, aliases, rollout)
@@ -179,9 +248,16 @@ class RegistryFollower:
         if not rollout.active or routes.champion.version != rollout.champion_version \
                 or challenger_version is None or challenger_version not in routes.versions():
             return None
+        # decide from the fleet, not from this replica: the windows every replica reported in the store, merged
+        # (a replica that alone saw too few requests, or none of the failures, would never act)
+        rollout = self._rollouts.get(self.model_name) or rollout
+        if not rollout.active or rollout.challenger_version != challenger_version:
+            return None
+        merged = control.merged_metrics(rollout)
         policy = GuardPolicy.model_validate(rollout.policy)
         now = datetime.now(UTC)
-        decision = decide(policy, self.stats.stats(routes.champion.version), self.stats.stats(challenger_version),
+        decision = decide(policy, _fleet_stats(merged, routes.champion.version, self.stats),
+                          _fleet_stats(merged, challenger_version, self.stats),
                           seconds_in_stage=(now - rollout.stage_started_at).total_seconds(),
                           in_cooldown=bool(rollout.cooldown_until and now < rollout.cooldown_until),
                           can_advance=control.next_stage(rollout) is not None)
@@ -226,3 +302,12 @@ class RegistryFollower:
                     self.guard_once()
                 except Exception:
                     logger.warning("rollout guard for %s failed", self.model_name, exc_info=True)
+
+
+def _fleet_stats(merged: dict[str, dict[str, Any]], version: int, own: VersionStats) -> WindowStats:
+    """One version's window over every reporting replica (counts summed, p50/p99 the worst replica's); this
+    replica's own window when the store has no report yet."""
+    found = merged.get(str(version))
+    if found is None:
+        return own.stats(version)
+    return WindowStats(int(found["requests"]), int(found["errors"]), found.get("p50_ms"), found.get("p99_ms"))

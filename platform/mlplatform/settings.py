@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     artifact_uri: str | None = Field(
         default=None, description="pyarrow filesystem URI for artifacts (local path, file://, s3://, gs://...)."
     )
+    store_busy_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long a store call waits on a locked database before StoreBusy."
+    )
     log_level: str = Field(default="INFO")
     seed: int = Field(default=42, description="Default seed for every random source.")
     ray_address: str | None = Field(default=None, description="Ray address; None starts or joins a local one.")

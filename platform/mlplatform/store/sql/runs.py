@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from mlplatform.entities import Experiment, Metric, Run, RunKind, RunStatus
 from mlplatform.errors import InvalidInput, NotFound
 from mlplatform.store.sql.models import ExperimentRow, MetricRow, ParamRow, RunDatasetRow, RunRow, utcnow
-from mlplatform.store.sql.session import SessionScope
+from mlplatform.store.sql.session import SessionScope, insert_if_absent
 
 STALE_RUN_SECONDS = 600
 
@@ -73,11 +73,12 @@ class SqlRunStore:
             raise InvalidInput("experiment name must be 1-255 characters", field="experiment")
 
         def work(session: Session) -> Experiment:
-            row = session.scalar(sa.select(ExperimentRow).where(ExperimentRow.name == name))
+            query = sa.select(ExperimentRow).where(ExperimentRow.name == name)
+            row = session.scalar(query)
             if row is None:
-                row = ExperimentRow(id=str(uuid.uuid4()), name=name, created_at=utcnow())
-                session.add(row)
-                session.flush()
+                insert_if_absent(session, ExperimentRow, {"id": str(uuid.uuid4()), "name": name,
+                                                          "created_at": utcnow()}, ["name"])
+                row = session.scalars(query).one()
             return _experiment(row)
 
         return self._scope.run(work, what="create experiment")
@@ -124,16 +125,17 @@ class SqlRunStore:
             if parent_run_id is not None and session.get(RunRow, parent_run_id) is None:
                 raise NotFound(f"parent run {parent_run_id} does not exist", field="parent_run_id")
             now = utcnow()
-            row = RunRow(
+            values = dict(
                 id=run_id, experiment_id=exp.id, kind=kind.value, status=RunStatus(status).value, name=name,
                 parent_run_id=parent_run_id, config=json.loads(json.dumps(config, default=str)),
                 config_hash=config_hash(config), seed=seed, tags=dict(tags or {}), error=None, created_at=now,
                 started_at=now if status == RunStatus.RUNNING else None, ended_at=None, heartbeat_at=now,
             )
-            session.add(row)
-            session.flush()
+            inserted = insert_if_absent(session, RunRow, values, ["id"])
+            row = session.get(RunRow, run_id, populate_existing=True)
+            assert row is not None  # inserted here or by a concurrent caller with the same id
             params = flatten(config)
-            if params:
+            if inserted and params:
                 session.execute(
                     sa.insert(ParamRow),
                     [{"run_id": run_id, "key": k, "value": json.dumps(v, default=str), "value_num": _as_number(v)}

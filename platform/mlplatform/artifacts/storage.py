@@ -87,6 +87,25 @@ class ArtifactStore:
         self.verify(self.uri_for(relative), files)
         return self.uri_for(relative), files, digest
 
+    def list_dirs(self, uri: str) -> list[str]:
+        """Names of the folders directly under ``uri`` (none when it does not exist)."""
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(self._path(uri), allow_not_found=True))
+        except OSError as exc:
+            raise Unavailable(f"could not list {uri}: {exc}") from exc
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    def exists(self, uri: str) -> bool:
+        return self._fs.get_file_info(self._path(uri)).type != pafs.FileType.NotFound
+
+    def delete_dir(self, uri: str) -> None:
+        try:
+            self._fs.delete_dir(self._path(uri))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise Unavailable(f"could not delete {uri}: {exc}") from exc
+
     def verify(self, uri: str, files: dict[str, dict[str, Any]]) -> None:
         base = self._path(uri)
         for name, meta in files.items():

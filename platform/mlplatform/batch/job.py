@@ -143,11 +143,12 @@ def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = 
     try:
         out_schema = output_schema(inputs.schema, keep, manifest.task, manifest.classes)
         q_schema = quarantine_schema(inputs.schema, keep)
-        _score(inputs, staging, out_fs, loader, features=version.input_schema, keep=keep,
-               required=keys, out_schema=out_schema, q_schema=q_schema, run_id=run.id,
-               parts_dir=parts_dir, max_in_flight_mb=max_in_flight_mb,
-               scored_at=scored_at, batch_size=batch_size, concurrency=concurrency, partition_by=partition_by,
-               num_cpus=num_cpus_per_actor, framework=manifest.framework, compute=compute)
+        with client.runs.keep_alive(run.id, client.settings.heartbeat_seconds):  # `runs gc` spares it
+            _score(inputs, staging, out_fs, loader, features=version.input_schema, keep=keep,
+                   required=keys, out_schema=out_schema, q_schema=q_schema, run_id=run.id,
+                   parts_dir=parts_dir, max_in_flight_mb=max_in_flight_mb,
+                   scored_at=scored_at, batch_size=batch_size, concurrency=concurrency, partition_by=partition_by,
+                   num_cpus=num_cpus_per_actor, framework=manifest.framework, compute=compute)
         scored = _count_rows(out_fs, staging)
         quarantined = _merge_quarantine(out_fs, parts_dir, staging, q_schema)
         duration = time.perf_counter() - started

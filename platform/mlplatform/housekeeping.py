@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
+from mlplatform.artifacts.storage import join_uri
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import InvalidInput
 from mlplatform.store.sql.models import utcnow
@@ -78,11 +79,11 @@ def _checkpoints(client: Any, keep_last: int) -> list[GcItem]:
         if not storage:
             continue
         if run.kind == RunKind.TRAIN.value:
-            items += _old_checkpoints(client, f"{storage}/{run.id}", keep_last, "train_checkpoint", run.id)
+            items += _old_checkpoints(client, join_uri(storage, run.id), keep_last, "train_checkpoint", run.id)
         elif run.kind == RunKind.TUNE.value and run.tags.get("tune_name"):
-            experiment = f"{storage}/{run.tags['tune_name']}"
+            experiment = join_uri(storage, run.tags["tune_name"])
             for trial in client.artifacts.list_dirs(experiment):
-                items += _old_checkpoints(client, f"{experiment}/{trial}", keep_last, "trial_checkpoint",
+                items += _old_checkpoints(client, join_uri(experiment, trial), keep_last, "trial_checkpoint",
                                           f"{run.id}/{trial}")
     return items
 
@@ -90,5 +91,5 @@ def _checkpoints(client: Any, keep_last: int) -> list[GcItem]:
 def _old_checkpoints(client: Any, folder: str, keep_last: int, kind: str, target: str) -> list[GcItem]:
     # Ray names checkpoints checkpoint_<index or timestamp>: zero-padded, so name order is age order.
     names = [n for n in client.artifacts.list_dirs(folder) if n.startswith(CHECKPOINT_PREFIX)]
-    return [GcItem(kind, target, f"{folder}/{name}", f"older than the newest {keep_last} checkpoints")
+    return [GcItem(kind, target, join_uri(folder, name), f"older than the newest {keep_last} checkpoints")
             for name in sorted(names)[:-keep_last]]

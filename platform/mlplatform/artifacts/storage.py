@@ -40,6 +40,14 @@ def hash_directory(directory: Path) -> tuple[dict[str, dict[str, Any]], str]:
     return files, manifest_digest(files)
 
 
+def join_uri(base: str, *parts: str) -> str:
+    """Append path segments to a URI or path. A URI's query string stays at the end, so an S3-compatible endpoint
+    in the URI (``s3://bucket/prefix?endpoint_override=host:port&scheme=http``) survives every join."""
+    head, sep, query = base.partition("?") if "://" in base else (base, "", "")
+    joined = "/".join([head.rstrip("/"), *(p.strip("/") for p in parts if p)])
+    return f"{joined}{sep}{query}"
+
+
 def manifest_digest(files: dict[str, dict[str, Any]]) -> str:
     lines = "".join(f"{name}\0{meta['sha256']}\0{meta['size']}\n" for name, meta in sorted(files.items()))
     return hashlib.sha256(lines.encode()).hexdigest()
@@ -61,9 +69,7 @@ class ArtifactStore:
         self.is_local = isinstance(self._fs, pafs.LocalFileSystem)
 
     def uri_for(self, relative: str) -> str:
-        if "://" in self.root_uri:
-            return f"{self.root_uri}/{relative}"
-        return f"{self._root}/{relative}"
+        return join_uri(self.root_uri if "://" in self.root_uri else self._root, relative)
 
     def _path(self, uri: str) -> str:
         if "://" in uri:

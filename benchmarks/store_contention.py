@@ -32,23 +32,24 @@ WRITERS = 8
 READS = int(os.environ.get("BENCH_READS", "300"))
 
 
-def _writer(url: str, run_id: str, worker: int, units: int, barrier: mp.synchronize.Barrier) -> None:
+def _writer(url: str, run_id: str, worker: int, barrier: mp.synchronize.Barrier) -> None:
     from mlplatform.client import Client
 
     client = Client(store_url=url)
     client.runs.get_or_create_experiment("warm-up")  # connect before the clock starts
     barrier.wait(timeout=120)
-    for unit in range(units):
+    for unit in range(UNITS):
         client.runs.get_or_create_experiment(f"shared-{unit % 10}")
         client.runs.log_metrics(run_id, [{"key": f"w{worker}", "value": float(i), "step": unit * ROWS_PER_UNIT + i}
                                          for i in range(ROWS_PER_UNIT)])
     client.close()
 
 
-def _rows_per_second(url: str, run_id: str, processes: int) -> float:
+def _rows_per_second(target: object, args: tuple[object, ...], processes: int) -> float:
+    """Start ``processes`` writers ``target(*args, worker, barrier)``; time them from the barrier to the last exit."""
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(processes + 1)
-    procs = [ctx.Process(target=_writer, args=(url, run_id, w, UNITS, barrier)) for w in range(processes)]
+    procs = [ctx.Process(target=target, args=(*args, w, barrier)) for w in range(processes)]
     for p in procs:
         p.start()
     barrier.wait(timeout=120)
@@ -61,31 +62,18 @@ def _rows_per_second(url: str, run_id: str, processes: int) -> float:
     return processes * UNITS * ROWS_PER_UNIT / elapsed
 
 
-def _raw_writer(dsn: str, units: int, barrier: mp.synchronize.Barrier) -> None:
+def _raw_writer(dsn: str, _worker: int, barrier: mp.synchronize.Barrier) -> None:
     import psycopg
 
     with psycopg.connect(dsn) as conn:
         barrier.wait(timeout=120)
-        for unit in range(units):
+        for unit in range(UNITS):
             with conn.transaction():
                 conn.execute("SELECT id FROM raw_experiments WHERE name = %s", (f"shared-{unit % 10}",))
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM raw_experiments WHERE name = 'shared-0'")
                 cur.executemany("INSERT INTO raw_metrics (value) VALUES (%s)",
                                 [(float(i),) for i in range(ROWS_PER_UNIT)])
-
-
-def _raw_rows_per_second(dsn: str, processes: int) -> float:
-    ctx = mp.get_context("fork")
-    barrier = ctx.Barrier(processes + 1)
-    procs = [ctx.Process(target=_raw_writer, args=(dsn, UNITS, barrier)) for _ in range(processes)]
-    for p in procs:
-        p.start()
-    barrier.wait(timeout=120)
-    start = time.perf_counter()
-    for p in procs:
-        p.join(timeout=600)
-    return processes * UNITS * ROWS_PER_UNIT / (time.perf_counter() - start)
 
 
 def machine_ceiling(server_url: str) -> float:
@@ -99,7 +87,7 @@ def machine_ceiling(server_url: str) -> float:
         conn.execute("CREATE TABLE raw_experiments (id serial PRIMARY KEY, name text UNIQUE)")
         conn.execute("INSERT INTO raw_experiments (name) SELECT 'shared-' || g FROM generate_series(0, 9) g")
         conn.execute("CREATE TABLE raw_metrics (id serial PRIMARY KEY, value float)")
-    return _raw_rows_per_second(dsn, WRITERS) / _raw_rows_per_second(dsn, 1)
+    return _rows_per_second(_raw_writer, (dsn,), WRITERS) / _rows_per_second(_raw_writer, (dsn,), 1)
 
 
 def bench_postgres(server_url: str) -> dict[str, float]:
@@ -110,8 +98,8 @@ def bench_postgres(server_url: str) -> dict[str, float]:
     url = fresh_postgres_database(server_url)
     client = Client(store_url=url)
     run = client.runs.start_run("bench", "train")
-    single = _rows_per_second(url, run.id, 1)
-    many = _rows_per_second(url, run.id, WRITERS)
+    single = _rows_per_second(_writer, (url, run.id), 1)
+    many = _rows_per_second(_writer, (url, run.id), WRITERS)
     expected = (1 + WRITERS) * UNITS * ROWS_PER_UNIT
     assert client.runs.count_metrics(run.id) == expected, "rows were lost"
     client.close()

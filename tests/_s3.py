@@ -9,13 +9,13 @@ Nothing is mocked inside the test process: pyarrow, Ray Train, Tune and Ray Data
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests._net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ENABLE_HINT = ("run `make s3server` (a virtualenv with tests/s3server-requirements.txt at .venv-s3server) or set "
@@ -30,12 +30,6 @@ def _server_binary() -> str | None:
     return candidate if os.access(candidate, os.X_OK) else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def moto_server() -> Iterator[str | None]:
     """Yields the endpoint ``127.0.0.1:PORT``, or None when no moto_server is installed."""
@@ -43,20 +37,11 @@ def moto_server() -> Iterator[str | None]:
     if binary is None:
         yield None
         return
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {proc.returncode}")
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("moto_server did not listen within 30 s")
+        wait_for_port(port, 30.0, proc)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -130,7 +130,7 @@ def ray_session() -> Iterator[str]:
     import ray
     from ray.cluster_utils import Cluster
 
-    from tests._postgres import _free_port
+    from tests._net import free_port as _free_port
 
     if ray.is_initialized():
         yield _RAY.get("dashboard", "")

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-down test test-fast lint bench lock clean
+.PHONY: install s3server demo demo-down test test-fast lint bench lock clean
 
 install: $(STAMP)
 
@@ -17,13 +17,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
+# The S3 test server (moto standalone) has its own virtualenv: moto needs python-dateutil<3, the project pins 4.0.0.
+S3_VENV := .venv-s3server
+s3server: $(S3_VENV)/.installed
+
+$(S3_VENV)/.installed: tests/s3server-requirements.txt
+	@test -x $(S3_VENV)/bin/python || $(PYTHON) -m venv $(S3_VENV)
+	$(S3_VENV)/bin/python -m pip install --quiet -r tests/s3server-requirements.txt
+	@touch $(S3_VENV)/.installed
+
 demo: install
 	$(PY) -m mlplatform.demo
 
 demo-down: install
 	$(PY) -m mlplatform.demo --down
 
-test: install
+test: install s3server
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -41,4 +50,4 @@ lock:
 	printf '# Exact pins (pip install -c constraints.txt); regenerate with make lock.\ntorch==2.13.0\n' | cat - constraints.txt.new > constraints.txt && rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) .mlplatform .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(S3_VENV) .mlplatform .pytest_cache .ruff_cache

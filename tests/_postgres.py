@@ -9,12 +9,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from tests._net import free_port, wait_for_port
 
 ENABLE_HINT = ("install Debian's postgresql package (`.ci/run` does) or set MLPLATFORM_TEST_PG_URL="
                "postgresql+psycopg://user:pass@127.0.0.1:5432/db")
@@ -28,12 +28,6 @@ def _pg_bin() -> str | None:
     return os.path.dirname(found) if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def throwaway_server() -> Iterator[str | None]:
     """Yields a superuser URL, or None (with no server) when PostgreSQL is not installed."""
@@ -43,7 +37,7 @@ def throwaway_server() -> Iterator[str | None]:
         return
     workdir = tempfile.mkdtemp(prefix="mlplatform-pg-")
     datadir = os.path.join(workdir, "data")
-    port = _free_port()
+    port = free_port()
     prefix: list[str] = []
     if os.geteuid() == 0:
         prefix = ["runuser", "-u", "postgres", "--"]
@@ -55,12 +49,7 @@ def throwaway_server() -> Iterator[str | None]:
                     f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
                     "start"], check=True, capture_output=True, env=env, cwd=workdir)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
+        wait_for_port(port, 30.0)
         yield f"postgresql+psycopg://mlp@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*prefix, f"{bindir}/pg_ctl", "-D", datadir, "-m", "immediate", "stop"],

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests import _s3
 from tests._postgres import ENABLE_HINT, throwaway_server
 
 _ENV_PREFIXES = ("MLPLATFORM_",)
@@ -47,6 +48,24 @@ def postgres_server() -> Iterator[str]:
             yield started
     except Exception as exc:  # initdb/pg_ctl failures: say why and how to fix it
         pytest.skip(f"could not start PostgreSQL ({exc}): {ENABLE_HINT}")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3 API (moto's standalone server) on 127.0.0.1 for the whole session; yields ``host:port``."""
+    try:
+        with _s3.moto_server() as endpoint:
+            if endpoint is None:
+                pytest.skip(f"no S3 server: {_s3.ENABLE_HINT}")
+            yield endpoint
+    except RuntimeError as exc:
+        pytest.skip(f"could not start the S3 server ({exc}): {_s3.ENABLE_HINT}")
+
+
+@pytest.fixture
+def s3_uri(s3_server: str) -> str:
+    """``s3://...`` of a prefix in a fresh bucket on the session's S3 server."""
+    return _s3.new_bucket_uri(s3_server)
 
 
 def fresh_postgres_database(server_url: str) -> str:
@@ -111,7 +130,7 @@ def ray_session() -> Iterator[str]:
     import ray
     from ray.cluster_utils import Cluster
 
-    from tests._postgres import _free_port
+    from tests._net import free_port as _free_port
 
     if ray.is_initialized():
         yield _RAY.get("dashboard", "")

@@ -120,9 +120,10 @@ class Client:
         from sqlalchemy.engine import make_url
 
         self.display_url = make_url(url).render_as_string(hide_password=True)
-        self.engine = create_store_engine(url)
+        busy_timeout_s = self.settings.store_busy_timeout_s
+        self.engine = create_store_engine(url, busy_timeout_s=busy_timeout_s)
         migrate.ensure_schema(self.engine, self.display_url, auto_init=auto_init)
-        self._scope = SessionScope(self.engine, self.display_url)
+        self._scope = SessionScope(self.engine, self.display_url, busy_timeout_s=busy_timeout_s)
         self.artifacts = ArtifactStore(artifact_uri or self.settings.resolved_artifact_uri())
         self.runs = SqlRunStore(self._scope)
         self.datasets = SqlDatasetStore(self._scope)

@@ -80,6 +80,11 @@ class Unavailable(MLPlatformError):
     exit_code = 2
 
 
+class StoreBusy(Unavailable):
+    """The store stayed locked (SQLite ``database is locked``, PostgreSQL lock or serialization conflicts) through
+    the busy timeout and the retries; another writer holds it, so retrying later may work."""
+
+
 class Overloaded(Unavailable):
     """Backpressure: too many queued requests or an open circuit breaker."""
 

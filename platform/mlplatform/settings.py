@@ -29,6 +29,20 @@ class Settings(BaseSettings):
     artifact_uri: str | None = Field(
         default=None, description="pyarrow filesystem URI for artifacts (local path, file://, s3://, gs://...)."
     )
+    store_busy_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long a store call waits on a locked database before StoreBusy."
+    )
+    stale_run_seconds: int = Field(
+        default=600, gt=0, description="A running run without a heartbeat for this long is failed by `runs gc`."
+    )
+    heartbeat_seconds: float = Field(default=60.0, gt=0, description="How often a running run records a heartbeat.")
+    retention_keep_last: int | None = Field(
+        default=None, ge=1, description="`mlplatform gc` keeps the newest N of each series (model versions, a "
+        "run's checkpoints, a trial's checkpoints); None keeps everything (SPEC S1.10 default)."
+    )
+    retention_served_window_s: float = Field(
+        default=7 * 86400, gt=0, description="A version that answered a prediction this recently counts as served."
+    )
     log_level: str = Field(default="INFO")
     seed: int = Field(default=42, description="Default seed for every random source.")
     ray_address: str | None = Field(default=None, description="Ray address; None starts or joins a local one.")

@@ -40,6 +40,14 @@ def hash_directory(directory: Path) -> tuple[dict[str, dict[str, Any]], str]:
     return files, manifest_digest(files)
 
 
+def join_uri(base: str, *parts: str) -> str:
+    """Append path segments to a URI or path. A URI's query string stays at the end, so an S3-compatible endpoint
+    in the URI (``s3://bucket/prefix?endpoint_override=host:port&scheme=http``) survives every join."""
+    head, sep, query = base.partition("?") if "://" in base else (base, "", "")
+    joined = "/".join([head.rstrip("/"), *(p.strip("/") for p in parts if p)])
+    return f"{joined}{sep}{query}"
+
+
 def manifest_digest(files: dict[str, dict[str, Any]]) -> str:
     lines = "".join(f"{name}\0{meta['sha256']}\0{meta['size']}\n" for name, meta in sorted(files.items()))
     return hashlib.sha256(lines.encode()).hexdigest()
@@ -61,9 +69,7 @@ class ArtifactStore:
         self.is_local = isinstance(self._fs, pafs.LocalFileSystem)
 
     def uri_for(self, relative: str) -> str:
-        if "://" in self.root_uri:
-            return f"{self.root_uri}/{relative}"
-        return f"{self._root}/{relative}"
+        return join_uri(self.root_uri if "://" in self.root_uri else self._root, relative)
 
     def _path(self, uri: str) -> str:
         if "://" in uri:
@@ -86,6 +92,25 @@ class ArtifactStore:
         # Verify what landed, so a broken upload is refused before anything points to it.
         self.verify(self.uri_for(relative), files)
         return self.uri_for(relative), files, digest
+
+    def list_dirs(self, uri: str) -> list[str]:
+        """Names of the folders directly under ``uri`` (none when it does not exist)."""
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(self._path(uri), allow_not_found=True))
+        except OSError as exc:
+            raise Unavailable(f"could not list {uri}: {exc}") from exc
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    def exists(self, uri: str) -> bool:
+        return self._fs.get_file_info(self._path(uri)).type != pafs.FileType.NotFound
+
+    def delete_dir(self, uri: str) -> None:
+        try:
+            self._fs.delete_dir(self._path(uri))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise Unavailable(f"could not delete {uri}: {exc}") from exc
 
     def verify(self, uri: str, files: dict[str, dict[str, Any]]) -> None:
         base = self._path(uri)

@@ -144,11 +144,12 @@ def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = 
     try:
         out_schema = output_schema(inputs.schema, keep, manifest.task, manifest.classes)
         q_schema = quarantine_schema(inputs.schema, keep)
-        _score(inputs, staging, out_fs, loader, features=version.input_schema, keep=keep,
-               required=keys, out_schema=out_schema, q_schema=q_schema, run_id=run.id,
-               parts_dir=parts_dir, max_in_flight_mb=max_in_flight_mb,
-               scored_at=scored_at, batch_size=batch_size, concurrency=concurrency, partition_by=partition_by,
-               num_cpus=num_cpus_per_actor, framework=manifest.framework, compute=compute)
+        with client.runs.keep_alive(run.id, client.settings.heartbeat_seconds):  # `runs gc` spares it
+            _score(inputs, staging, out_fs, loader, features=version.input_schema, keep=keep,
+                   required=keys, out_schema=out_schema, q_schema=q_schema, run_id=run.id,
+                   parts_dir=parts_dir, max_in_flight_mb=max_in_flight_mb,
+                   scored_at=scored_at, batch_size=batch_size, concurrency=concurrency, partition_by=partition_by,
+                   num_cpus=num_cpus_per_actor, framework=manifest.framework, compute=compute)
         scored = _count_rows(out_fs, staging)
         quarantined = _merge_quarantine(out_fs, parts_dir, staging, q_schema)
         duration = time.perf_counter() - started
@@ -354,24 +355,41 @@ def _keep_rejected_quarantine(fs: pafs.FileSystem, staging: str, target: str) ->
 
 
 def _write_summary(fs: pafs.FileSystem, staging: str, result: BatchResult) -> None:
-    with fs.open_output_stream(f"{staging}/_summary.json") as out:
+    with fs.open_output_stream(f"{staging}/{SUMMARY_FILE}") as out:
         out.write(json.dumps(result.to_dict(), indent=1, sort_keys=True).encode())
+
+
+SUMMARY_FILE = "_summary.json"
 
 
 def _commit(fs: pafs.FileSystem, staging: str, final: str) -> None:
     """Move the complete staging folder into place; a previous output of the same version is replaced whole."""
     if fs.get_file_info(final).type == pafs.FileType.NotFound:
-        fs.move(staging, final)
+        _move_dir(fs, staging, final)
         return
     head, _, tail = final.rpartition("/")
     old = f"{head}/.{tail}.replaced-{uuid.uuid4().hex[:8]}"  # hidden, like the staging folder
-    fs.move(final, old)
+    _move_dir(fs, final, old)
     try:
-        fs.move(staging, final)
+        _move_dir(fs, staging, final)
     except BaseException:
-        fs.move(old, final)  # put the previous good output back
+        _move_dir(fs, old, final)  # put the previous good output back
         raise
     _delete(fs, old)
+
+
+def _move_dir(fs: pafs.FileSystem, source: str, target: str) -> None:
+    """A directory rename where the filesystem has one. Object stores (S3, GCS) have none (pyarrow's move of a
+    "directory" there fails with NO_SUCH_KEY): every object is copied, the summary last, so a reader that waits for
+    ``_summary.json`` never sees a partial output, and then the source is deleted."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(source, target)
+        return
+    files = [i.path for i in fs.get_file_info(pafs.FileSelector(source, recursive=True))
+             if i.type == pafs.FileType.File]
+    for path in sorted(files, key=lambda p: (p.rsplit("/", 1)[-1] == SUMMARY_FILE, p)):
+        fs.copy_file(path, target + path[len(source):])
+    fs.delete_dir(source)
 
 
 def _delete(fs: pafs.FileSystem, path: str) -> None:

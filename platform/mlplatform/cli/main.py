@@ -42,6 +42,35 @@ def version() -> None:
     typer.echo(f"mlplatform {package_version('mlplatform')}")
 
 
+@app.command("gc")
+def gc(keep_last: int = typer.Option(None, "--keep-last", help="Keep the newest N of each series (default: the "
+                                     "MLPLATFORM_RETENTION_KEEP_LAST setting)."),
+       apply: bool = typer.Option(False, "--apply", help="Delete; without it this is a dry run."),
+       as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Remove old checkpoints, trial checkpoints and model artifacts, never a version with an alias, one of the last
+    3 champions or one being served. A dry run unless --apply."""
+    from mlplatform import housekeeping
+    from mlplatform.cli._output import client, emit, expected_errors, print_table
+    from mlplatform.client import current_actor
+
+    with expected_errors():
+        c = client()
+        keep = keep_last if keep_last is not None else c.settings.retention_keep_last
+        if keep is None:
+            raise ConfigError("retention keeps everything: pass --keep-last N or set MLPLATFORM_RETENTION_KEEP_LAST",
+                              field="keep_last")
+        items = housekeeping.plan(c, keep)
+        if apply:
+            housekeeping.apply(c, items, actor=current_actor())
+    data = {"applied": apply, "keep_last": keep, "items": [i.to_dict() for i in items]}
+
+    def render() -> None:
+        print_table(data["items"], ["kind", "target", "uri"],
+                    title=("removed" if apply else "would remove (dry run; --apply deletes)") + f": {len(items)}")
+
+    emit(data, as_json, render)
+
+
 def run() -> None:
     from mlplatform.logs import configure_logging
 

@@ -1,4 +1,4 @@
-"""``mlplatform runs list|show|compare|best``."""
+"""``mlplatform runs list|show|compare|best|replay|gc``."""
 
 from __future__ import annotations
 
@@ -97,3 +97,21 @@ def replay(run_id: str, as_json: bool = JsonOption) -> None:
             raise GateFailed(f"replay {report.replay_run_id} of run {run_id} does not match: "
                              f"{', '.join(m.name for m in report.mismatches)}", field="metrics",
                              run_id=report.replay_run_id)
+
+
+@app.command()
+def gc(older_than: int = typer.Option(None, "--older-than", help="Seconds without a heartbeat (default: the "
+                                      "MLPLATFORM_STALE_RUN_SECONDS setting, 600)."),
+       as_json: bool = JsonOption) -> None:
+    """Fail running runs whose heartbeat is stale: their process crashed or was killed, so nothing will end them."""
+    from mlplatform.errors import InvalidInput
+
+    with expected_errors():
+        c = client()
+        seconds = older_than if older_than is not None else c.settings.stale_run_seconds
+        if seconds < 1:
+            raise InvalidInput("--older-than must be at least 1 second", field="older_than")
+        failed = c.runs.fail_stale(seconds)
+    data = {"failed": failed, "older_than_s": seconds}
+    emit(data, as_json, lambda: typer.echo(f"failed {len(failed)} stale run(s)"
+                                           + "".join(f"\n  {run_id}" for run_id in failed)))

@@ -16,7 +16,7 @@ def _upgrade(as_json: bool) -> None:
 
     with expected_errors():
         settings = get_settings()
-        engine = create_store_engine(settings.resolved_store_url())
+        engine = create_store_engine(settings.resolved_store_url(), busy_timeout_s=settings.store_busy_timeout_s)
         try:
             before, after = migrate.upgrade(engine)
         except Exception as exc:
@@ -54,7 +54,7 @@ def info(as_json: bool = JsonOption) -> None:
 
     with expected_errors():
         settings = get_settings()
-        engine = create_store_engine(settings.resolved_store_url())
+        engine = create_store_engine(settings.resolved_store_url(), busy_timeout_s=settings.store_busy_timeout_s)
         try:
             revision = migrate.current_revision(engine)
         except Exception as exc:

@@ -8,6 +8,7 @@ Nothing here deploys at import; :func:`build_app` returns an ``Application`` for
 # runtime, and string annotations on Serve's class-based routes fail to resolve (PydanticUserError at /openapi.json).
 from typing import Any
 
+import ray
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -67,7 +68,7 @@ def model_deployment_options(cfg: ServingConfig, name: str) -> dict[str, Any]:
         "user_config": {"ref": entry.initial_ref()},
         "max_ongoing_requests": cfg.max_ongoing_requests,
         "max_queued_requests": cfg.max_queued_requests,
-        "ray_actor_options": {"num_cpus": cfg.model_num_cpus},
+        "ray_actor_options": cfg.actor_options(cfg.model_num_cpus),
         "graceful_shutdown_timeout_s": cfg.graceful_shutdown_timeout_s,
         "health_check_period_s": cfg.health_check_period_s,
     }
@@ -96,13 +97,13 @@ def ensemble_bindings(cfg: ServingConfig, plain: dict[str, Any]) -> dict[str, An
                 members[ref] = ModelDeployment.options(
                     name=member_deployment_name(ref), user_config={"ref": ref},
                     max_ongoing_requests=cfg.max_ongoing_requests, max_queued_requests=cfg.max_queued_requests,
-                    ray_actor_options={"num_cpus": cfg.model_num_cpus},
+                    ray_actor_options=cfg.actor_options(cfg.model_num_cpus),
                     graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
                     health_check_period_s=cfg.health_check_period_s, **_replica_options(cfg, entry.num_replicas),
                 ).bind(parse_model_ref(ref)[0], plain, member_ref=ref)
         bound[entry.name] = EnsembleDeployment.options(
             name=ensemble_deployment_name(entry.name), max_ongoing_requests=cfg.ingress_max_ongoing_requests,
-            max_queued_requests=cfg.max_queued_requests, ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
+            max_queued_requests=cfg.max_queued_requests, ray_actor_options=cfg.actor_options(cfg.ingress_num_cpus),
             graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
             **_replica_options(cfg, entry.num_replicas),
         ).bind(entry.name, [members[ref] for ref in entry.members], plain)
@@ -112,6 +113,7 @@ def ensemble_bindings(cfg: ServingConfig, plain: dict[str, Any]) -> dict[str, An
 def build_app(args: dict[str, Any]) -> Application:
     """Application builder: ``args`` follow :class:`ServingConfig` (models, ensembles, store_url, ...)."""
     cfg = ServingConfig.parse(args)
+    cfg = cfg.for_cluster(ray.cluster_resources() if ray.is_initialized() else {})
     plain = cfg.model_dump(mode="json")  # replicas re-validate the same plain dict
     # colocated: the ingress builds the models itself (serving/local_handle.py), no model deployments
     handles = {} if cfg.colocate_models else {
@@ -124,6 +126,6 @@ def build_app(args: dict[str, Any]) -> Application:
         # without Retry-After, so the model queue (whose overflow becomes a JSON 503 + Retry-After) must fill first
         max_queued_requests=max(cfg.ingress_max_ongoing_requests, cfg.max_queued_requests * max(
             1, len(handles) + len(cfg.models) * cfg.colocate_models)),
-        ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
+        ray_actor_options=cfg.actor_options(cfg.ingress_num_cpus),
         graceful_shutdown_timeout_s=cfg.graceful_shutdown_timeout_s,
     ).bind(handles, plain)

@@ -7,11 +7,15 @@ client from ``store_url`` / ``artifact_uri`` here, because Ray processes do not 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlplatform.errors import ConfigError
+
+# The custom resource serving nodes advertise (cluster.yaml's head and GPU types, the KubeRay serve groups).
+SERVE_RESOURCE = "serve"
 
 
 class _Strict(BaseModel):
@@ -235,6 +239,10 @@ class ServingConfig(_Strict):
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     model_num_cpus: float = Field(default=0.5, ge=0)
     ingress_num_cpus: float = Field(default=0.25, ge=0)
+    replica_resources: dict[str, float] | None = Field(
+        default=None, description="Custom Ray resources every replica requests. None (auto): {serve: 1} and no "
+        "CPU when the cluster advertises a 'serve' resource (cluster.yaml, deploy/kuberay), so serving slots are "
+        "reserved and training, which never requests 'serve', cannot take them; nothing on a laptop. {} opts out.")
     request_timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1)
     max_instances: int = Field(default=1000, ge=1)
@@ -261,6 +269,22 @@ class ServingConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"model and ensemble names must be unique, got {names}")
         return self
+
+    def for_cluster(self, available: Mapping[str, float]) -> ServingConfig:
+        """Resolve ``replica_resources: None`` against the cluster's resources (the app builder runs on it)."""
+        if self.replica_resources is not None:
+            return self
+        if available.get(SERVE_RESOURCE, 0) > 0:
+            return self.model_copy(update={"replica_resources": {SERVE_RESOURCE: 1.0}, "model_num_cpus": 0.0,
+                                           "ingress_num_cpus": 0.0})
+        return self.model_copy(update={"replica_resources": {}})
+
+    def actor_options(self, num_cpus: float) -> dict[str, Any]:
+        """``ray_actor_options`` for every replica of this app."""
+        options: dict[str, Any] = {"num_cpus": num_cpus}
+        if self.replica_resources:
+            options["resources"] = dict(self.replica_resources)
+        return options
 
     def online_features(self, name: str) -> OnlineFeaturesConfig | None:
         entry = next((e for e in [*self.models, *self.ensembles] if e.name == name), None)

@@ -107,8 +107,10 @@ def train(config: TrainConfig, *, client: Any = None, warm_start: str | None = N
                   "environment": environment(), **(tags or {})})
     outcome = TrainOutcome(run_id=run.id, status=RunStatus.RUNNING.value, parent=parent, storage_path=storage_path)
     try:
-        _run(config, client, run, outcome, storage_path, force, resume_run_id is not None, epoch_hook,
-             expect_data_version)
+        # Epochs heartbeat too, but a long sklearn fit or data preparation must not look like a crashed driver.
+        with client.runs.keep_alive(run.id, client.settings.heartbeat_seconds):
+            _run(config, client, run, outcome, storage_path, force, resume_run_id is not None, epoch_hook,
+                 expect_data_version)
     except GateFailed:
         raise
     except KeyboardInterrupt:

@@ -59,8 +59,10 @@ def resolve_use_gpu(setting: bool | str) -> bool:
 
 def storage_path_for(artifact_uri: str) -> str:
     """Checkpoints live next to the artifacts: shared storage (s3://, gs://, NFS) on a multi-node cluster."""
+    from mlplatform.artifacts.storage import join_uri
+
     if "://" in artifact_uri:
-        return artifact_uri.rstrip("/") + "/ray_train"
+        return join_uri(artifact_uri, "ray_train")
     return str(Path(artifact_uri).expanduser().resolve() / "ray_train")
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlplatform.artifacts.storage import join_uri
 from mlplatform.config.tune import BASELINE_PATTERN, TuneSearchConfig, load_tune_config, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import Conflict, InvalidInput, MLPlatformError, NotFound
@@ -56,7 +57,7 @@ def _client() -> Any:
 def tune_storage_path(artifact_uri: str) -> str:
     """Tune's experiment state lives next to the artifacts (shared storage on a multi-node cluster)."""
     if "://" in artifact_uri:
-        return artifact_uri.rstrip("/") + "/ray_tune"
+        return join_uri(artifact_uri, "ray_tune")
     return str(Path(artifact_uri).expanduser().resolve() / "ray_tune")
 
 
@@ -104,7 +105,7 @@ def run_search(config: TuneSearchConfig, *, client: Any = None, warm_start_from:
     client.runs.link_dataset(sweep_run_id, dataset.id, role="train")
     tuner = build_tuner(config, prepared.trial_data, sweep_run_id=sweep_run_id, storage_path=storage,
                         name=tune_name, warm=warm, trainable=trainable, callbacks=callbacks)
-    return _fit_and_finish(tuner, config, client, sweep_run_id, f"{storage}/{tune_name}", prepared,
+    return _fit_and_finish(tuner, config, client, sweep_run_id, join_uri(storage, tune_name), prepared,
                            register_best=register_best, force=force)
 
 
@@ -128,7 +129,7 @@ def resume_search(experiment: str, *, client: Any = None, register_best: bool = 
         raise Conflict(f"the data or split changed since search {sweep.id} started (split "
                        f"{sweep.tags.get('split_id')} -> {prepared.trial_data.split_id}); start a new search",
                        field="data")
-    path = f"{sweep.tags['storage_path']}/{sweep.tags['tune_name']}"
+    path = join_uri(sweep.tags["storage_path"], sweep.tags["tune_name"])
     if not tune.Tuner.can_restore(path):
         raise NotFound(f"no Tune experiment state at {path} (the search stopped before Tune saved any)",
                        field="resume")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from mlplatform.entities import DatasetVersion
 from mlplatform.errors import NotFound
 from mlplatform.store.sql.models import DatasetRow, utcnow
-from mlplatform.store.sql.session import SessionScope
+from mlplatform.store.sql.session import SessionScope, insert_if_absent
 
 
 def _dataset(row: DatasetRow) -> DatasetVersion:
@@ -28,12 +28,14 @@ class SqlDatasetStore:
         """Idempotent: the same name and content hash return the existing record."""
 
         def work(session: Session) -> DatasetVersion:
-            row = session.scalar(sa.select(DatasetRow).where(DatasetRow.name == name, DatasetRow.version == version))
+            query = sa.select(DatasetRow).where(DatasetRow.name == name, DatasetRow.version == version)
+            row = session.scalar(query)
             if row is None:
-                row = DatasetRow(id=str(uuid.uuid4()), name=name, version=version, uri=uri, schema=schema,
-                                 row_count=row_count, profile=profile or {}, created_at=utcnow())
-                session.add(row)
-                session.flush()
+                insert_if_absent(session, DatasetRow, {
+                    "id": str(uuid.uuid4()), "name": name, "version": version, "uri": uri, "schema": schema,
+                    "row_count": row_count, "profile": profile or {}, "created_at": utcnow(),
+                }, ["name", "version"])
+                row = session.scalars(query).one()
             return _dataset(row)
 
         return self._scope.run(work, what="register dataset")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from mlplatform.errors import Unavailable
+from mlplatform.store.sql.session import writer
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -35,11 +39,41 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+# Any constant works; it names "mlplatform schema migration" among the advisory locks of one PostgreSQL database.
+_PG_MIGRATION_LOCK = 0x6D6C706C6174
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """One migrating process at a time per store: two processes starting on a fresh store both saw it empty and both
+    ran CREATE TABLE (the second failed with a unique violation on PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a+b") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Upgrade to head; returns (before, after). Running it at head changes nothing."""
-    before = current_revision(engine)
-    if before != head_revision():
-        command.upgrade(alembic_config(engine), "head")
+    """Upgrade to head; returns (before, after). Running it at head changes nothing; concurrent callers take turns
+    and the later ones find the schema at head."""
+    with _migration_lock(engine):
+        before = current_revision(engine)
+        if before != head_revision():
+            command.upgrade(alembic_config(writer(engine)), "head")
     return before, head_revision()
 
 
@@ -56,9 +90,16 @@ def ensure_schema(engine: Engine, display_url: str, *, auto_init: bool = True) -
     head = head_revision()
     if current == head:
         return
-    if current is None and auto_init and is_empty(engine):
-        upgrade(engine)
-        return
+    if current is None and auto_init:
+        # Decide under the lock: a process migrating right now leaves the store neither empty nor stamped.
+        with _migration_lock(engine):
+            # Another process may have created the schema while this one waited for the lock.
+            current = current_revision(engine)
+            if current is None and is_empty(engine):
+                command.upgrade(alembic_config(writer(engine)), "head")
+                return
+        if current == head:
+            return
     raise Unavailable(
         f"store at {display_url} has schema {current or 'none'}, this version needs {head}; "
         "run `mlplatform store upgrade`"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +71,19 @@ class SqlRegistryStore:
             model = self._model(session, name)
             row = self._version_row(session, model, version, alias)
             return self._version_entity(session, model, row)
+
+    def in_service(self, since: datetime) -> set[tuple[str, int]]:
+        """Versions being served: in an active rollout, or that answered a logged prediction since ``since``."""
+        from mlplatform.store.sql.models import PredictionLogRow, RolloutRow
+
+        with self._scope.session() as session:
+            served = {(n, int(v)) for n, v in session.execute(
+                sa.select(PredictionLogRow.model_name, PredictionLogRow.version)
+                .where(PredictionLogRow.timestamp >= since).distinct())}
+            for row in session.scalars(sa.select(RolloutRow).where(RolloutRow.status == "active")):
+                served |= {(row.model_name, v) for v in (row.champion_version, row.challenger_version)
+                           if v is not None}
+            return served
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasChange]:
         with self._scope.session() as session:

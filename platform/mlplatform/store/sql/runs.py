@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,11 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mlplatform.entities import Experiment, Metric, Run, RunKind, RunStatus
-from mlplatform.errors import InvalidInput, NotFound
+from mlplatform.errors import InvalidInput, MLPlatformError, NotFound
 from mlplatform.store.sql.models import ExperimentRow, MetricRow, ParamRow, RunDatasetRow, RunRow, utcnow
-from mlplatform.store.sql.session import SessionScope
+from mlplatform.store.sql.session import SessionScope, insert_if_absent
 
 STALE_RUN_SECONDS = 600
+HEARTBEAT_SECONDS = 60.0
+logger = logging.getLogger(__name__)
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -73,11 +78,12 @@ class SqlRunStore:
             raise InvalidInput("experiment name must be 1-255 characters", field="experiment")
 
         def work(session: Session) -> Experiment:
-            row = session.scalar(sa.select(ExperimentRow).where(ExperimentRow.name == name))
+            query = sa.select(ExperimentRow).where(ExperimentRow.name == name)
+            row = session.scalar(query)
             if row is None:
-                row = ExperimentRow(id=str(uuid.uuid4()), name=name, created_at=utcnow())
-                session.add(row)
-                session.flush()
+                insert_if_absent(session, ExperimentRow, {"id": str(uuid.uuid4()), "name": name,
+                                                          "created_at": utcnow()}, ["name"])
+                row = session.scalars(query).one()
             return _experiment(row)
 
         return self._scope.run(work, what="create experiment")
@@ -124,16 +130,17 @@ class SqlRunStore:
             if parent_run_id is not None and session.get(RunRow, parent_run_id) is None:
                 raise NotFound(f"parent run {parent_run_id} does not exist", field="parent_run_id")
             now = utcnow()
-            row = RunRow(
+            values = dict(
                 id=run_id, experiment_id=exp.id, kind=kind.value, status=RunStatus(status).value, name=name,
                 parent_run_id=parent_run_id, config=json.loads(json.dumps(config, default=str)),
                 config_hash=config_hash(config), seed=seed, tags=dict(tags or {}), error=None, created_at=now,
                 started_at=now if status == RunStatus.RUNNING else None, ended_at=None, heartbeat_at=now,
             )
-            session.add(row)
-            session.flush()
+            inserted = insert_if_absent(session, RunRow, values, ["id"])
+            row = session.get(RunRow, run_id, populate_existing=True)
+            assert row is not None  # inserted here or by a concurrent caller with the same id
             params = flatten(config)
-            if params:
+            if inserted and params:
                 session.execute(
                     sa.insert(ParamRow),
                     [{"run_id": run_id, "key": k, "value": json.dumps(v, default=str), "value_num": _as_number(v)}
@@ -175,17 +182,47 @@ class SqlRunStore:
 
     def fail_stale_runs(self, older_than_seconds: int = STALE_RUN_SECONDS, now: datetime | None = None) -> int:
         """``running`` runs without a heartbeat for 600 s become ``failed`` (a crashed driver never ends them)."""
-        cutoff = (now or utcnow()) - timedelta(seconds=older_than_seconds)
+        return len(self.fail_stale(older_than_seconds, now))
 
-        def work(session: Session) -> int:
-            result = session.execute(
-                sa.update(RunRow)
-                .where(RunRow.status == RunStatus.RUNNING.value, RunRow.heartbeat_at < cutoff)
-                .values(status=RunStatus.FAILED.value, error="no heartbeat for 600 s", ended_at=utcnow())
-            )
-            return int(result.rowcount or 0)
+    def fail_stale(self, older_than_seconds: int = STALE_RUN_SECONDS, now: datetime | None = None) -> list[str]:
+        """Like :meth:`fail_stale_runs`, returning the ids it failed (``mlplatform runs gc`` lists them)."""
+        cutoff = (now or utcnow()) - timedelta(seconds=older_than_seconds)
+        stale = sa.and_(RunRow.status == RunStatus.RUNNING.value,
+                        sa.or_(RunRow.heartbeat_at < cutoff,
+                               sa.and_(RunRow.heartbeat_at.is_(None), RunRow.created_at < cutoff)))
+
+        def work(session: Session) -> list[str]:
+            ids = sorted(session.scalars(sa.select(RunRow.id).where(stale)))
+            if ids:
+                session.execute(
+                    sa.update(RunRow).where(RunRow.id.in_(ids), stale)
+                    .values(status=RunStatus.FAILED.value, ended_at=utcnow(),
+                            error=f"no heartbeat for {older_than_seconds} s (the process running it is gone)")
+                )
+            return ids
 
         return self._scope.run(work, what="fail stale runs")
+
+    @contextmanager
+    def keep_alive(self, run_id: str, every_s: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+        """Heartbeat ``run_id`` from a daemon thread while the block runs, so a long step (a sklearn fit, a batch
+        job) is never failed as stale, and a crashed process stops beating and is."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every_s):
+                try:
+                    self.heartbeat(run_id)
+                except MLPlatformError as exc:  # a busy or unreachable store must not kill the run it watches
+                    logger.warning("heartbeat of run %s failed: %s", run_id, exc)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
 
     def get_run(self, run_id: str) -> Run:
         with self._scope.session() as session:

@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests._net import free_port
 from tests._png import assert_painted
-from tests._postgres import _free_port
 from tests.integration._console_scenario import COMMIT, DATASET_HASH, MODEL, XSS, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -38,7 +38,7 @@ def console_url(client: Any) -> Iterator[str]:
     from mlplatform.console.app import create_app
 
     seed(client)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(client=client), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -66,7 +66,10 @@ def seed(client: Any) -> Scenario:
                                     {"key": "accuracy", "value": 0.5 + 0.07 * epoch, "split": "val"}], step=epoch)
     runs.update_tags(train.id, {"best_checkpoint": "/ckpt/epoch-5",
                                 "kept_checkpoints": [{"epoch": 4, "path": "/ckpt/epoch-4", "val_loss": 0.3},
-                                                     {"epoch": 5, "path": "/ckpt/epoch-5", "val_loss": 0.24}]})
+                                                     {"epoch": 5, "path": "/ckpt/epoch-5", "val_loss": 0.24}],
+                                "validation": {"level": "ERROR", "against": "the declared schema", "forced": True,
+                                               "rows_dropped": 40, "errors": [
+                                                   "age: 40 value(s) refused (wrong_type): expected float, got 'x'"]}})
     runs.end_run(train.id)
 
     _version(client, MODEL, trials[1], 0.83, None, "alice")

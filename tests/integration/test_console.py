@@ -85,6 +85,7 @@ def test_pages_show_the_stores_values(web: TestClient, seeded: Scenario) -> None
 
     dataset = text(web.get(f"/datasets/{seeded.dataset_id}").text)
     assert DATASET_HASH in dataset and "8000 rows" in dataset and "mean=12.5" in dataset
+    assert "ERROR the declared schema yes: 40 row(s) dropped age: 40 value(s) refused (wrong_type)" in dataset
 
     monitor = text(web.get(f"/monitoring/{MODEL}").text)
     assert "tenure 0.3100" in monitor and "accuracy=0.7900" in monitor
@@ -143,9 +144,10 @@ def test_actions_need_confirmation_and_leave_audit_rows(web: TestClient, client:
              headers={"X-User-ID": "dana"})
     assert client.registry.get_model(MODEL).aliases["champion"] == 1
     row = _audit(client, "rollback")[0]
-    assert row.actor == "console user:dana" and row.reason == "v2 regressed"
+    # the actor is the authenticated principal or the peer, never a client-supplied header (issue 16)
+    assert row.actor == "console addr:testclient" and row.reason == "v2 regressed"
     history = client.registry.alias_history(MODEL, "champion")[-1]
-    assert (history.from_version, history.to_version, history.actor) == (2, 1, "console user:dana")
+    assert (history.from_version, history.to_version, history.actor) == (2, 1, "console addr:testclient")
 
     refused = web.post(f"/models/{MODEL}/actions/advance", data={"confirm": "yes"})
     assert refused.status_code == 409 and "no active rollout" in text(refused.text)

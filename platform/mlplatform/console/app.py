@@ -273,8 +273,8 @@ def create_app(config: ConsoleConfig | None = None, client: Any = None) -> FastA
         detail = queries.dataset_detail(dataset_id)
         profile = detail["profile"]
         columns = profile.get("columns") if isinstance(profile.get("columns"), dict) else {}
-        return render(request, "dataset.html", d=detail, columns=columns,
-                      validation=profile.get("validation") or profile.get("validation_reports"))
+        reports = [r for r in detail["runs"] if r.get("validation")]
+        return render(request, "dataset.html", d=detail, columns=columns, reports=reports)
 
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring(request: Request, offset: int = 0, status: str | None = None) -> HTMLResponse:

@@ -375,13 +375,13 @@ class SqlConsoleQueries:
             if row is None:
                 raise NotFound(f"dataset {dataset_id} does not exist", field="dataset")
             runs = session.execute(
-                sa.select(RunRow.id, RunRow.name, RunRow.kind, RunDatasetRow.role)
+                sa.select(RunRow.id, RunRow.name, RunRow.kind, RunRow.status, RunDatasetRow.role, RunRow.tags)
                 .join(RunDatasetRow, RunDatasetRow.run_id == RunRow.id)
                 .where(RunDatasetRow.dataset_id == dataset_id)
                 .order_by(RunRow.created_at.desc()).limit(runs_limit)).all()
             return {"id": row.id, "name": row.name, "version": row.version, "uri": row.uri, "schema": row.schema,
                     "row_count": row.row_count, "profile": row.profile or {}, "created_at": row.created_at,
-                    "runs": [dict(r._mapping) for r in runs]}
+                    "runs": [_run_with_validation(r._mapping) for r in runs]}
 
     # -- monitoring --------------------------------------------------------------------------------------------
     def drift_history(self, name: str, limit: int = 30) -> list[dict[str, Any]]:
@@ -429,3 +429,11 @@ class SqlConsoleQueries:
                 PredictionLogRow.model_name == name,
                 PredictionLogRow.timestamp > newest - timedelta(hours=hours)))
             return {"newest": newest, "recent": int(recent or 0), "hours": hours}
+
+
+def _run_with_validation(row: Any) -> dict[str, Any]:
+    """A run that used a dataset, with the report of training's data check when it ran one (kept in the run's
+    tags: level, what it was checked against, errors, and whether --force trained past it)."""
+    out = {k: v for k, v in row.items() if k != "tags"}
+    out["validation"] = (row["tags"] or {}).get("validation")
+    return out

@@ -117,12 +117,12 @@ def test_malformed_bodies_get_422_naming_the_field(served: dict[str, Any], conte
 
 
 @pytest.mark.parametrize(("feature", "value", "field", "reason"), [
-    ("tenure_months", "twelve", "instances[0].tenure_months", "expected a number"),
-    ("tenure_months", True, "instances[0].tenure_months", "boolean"),
+    ("tenure_months", "twelve", "instances[0].tenure_months", "wrong_type (expected float, got 'twelve')"),
+    ("tenure_months", True, "instances[0].tenure_months", "wrong_type (expected float, got bool"),
     ("tenure_months", float("inf"), "body", "Infinity"),  # json.dumps writes the non-JSON token Infinity
-    ("tenure_months", "__1e999__", "instances[0].tenure_months", "finite"),  # valid JSON, overflows to inf
-    ("plan", 3, "instances[0].plan", "expected a string"),
-    ("age", "__missing__", "instances[0].age", "missing required feature"),
+    ("tenure_months", "__1e999__", "instances[0].tenure_months", "not_finite"),  # valid JSON, overflows to inf
+    ("plan", 3.5, "instances[0].plan", "wrong_type"),  # 3 would be the category "3"; 3.5 names no category
+    ("age", "__missing__", "instances[0].age", "missing_field"),
 ])
 def test_bad_feature_values_get_422_naming_the_feature(served: dict[str, Any], churn_df: pd.DataFrame,
                                                        feature: str, value: Any, field: str, reason: str) -> None:

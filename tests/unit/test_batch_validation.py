@@ -23,7 +23,8 @@ def test_row_split_keeps_valid_rows_and_gives_every_reason() -> None:
     # "NA" is text, not a missing value, unless the model declares it a missing token (then it is missing)
     assert split.valid_positions.tolist() == [0] and split.invalid_positions.tolist() == [1, 2, 3, 4]
     assert split.reasons == ["id: missing_value (key column)", "x: wrong_type (expected float, got 'abc')",
-                             "x: wrong_type (expected float, got 'NA')", "x: wrong_type (expected float, got 'inf')"]
+                             "x: wrong_type (expected float, got 'NA')",
+                             "x: not_finite (expected a finite number, got 'inf')"]
     assert split.features["x"].tolist() == [1.5]
     declared = split_valid_rows(df, FEATURES, ["id"], RowRules.of(["NA"]))
     assert declared.valid_positions.tolist() == [0, 3] and np.isnan(declared.features["x"].tolist()[1])

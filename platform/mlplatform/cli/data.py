@@ -117,8 +117,8 @@ def validate(path: str = typer.Argument(..., help="Parquet or CSV file or direct
     with expected_errors():
         version = client().registry.resolve(model)
         schema = schema_from_json(version.input_schema)
+        df = read_table(path)  # a missing file is the first thing to say
         ref_profile, ref_name = (None, None) if no_reference else _reference_profile(reference, version)
-        df = read_table(path)
         ignored = [c.strip() for item in ignore for c in item.split(",") if c.strip()]
         report = validate_frame(df, schema, ref_profile, ValidationConfig(
                                     ignore_columns=ignored, missing_tokens=_missing_tokens(version)),

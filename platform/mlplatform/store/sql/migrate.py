@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -83,6 +84,17 @@ def is_empty(engine: Engine) -> bool:
 
 def ensure_schema(engine: Engine, display_url: str, *, auto_init: bool = True) -> None:
     """Create the schema in an empty database; refuse to run against an older one."""
+    if engine.dialect.name == "sqlite":
+        # The first read of a SQLite file that another process is creating can fail with "database is locked"
+        # (its switch to WAL takes the file exclusively): on SQLite the whole check waits its turn.
+        with _migration_lock(engine):
+            _ensure_schema(engine, display_url, auto_init, nullcontext)
+        return
+    _ensure_schema(engine, display_url, auto_init, lambda: _migration_lock(engine))
+
+
+def _ensure_schema(engine: Engine, display_url: str, auto_init: bool,
+                   lock: Callable[[], AbstractContextManager[Any]]) -> None:
     try:
         current = current_revision(engine)
     except Exception as exc:
@@ -92,7 +104,7 @@ def ensure_schema(engine: Engine, display_url: str, *, auto_init: bool = True) -
         return
     if current is None and auto_init:
         # Decide under the lock: a process migrating right now leaves the store neither empty nor stamped.
-        with _migration_lock(engine):
+        with lock():
             # Another process may have created the schema while this one waited for the lock.
             current = current_revision(engine)
             if current is None and is_empty(engine):

@@ -106,16 +106,6 @@ class CheckedRows:
             mask[[i.row for i in self.issues]] = True
         return mask
 
-    def reasons(self) -> dict[int, str]:
-        """Per refused row, its issues joined by ``; `` (row order, then schema order)."""
-        out: dict[int, list[str]] = {}
-        for issue in self.issues:
-            out.setdefault(issue.row, []).append(issue.text)
-        return {row: "; ".join(texts) for row, texts in sorted(out.items())}
-
-    def accepted(self) -> pd.DataFrame:
-        return self.frame[~self.refused] if self.issues else self.frame
-
     def raise_for_issues(self, path: str | None = None) -> CheckedRows:
         """InvalidInput (HTTP 422) naming the first bad field, every issue in ``details["errors"]``. With ``path``
         (serving: ``"instances"``) the field reads ``instances[3].age``; without, the feature's name."""

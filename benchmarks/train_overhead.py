@@ -50,7 +50,7 @@ def _prepare() -> tuple[Any, Any, Any, dict[str, np.ndarray], list[Any]]:
     from mlplatform.config.train import train_config_from_dict
     from mlplatform.datasets.synthetic import make_churn
     from mlplatform.features.transform import TabularTransform
-    from mlplatform.training.data import Splits, encode_labels
+    from mlplatform.learning.data import Splits, encode_labels
 
     config = train_config_from_dict({
         "experiment": "bench", "model_name": "bench", "seed": SEED,
@@ -140,8 +140,8 @@ def _timed_epochs(model: Any, x: Any, y: Any, optimizer: Any, loss_fn: Any, seed
 def bench_single_process(threads: int) -> dict[str, Any]:
     import torch
 
+    from mlplatform.learning.losses import build_loss
     from mlplatform.models.factory import default_factory
-    from mlplatform.training.losses import build_loss
     from mlplatform.training.torch_train import model_shape
 
     config, splits, transform, labels, classes = _prepare()

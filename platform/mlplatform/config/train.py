@@ -252,7 +252,7 @@ class TrainConfig(_Strict):
 
     @property
     def checkpoint_order(self) -> str:
-        from mlplatform.training.metrics import metric_mode
+        from mlplatform.learning.metrics import metric_mode
 
         return self.checkpoint.order or metric_mode(self.checkpoint.metric[4:])
 
@@ -272,8 +272,8 @@ class TrainConfig(_Strict):
 
     def validate_semantics(self) -> None:
         """Checks that need the factory and loss registries; raise InvalidInput naming the field."""
+        from mlplatform.learning.losses import build_loss, loss_names
         from mlplatform.models.factory import default_factory
-        from mlplatform.training.losses import build_loss, loss_names
 
         factory = default_factory()
         try:

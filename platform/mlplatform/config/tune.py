@@ -39,7 +39,8 @@ from mlplatform.errors import ConfigError, InvalidInput
 
 BASELINE_PATTERN = "most_frequent"
 # Training settings of the torch family that a search may vary (the rest of OptimSection keeps its defaults).
-TORCH_TRAINING_KEYS = {"lr", "batch_size", "weight_decay", "epochs", "optimizer", "scheduler", "grad_clip"}
+TORCH_TRAINING_KEYS = {"lr", "batch_size", "weight_decay", "epochs", "optimizer", "scheduler", "grad_clip",
+                       "accumulation_steps"}
 PBT_MUTABLE_KEYS = {"lr", "weight_decay", "batch_size"}
 Rebalancing = Literal["none", "class_weight"]
 
@@ -195,7 +196,7 @@ class TuneSearchConfig(_Strict):
     # -- resolved values ---------------------------------------------------------------------------------------
     @property
     def resolved_mode(self) -> str:
-        from mlplatform.training.metrics import metric_mode
+        from mlplatform.learning.metrics import metric_mode
 
         return self.mode or metric_mode(self.metric[4:])
 

@@ -140,7 +140,7 @@ def _timed_epochs(model: Any, x: Any, y: Any, optimizer: Any, loss_fn: Any, seed
 def bench_single_process(threads: int) -> dict[str, Any]:
     import torch
 
-    from mlplatform.learning.losses import build_loss
+    from mlplatform.models.losses import build_loss
     from mlplatform.models.factory import default_factory
     from mlplatform.training.torch_train import model_shape
 

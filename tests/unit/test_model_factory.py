@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from mlplatform.config.train import load_train_config
 from mlplatform.errors import ConfigError, Conflict, InvalidInput
-from mlplatform.learning.losses import FocalLoss, balanced_weights, build_loss
+from mlplatform.models.losses import FocalLoss, balanced_weights, build_loss
 from mlplatform.models.factory import ModelFamily, default_factory
 
 

@@ -3,7 +3,7 @@
 The stages orchestrate; this package holds the one implementation of each piece they have in common:
 
 - :mod:`~mlplatform.learning.data`: load, split (seeded, recorded) and encode labels;
-- :mod:`~mlplatform.learning.losses` and :mod:`~mlplatform.learning.metrics`: losses and metrics by name;
+- :mod:`~mlplatform.models.losses` and :mod:`~mlplatform.learning.metrics`: losses and metrics by name;
 - :mod:`~mlplatform.learning.torch_core`: the typed :class:`~mlplatform.learning.torch_core.TrainLoopConfig`, the
   optimizer and scheduler builders, and the per-epoch torch loop (gradient accumulation, AMP, clipping) that a
   Ray Train worker and a Tune trial both run;

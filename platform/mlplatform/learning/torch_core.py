@@ -111,7 +111,7 @@ def build_model(config: TrainLoopConfig) -> torch.nn.Module:
 
 
 def build_loss_fn(config: TrainLoopConfig) -> torch.nn.Module:
-    from mlplatform.learning.losses import build_loss
+    from mlplatform.models.losses import build_loss
 
     return build_loss(config.loss, config.task, config.loss_params, config.class_counts)
 

@@ -67,7 +67,7 @@ def storage_path_for(artifact_uri: str) -> str:
     return str(Path(artifact_uri).expanduser().resolve() / "ray_train")
 
 
-def _make_relay() -> Any:
+def make_relay() -> Any:
     import ray
 
     @ray.remote(num_cpus=0)
@@ -87,7 +87,7 @@ def _make_relay() -> Any:
     return MetricRelay.remote()
 
 
-class _Drainer(threading.Thread):
+class EventDrainer(threading.Thread):
     """Moves relayed events into the store. An event the store refuses (a locked SQLite file, a PostgreSQL
     failover) stays queued, in order, and is retried at the next drain; nothing is dropped."""
 
@@ -118,7 +118,8 @@ class _Drainer(threading.Thread):
     def stop(self, attempts: int = 5) -> None:
         """Stop polling and drain what is left, retrying a refused event a few times with a short backoff."""
         self._done.set()
-        self.join(timeout=10)
+        if self.is_alive():
+            self.join(timeout=10)
         for attempt in range(attempts):
             self.drain_once()
             if not self.pending:
@@ -153,7 +154,7 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
     workers = config.scaling.num_workers
     shard_bytes = train_matrix.nbytes / workers
     in_memory = shard_bytes < SHARD_IN_MEMORY_LIMIT if opt.shard_in_memory == "auto" else bool(opt.shard_in_memory)
-    relay = _make_relay()
+    relay = make_relay()
     loop = loop_config(config, params=params, shape=shape, labels=labels["train"], classes=classes,
                        n_dense=dense.shape[1], n_codes=n_codes, shard_in_memory=in_memory)
     handles = WorkerHandles(
@@ -175,7 +176,7 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
             failure_config=FailureConfig(max_failures=config.failure.max_failures),
         ),
     )
-    drainer = _Drainer(relay, on_event or (lambda item: None))
+    drainer = EventDrainer(relay, on_event or (lambda item: None))
     drainer.start()
     log.info("training %s on %d worker(s) (gpu=%s), effective batch %d, storage %s/%s", config.model.family,
              workers, use_gpu, opt.batch_size * workers * opt.accumulation_steps, storage_path, run_id)

@@ -12,7 +12,9 @@ from a checkpoint, or restarted from scratch after a failure, re-reports steps t
 Mutations recorded: PBT changes a trial's hyperparameters while it runs. Every result is checked against the
 trial's last recorded config, and a change is appended to the trial run's ``config_history`` tag
 (``[{"from_step": 1, "config": ...}, {"from_step": 5, "config": ...}]``, a step being the first result reported
-under that config), so the store holds what each step actually ran with, not only the starting point.
+under that config), so the store holds what each step actually ran with, not only the starting point. An exploit
+restarts the trial from a cloned checkpoint, so it may report steps it had already reported under the old
+config: those are written too (the newest rows of a step belong to the surviving branch).
 
 Nothing lost: results are buffered and written in batches -- when the buffer is full, when a trial saves a
 checkpoint (so every step a restored trial will not report again is in the store before Tune records the
@@ -163,6 +165,9 @@ class StoreCallback(Callback):
             return
         history.append({"from_step": step, "config": config})
         self.client.runs.update_tags(run_id, {"config_history": history})
+        # A PBT exploit restarts the trial from another trial's checkpoint: the steps from here on are new
+        # measurements under the new config, not re-reports, so they are written (after the earlier branch's).
+        self._steps[run_id] = {s for s in self._steps[run_id] if s < step}
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         run_id = self._runs.get(trial.trial_id)

@@ -210,7 +210,7 @@ def test_pbt_records_every_mutation_and_register_best_replays_the_recorded_sched
     config = tune_config_from_dict(_config(
         data={"source": "synthetic_churn", "n_rows": 400},
         patterns={"mlp": {"params": {"hidden": [8], "dropout": 0.0},
-                          "training": {"lr": {"loguniform": [1e-5, 0.05]}, "batch_size": 64, "epochs": 4}}},
+                          "training": {"lr": {"loguniform": [1e-5, 0.05]}, "batch_size": 64, "epochs": 8}}},
         preprocessing={}, search={"algorithm": "random", "scheduler": "pbt", "perturbation_interval": 2,
                                   "quantile_fraction": 0.5, "mutations": ["lr"]},
         budget={"num_samples": 5}, max_concurrent_trials=2, early_stopping_patience=0,

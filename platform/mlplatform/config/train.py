@@ -268,8 +268,8 @@ class TrainConfig(StrictModel):
 
     def validate_semantics(self) -> None:
         """Checks that need the factory and loss registries; raise InvalidInput naming the field."""
-        from mlplatform.models.losses import build_loss, loss_names
         from mlplatform.models.factory import default_factory
+        from mlplatform.models.losses import build_loss, loss_names
 
         factory = default_factory()
         try:

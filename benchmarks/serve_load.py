@@ -276,10 +276,10 @@ def main() -> None:
 
     from mlplatform.client import Client
     from mlplatform.datasets.synthetic import FEATURES, TARGET, make_churn
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.predictor import Predictor
     from mlplatform.serving.app import build_app
     from mlplatform.settings import Settings
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     home = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     train = make_churn(3000, seed=7)

@@ -40,8 +40,8 @@ def two_version_store(prefix: str, second_alias: str | None) -> tuple[Any, dict[
     (so a benchmark measures the serving machinery, not a slower second model)."""
     from mlplatform.client import Client
     from mlplatform.datasets.synthetic import FEATURES, TARGET, make_churn
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.settings import Settings
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     home = Path(tempfile.mkdtemp(prefix=prefix))
     artifact = home / "logistic"

@@ -113,7 +113,7 @@ def churn_df() -> pd.DataFrame:
 def model_artifact_dir(tmp_path_factory: pytest.TempPathFactory, churn_df: pd.DataFrame) -> Path:
     """A small fitted logistic-regression artifact, built once per session."""
     from mlplatform.datasets.synthetic import FEATURES, TARGET
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     out = tmp_path_factory.mktemp("artifact") / "logistic"
     fit_sklearn_artifact(churn_df.iloc[:2000], target=TARGET, features=FEATURES, family="logistic", out_dir=out,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,31 +19,16 @@ from mlplatform._internal import lineage as lineage_capture
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.artifacts.storage import ArtifactStore
 from mlplatform.entities import ModelVersion
-from mlplatform.errors import InvalidInput
+from mlplatform.entities.names import parse_model_ref, validate_model_name
 from mlplatform.predictor import Predictor
 from mlplatform.settings import Settings, get_settings
 from mlplatform.store.sql import migrate
 from mlplatform.store.sql.datasets import SqlDatasetStore
 from mlplatform.store.sql.monitoring import SqlMonitoringStore
-from mlplatform.store.sql.registry import SqlRegistryStore, validate_alias, validate_model_name
+from mlplatform.store.sql.registry import SqlRegistryStore
 from mlplatform.store.sql.runs import SqlRunStore
 from mlplatform.store.sql.schedules import SqlScheduleStore
 from mlplatform.store.sql.session import SessionScope, create_store_engine
-
-_REF = re.compile(r"^(?P<name>[^:@\s]+)(?::(?P<version>\d+)|@(?P<alias>[^:@\s]+))?$")
-
-
-def parse_model_ref(ref: str) -> tuple[str, int | None, str | None]:
-    """``name`` (the champion), ``name:version`` or ``name@alias``."""
-    match = _REF.match(ref or "")
-    if not match:
-        raise InvalidInput(f"model reference {ref!r} must be name, name:version or name@alias", field="model")
-    name = validate_model_name(match["name"])
-    version = int(match["version"]) if match["version"] else None
-    if version is not None and version < 1:
-        raise InvalidInput("model versions start at 1", field="version")
-    alias = validate_alias(match["alias"]) if match["alias"] else None
-    return name, version, alias
 
 
 def current_actor() -> str:

@@ -139,8 +139,8 @@ def _log_traffic(client, version, n: int) -> list[datetime]:
 def test_replay_compares_a_candidate_on_logged_traffic_without_side_effects(client, champion, churn_df,
                                                                              tmp_path) -> None:
     from mlplatform.datasets.synthetic import FEATURES, TARGET
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.monitoring.replay import run_replay
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     times = _log_traffic(client, champion, 400)
     other = tmp_path / "tree"

@@ -21,8 +21,8 @@ from mlplatform.monitoring.reference import RARE, load_drift_reference
 
 @pytest.fixture(scope="module")
 def forest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.predictor import Predictor
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     out = tmp_path_factory.mktemp("forest") / "rf"
     train = make_training_frame(4000, seed=3)

@@ -68,7 +68,7 @@ def _check_keys(params: dict[str, Any]) -> None:
 
 def validate_stacking(task: str, params: dict[str, Any]) -> None:
     """Config-time check (no registry at hand): version refs are checked for syntax only, families fully."""
-    from mlplatform.client import parse_model_ref
+    from mlplatform.entities.names import parse_model_ref
     from mlplatform.models.factory import default_factory
 
     _check_keys(params)

@@ -13,8 +13,8 @@ from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.errors import InvalidInput
 from mlplatform.features.schema import FeatureSpec, schema_to_json
 from mlplatform.features.transform import TabularTransform, TransformConfig
+from mlplatform.learning.metrics import evaluate_predictions
 from mlplatform.models.sklearn_models import build_sklearn, save_sklearn
-from mlplatform.training.metrics import evaluate_predictions
 
 logger = logging.getLogger(__name__)
 

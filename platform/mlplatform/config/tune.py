@@ -168,7 +168,7 @@ class TuneSearchConfig(StrictModel):
     patterns: dict[str, PatternSection] = Field(min_length=1, description="Alternatives compared by the search.")
     preprocessing: dict[str, SpaceValue] = Field(default_factory=dict, description="TransformConfig fields "
                                                  "(e.g. scaling, max_categories) as constants or dimensions.")
-    rebalancing: list[Rebalancing] = Field(default_factory=lambda: ["none"], min_length=1,
+    rebalancing: list[Rebalancing] = Field(default_factory=lambda: list[Rebalancing](["none"]), min_length=1,
                                            description="Strategies to try: none, class_weight.")
     search: SearchSection = Field(default_factory=SearchSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
@@ -212,7 +212,7 @@ class TuneSearchConfig(StrictModel):
             if self.framework_of(name) == "torch":
                 epochs = pattern.training.get("epochs", OptimSection().epochs)
                 dim = _dimension(epochs)
-                most = max(most, max(dim.representatives()) if dim is not None else int(epochs))
+                most = max(most, max(dim.representatives()) if dim is not None else int(epochs))  # type: ignore[arg-type]  # a constant when not a dimension
         return most
 
     def train_config(self) -> Any:

@@ -12,7 +12,7 @@ import logging
 import math
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -218,6 +218,16 @@ def schema_of(df: pd.DataFrame) -> dict[str, Any]:
 
 
 # -- store -------------------------------------------------------------------------------------------------------
+@overload
+def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any = None, uri: str | None = None,
+                    register: Literal[True] = True, digest: str | None = None) -> DatasetVersion: ...
+
+
+@overload
+def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any = None, uri: str | None = None,
+                    register: Literal[False], digest: str | None = None) -> dict[str, Any]: ...
+
+
 def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any = None, uri: str | None = None,
                     register: bool = True, digest: str | None = None) -> DatasetVersion | dict[str, Any]:
     """Hash, profile and (by default) register a dataset; returns the store's :class:`DatasetVersion`, or the

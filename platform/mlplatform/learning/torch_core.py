@@ -20,7 +20,7 @@ import contextlib
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ def epoch_seed(seed: int, rank: int, epoch: int) -> int:
 
 def rng_state() -> dict[str, Any]:
     """RNG states as plain lists/tensors so the checkpoint loads with ``weights_only=True``."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
     return {"python": list(random.getstate()[1]), "numpy": np_state[1].tolist(), "numpy_pos": int(np_state[2]),
             "torch": torch.get_rng_state()}
 
@@ -217,7 +217,8 @@ def run_epoch(model: torch.nn.Module, batches: Iterable[torch.Tensor], loss_fn: 
         pending += 1
         sync = pending == acc or is_last
         # no_sync on non-final micro-batches: gradients are all-reduced once per optimizer step.
-        no_sync = model.no_sync if (not sync and hasattr(model, "no_sync")) else contextlib.nullcontext
+        no_sync = cast(Callable[[], contextlib.AbstractContextManager[Any]], model.no_sync) \
+            if (not sync and hasattr(model, "no_sync")) else contextlib.nullcontext
         with no_sync(), autocast():
             loss = loss_fn(model(dense, codes), target)
         scaled = loss / acc
@@ -302,3 +303,9 @@ class Progress:
         else:
             self.bad_epochs += 1
         return rule.patience > 0 and self.bad_epochs >= rule.patience
+
+
+def unwrap_ddp(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself): what checkpoints save."""
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, torch.nn.Module) else model

@@ -47,6 +47,7 @@ from mlplatform.learning.torch_core import (
     rng_state,
     run_epoch,
     seed_everything,
+    unwrap_ddp,
     validate,
 )
 
@@ -218,7 +219,7 @@ def report(config: TrainLoopConfig, handles: WorkerHandles, state: WorkerState, 
         ray.train.report(metrics, checkpoint=None)
         return
     log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-    module = state.model.module if hasattr(state.model, "module") else state.model
+    module = unwrap_ddp(state.model)
     progress = state.progress
     saved = {
         "model": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},

@@ -84,7 +84,7 @@ def make_relay() -> Any:
             items, self._items = self._items, []
             return items
 
-    return MetricRelay.remote()
+    return MetricRelay.remote()  # type: ignore[attr-defined]  # added by @ray.remote, invisible to mypy
 
 
 class EventDrainer(threading.Thread):
@@ -162,10 +162,11 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
         # Ray Data splits it.
         train=ray.put(train_matrix) if in_memory else None, validation=validation,
         warm_state=ray.put(warm_state) if warm_state is not None else None, relay=relay, epoch_hook=epoch_hook)
-    datasets = None if in_memory else {"train": ray.data.from_numpy(train_matrix)}
+    datasets: dict[str, Any] | None = None if in_memory else {"train": ray.data.from_numpy(train_matrix)}
     use_gpu = resolve_use_gpu(config.scaling.use_gpu)
     trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config={"loop": loop, "handles": handles}, datasets=datasets,
+        train_loop_per_worker,  # type: ignore[arg-type]  # Ray types the loop as returning None; ours returns its summary
+        train_loop_config={"loop": loop, "handles": handles}, datasets=datasets,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                      placement_strategy=config.scaling.placement_strategy),
         run_config=RunConfig(

@@ -111,7 +111,7 @@ class Predictor:
             index = (proba[:, 1] >= self.manifest.threshold).astype(int)
         else:
             index = proba.argmax(axis=1)
-        return Prediction([classes[i] for i in index], proba, classes)
+        return Prediction(np.asarray(classes, dtype=object)[index].tolist(), proba, classes)
 
     def _predict_torch(self, matrix: np.ndarray, codes: np.ndarray | None) -> Prediction:
         import torch

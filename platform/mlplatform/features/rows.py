@@ -464,10 +464,13 @@ def _category_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowR
     n = len(raw)
     reason = _Reasons(n)
     kind = _kind(raw)
-    if kind == "text":
+    if kind in {"text", "plain_text"}:
         values = raw.to_numpy(dtype=object, copy=True) if isinstance(raw, pd.Series) else raw.copy()
-        missing = pd.isna(values)
-        values[missing] = None
+        if kind == "plain_text":
+            missing = np.equal(values, None)
+        else:
+            missing = pd.isna(values)
+            values[missing] = None
         if rules.missing_tokens:
             tokens = np.fromiter((v in rules.missing_tokens for v in values), dtype=bool, count=n)
             values[tokens] = None
@@ -507,7 +510,7 @@ def _kind(raw: pd.Series | np.ndarray) -> str:
             return "bool" if dtype.kind == "b" else "number" if dtype.kind in "iuf" else "object"
         # infer_dtype's "string" or "empty": every value text or a null (what the text route handles alike)
         if set(map(type, raw)) <= _TEXT_TYPES:
-            return "text"
+            return "plain_text"  # only str and None: None is the one missing value
         return "text" if all(isinstance(v, str) or _is_null(v) for v in raw) else "object"
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"

@@ -284,18 +284,10 @@ class _Plan:
     crosses: list[tuple[_CrossState, int]] = field(default_factory=list)
 
 
-_SMALL = 64  # below this many rows a Python dict lookup per value beats factorizing
-
-
 def _lookup(values: np.ndarray, lookup: dict[str | None, int], default: int) -> np.ndarray:
-    """``lookup[v]`` (``default`` when absent) for each value; missing values are ``None``."""
-    n = len(values)
-    if n <= _SMALL:
-        return np.fromiter((lookup.get(v, default) for v in values), dtype=np.int64, count=n)
-    codes, uniques = pd.factorize(values)  # missing -> -1, which picks the table's last entry: lookup[None]
-    table = np.fromiter((lookup.get(u, default) for u in [*uniques.tolist(), None]), dtype=np.int64,
-                        count=len(uniques) + 1)
-    return table[codes]
+    """``lookup[v]`` (``default`` when absent) for each value; missing values are ``None``. One dict lookup per
+    value: faster than factorizing first for the batch sizes inference sees (measured on 1,024 rows)."""
+    return np.fromiter(map(lookup.get, values, itertools.repeat(default)), dtype=np.int64, count=len(values))
 
 
 def _with_missing(values: np.ndarray, token: str) -> np.ndarray:

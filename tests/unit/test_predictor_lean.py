@@ -116,3 +116,10 @@ def test_one_row_gets_its_in_batch_answer_from_torch(churn: tuple) -> None:
         alone = predictor.predict(records[i:i + 1]).probabilities
         assert alone.tobytes() == batch[i:i + 1].tobytes(), i
     assert predictor.predict(records[:5]).probabilities.tobytes() == batch[:5].tobytes()
+
+
+def test_inference_threads_setting_wins_and_outside_ray_torch_keeps_its_default() -> None:
+    from mlplatform.predictor import inference_threads
+
+    assert inference_threads(3) == 3
+    assert inference_threads(None) is None  # this process is no Ray worker: nothing to share the node with

@@ -33,7 +33,7 @@ from mlplatform.serving.config import ServingConfig
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
 from mlplatform.serving.prediction_log import PredictionLogBuffer
 from mlplatform.serving.request_id import REQUEST_ID, clean_request_id
-from mlplatform.serving.rollout.routing import routing_key
+from mlplatform.serving.rollout.routing import SHADOW, routing_key
 from mlplatform.serving.rollout.shadow import ShadowQueue
 from mlplatform.serving.validation import parse_instances, parse_json_body
 
@@ -240,6 +240,7 @@ class ServingAPI:
         started = time.perf_counter()
         request_id = request.state.request_id
         status = 200
+        pinned: int | None = None
         try:
             self._admit(request)
             handle = self._handle(name)
@@ -263,6 +264,7 @@ class ServingAPI:
         except Exception as exc:
             response = error_response(exc, request_id)
             status = response.status_code
+            self._log_error(name, request_id, status, exc, started, pinned_version=pinned)
             return response
         finally:
             # tags from the URL only for served names: unknown names would grow the metric without bound
@@ -289,6 +291,8 @@ class ServingAPI:
         def done(answer: dict[str, Any] | None, error: BaseException | None, latency_ms: float) -> None:
             if error is not None:
                 logger.info("shadow copy of %s to version %s failed: %s", request_id, version, unwrap(error))
+                cause = unwrap(error)
+                self._log_error_row(name, request_id, http_status_for(cause), cause, latency_ms, version, SHADOW)
                 return
             assert answer is not None
             self._log_answer(request_id, answer, instances, answer.pop("results"), latency_ms)
@@ -321,6 +325,29 @@ class ServingAPI:
             probabilities=r.get("probabilities"),
             entity_id=None if entity_ids is None else pii.entity(str(entity_ids[i])))
             for i, r in enumerate(results)])
+
+    def _log_error(self, name: str, request_id: str, status: int, exc: BaseException, started: float,
+                   pinned_version: int | None) -> None:
+        """An error answer leaves a row in the prediction log with its status (SPEC S6.10), under the model name
+        only when that model is served here (an unknown name from the URL must not grow the log's key space).
+        Refusals before admission (401/403 auth, 429 rate limit) are not logged: an unauthenticated caller must
+        not be able to write into the store, and the request metric counts them by status anyway."""
+        if status in (401, 403, 429):
+            return
+        self._log_error_row(name if name in self._models else "unknown", request_id, status, unwrap(exc),
+                            (time.perf_counter() - started) * 1000, pinned_version or 0, None)
+
+    def _log_error_row(self, name: str, request_id: str, status: int, exc: BaseException, latency_ms: float,
+                       version: int, variant: str | None) -> None:
+        if self._log is None:
+            return
+        # the same text the client got: the platform's own message, never an unexpected exception's details
+        reason = (f"{type(exc).__name__}: {exc.message}" if isinstance(exc, MLPlatformError)
+                  else "InternalError: internal error")
+        self._log.add([PredictionRecord(
+            request_id=request_id, model_name=name, version=version, features={}, prediction=None, confidence=None,
+            latency_ms=latency_ms, timestamp=datetime.now(UTC), variant=variant, status=status,
+            error=reason[:500])])
 
     async def list_models(self, request: Request) -> JSONResponse:
         try:

@@ -383,3 +383,47 @@ def test_probation_after_full_promotion_rolls_the_champion_alias_back(
     after = asyncio.run(fire(url, [({"X-User-ID": f"a-{i}"}, {"instances": [rows[i]]}) for i in range(50)],
                              concurrency=8))
     assert {(r.status_code, r.json()["model_version"]) for r in after} == {(200, 1)}
+
+
+def test_c_a_killed_model_replica_costs_at_most_one_percent_and_recovers(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """Chaos (c): one of two model replicas is killed (``ray.kill``) under load; at most 1 % of the requests fail
+    and the deployment runs two replicas again, answering, within 30 s. Counts are printed."""
+    import threading
+
+    import ray
+
+    _, where = store
+    url = deploy(where, rollout={"follow_registry": False}, models=[{"name": "churn", "num_replicas": 2}])
+    app_name = url.rsplit("/", 1)[1]
+    marker = f"{app_name}#{deployment_name('churn')}#"
+
+    def replicas() -> list[str]:
+        return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                      if "SERVE_REPLICA" in a["name"] and marker in a["name"])
+
+    wait_for(lambda: len(replicas()) == 2, timeout_s=30)
+    killed: dict[str, Any] = {}
+
+    def kill_one() -> None:
+        time.sleep(0.5)  # under load
+        victim = replicas()[0]
+        killed["at"] = time.monotonic()
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        wait_for(lambda: len(replicas()) == 2 and victim not in replicas()
+                 and httpx.get(f"{url}/v1/models/churn", timeout=5).status_code == 200, timeout_s=60,
+                 interval_s=0.2)
+        killed["recovered"] = time.monotonic()
+
+    rows = instances(churn_df.iloc[:200])
+    n = 400
+    thread = threading.Thread(target=kill_one)
+    thread.start()
+    responses = asyncio.run(fire(url, [({}, {"instances": [rows[i % len(rows)]]}) for i in range(n)],
+                                 concurrency=8))
+    thread.join(timeout=90)
+    statuses = Counter(r.status_code for r in responses)
+    recovery_s = killed["recovered"] - killed["at"]
+    print(f"chaos (c): {n} requests, statuses {dict(statuses)}, recovered in {recovery_s:.1f} s")
+    assert statuses[200] >= n * 0.99, statuses
+    assert recovery_s <= 30, recovery_s

@@ -105,7 +105,7 @@ def test_a_cancelled_half_open_probe_does_not_jam_the_breaker(
     forever, so every later request got CircuitOpenError (503) although the model had healed."""
     from ray import serve
 
-    _, where = store
+    client, where = store
     url = deploy(where, rollout={"follow_registry": False, "fault_injection": {1: 1.0}}, request_timeout_s=0.5,
                  breaker={"failure_threshold": 2, "reset_timeout_s": 0.5})
     handle = serve.get_deployment_handle(deployment_name("churn"), app_name=url.rsplit("/", 1)[1])
@@ -124,7 +124,19 @@ def test_a_cancelled_half_open_probe_does_not_jam_the_breaker(
         handle.inject_faults.remote(delays={}).result()
         healed = wait_for(lambda: (r := post()).status_code == 200 and r, timeout_s=10)
         assert healed.json()["model_version"] == 1
+        bad = http.post(f"{url}/v1/models/churn:predict", json={"instances": [{"nope": 1}]})
+        assert bad.status_code == 422
     assert model_stats(url)["breaker"] == "closed"
+    # error answers are in the prediction log with their status (before: only in the application log), and
+    # monitoring reads leave them out
+    errors = wait_for(lambda: len(found := [r for r in client.monitoring.predictions("churn", include_errors=True)
+                                            if not r.ok]) and any(r.status == 422 for r in found) and found,
+                      timeout_s=10)
+    by_status = Counter(r.status for r in errors)
+    # 504s: the probe, and any retries of the healing loop while the 3 s delay was still in flight
+    assert by_status[500] == 2 and by_status[503] >= 1 and by_status[504] >= 1 and by_status[422] == 1, by_status
+    assert next(r for r in errors if r.request_id == bad.json()["request_id"]).error.startswith("InvalidInput")
+    assert all(r.ok for r in client.monitoring.predictions("churn"))
 
 
 def test_b_failing_canary_never_fails_champion_requests_and_is_rolled_back(

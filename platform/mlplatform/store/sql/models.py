@@ -194,6 +194,8 @@ class PredictionLogRow(Base):
     confidence: Mapped[float | None] = mapped_column(sa.Float)
     latency_ms: Mapped[float | None] = mapped_column(sa.Float)
     timestamp: Mapped[datetime]
+    # HTTP status of the answer: NULL (rows logged before revision 0006) and 2xx are answers; >= 400 an error
+    status: Mapped[int | None] = mapped_column(sa.Integer)
 
 
 class LabelRow(Base):

@@ -134,8 +134,9 @@ def retrain(model: str = typer.Option(..., "--model", help="Registered model nam
     """Retrain on the newest window from the champion; a winner becomes the challenger in shadow. Guarded:
     never while one runs, >= 6 h apart, <= 2 per UTC day. Exit 0 done/skipped, 3 lost to the champion,
     5 refused by a guard, 1 failed."""
+    from mlplatform.loop import RetrainResult, run_retrain
     from mlplatform.monitoring.config import load_monitor_config
-    from mlplatform.monitoring.retrain import RetrainResult, find_trigger, run_retrain
+    from mlplatform.monitoring.retrain import find_trigger
 
     with expected_errors():
         c = client()

@@ -505,7 +505,16 @@ def run_retrain(client: Any, model_name: str, train_config: Any, *, trigger: str
     from mlplatform.training.pipeline import train
 
     monitor_config = monitor_config or MonitorConfig()
-    config = train_config if not isinstance(train_config, str | Path) else load_train_config(train_config)
+    if isinstance(train_config, str | Path) and window_file is not None:
+        from mlplatform.config._yaml import read_yaml
+
+        # the window replaces the YAML's data before validation: the YAML's own data file need not exist where
+        # the retrain runs (a Ray job's working dir holds the code, not the data)
+        raw = read_yaml(train_config)
+        raw["data"] = {**raw.get("data", {}), "source": "file", "path": str(window_file)}
+        config = train_config_from_dict(raw, source=str(train_config))
+    else:
+        config = train_config if not isinstance(train_config, str | Path) else load_train_config(train_config)
     if config.model_name != model_name:
         raise InvalidInput(f"the training config registers {config.model_name!r}, not {model_name!r}",
                            field="config")

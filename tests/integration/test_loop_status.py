@@ -43,3 +43,10 @@ def test_the_cooldown_holds_a_retrain_and_loop_status_shows_the_decisions(client
     assert rows[0]["status"] == "blocked" and rows[0]["trigger"] == "decay"
     assert rows[0]["evidence"]["decay"]["p_value"] == 1e-9
     assert [s["step"] for s in rows[0]["timeline"]] == ["held", "noted"]
+    from mlplatform.monitoring.report import build_report_data, render_html
+
+    drift = {"features": {}, "source": "file:w", "n": 0, "status": "ok", "window_start": None, "window_end": None}
+    check = {"model": "churn", "version": 1, "level": "RED", "n": 0, "status": "ok", "drift": drift,
+             "evaluation": {}, "fairness": [], "retrain": None, "alerts": []}
+    page = render_html(build_report_data(check, [], [], client.loop.list("churn")))
+    assert "Loop decisions" in page and "held" in page and "noted" in page

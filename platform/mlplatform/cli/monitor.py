@@ -111,7 +111,8 @@ def report(model: str = ModelOption, window_file: Path = WindowFileOption, last:
         out_dir = out or Path(monitor_config.report_dir or c.settings.home / "reports")
         html_path, json_path = write_report(result.to_dict(), out_dir,
                                             history=c.monitoring.drift_reports(result.model_name),
-                                            alerts=c.monitoring.alerts(result.model_name))
+                                            alerts=c.monitoring.alerts(result.model_name),
+                                            decisions=c.loop.list(result.model_name, limit=20))
     emit({"html": str(html_path), "json": str(json_path), "level": result.level.name}, as_json,
          lambda: typer.echo(str(html_path)))
 

@@ -1,4 +1,5 @@
-"""The client facade: ``Client().runs``, ``.datasets``, ``.registry``, ``.monitoring``.
+"""The client facade: ``Client().runs``, ``.datasets``, ``.registry``, ``.monitoring``, ``.schedules``, ``.loop``,
+``.rollouts``.
 
 Every process (CLI, Ray driver, Serve replica) builds its own ``Client`` from the same settings, so all of them
 see the same store and registry. With a SQLite file, remote Ray workers must not write to it directly (it lives on
@@ -21,9 +22,11 @@ from mlplatform.artifacts.storage import ArtifactStore
 from mlplatform.entities import ModelVersion
 from mlplatform.entities.names import parse_model_ref, validate_model_name
 from mlplatform.predictor import Predictor
+from mlplatform.rollouts import Rollouts
 from mlplatform.settings import Settings, get_settings
 from mlplatform.store.sql import migrate
 from mlplatform.store.sql.datasets import SqlDatasetStore
+from mlplatform.store.sql.loop import SqlLoopStore
 from mlplatform.store.sql.monitoring import SqlMonitoringStore
 from mlplatform.store.sql.registry import SqlRegistryStore
 from mlplatform.store.sql.runs import SqlRunStore
@@ -113,6 +116,8 @@ class Client:
         self.datasets = SqlDatasetStore(self._scope)
         self.monitoring = SqlMonitoringStore(self._scope)
         self.schedules = SqlScheduleStore(self._scope)
+        self.loop = SqlLoopStore(self._scope)  # the automatic loop's decisions (mlplatform.loop)
+        self.rollouts = Rollouts(self)
         cache = self.settings.home / "cache" if self.artifacts.is_local else Path(tempfile.gettempdir())
         self.registry = Registry(SqlRegistryStore(self._scope), self.artifacts, cache / "artifacts")
 

@@ -28,6 +28,7 @@ NOUNS: dict[str, str] = {
     "rollout": "mlplatform.cli.rollout",
     "features": "mlplatform.cli.features",
     "schedule": "mlplatform.cli.schedule",
+    "loop": "mlplatform.cli.loop",
 }
 for noun, module in NOUNS.items():
     app.add_typer(importlib.import_module(module).app, name=noun)

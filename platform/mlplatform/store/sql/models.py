@@ -316,3 +316,24 @@ class ScheduleRunRow(Base):
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(sa.Text)
     details: Mapped[dict[str, Any]]
+
+
+class LoopDecisionRow(Base):
+    """One decision of the automatic loop (issue 18): what fired, the numbers, the retrain job and how it ended.
+    ``status`` moves no_action | blocked | retraining -> rejected | failed | rolling_out -> promoted | rolled_back;
+    ``details.timeline`` keeps every step with its time."""
+
+    __tablename__ = "loop_decisions"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    model_name: Mapped[str] = mapped_column(sa.String(255), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    trigger: Mapped[str | None] = mapped_column(sa.String(32))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    champion_version: Mapped[int | None] = mapped_column(sa.Integer)
+    challenger_version: Mapped[int | None] = mapped_column(sa.Integer)
+    job_id: Mapped[str | None] = mapped_column(sa.String(255))
+    evidence: Mapped[dict[str, Any]]
+    details: Mapped[dict[str, Any]]

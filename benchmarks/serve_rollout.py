@@ -59,8 +59,8 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from mlplatform.rollouts import control
     from mlplatform.serving.app import build_app
-    from mlplatform.serving.rollout import control
 
     client, where = two_version_store("rollout-bench-", "challenger")
     bodies, _ = request_bodies(20_000)

@@ -73,7 +73,7 @@ def test_red_drift_retrains_a_challenger_from_the_champion_then_the_cooldown_ref
     assert result["window"]["path"] == str(window) and result["window"]["n_rows"] == 3000
     assert [s["step"] for s in result["steps"]] == ["started", "challenger_registered", "rollout", "completed"]
     assert result["rollout"]["started"] and result["rollout"]["stage"] == "shadow"
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     state = control.rollout_store(client).get("churn")
     assert state.active and state.stage == "shadow" and state.challenger_version == challenger.version

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.datasets.synthetic import FEATURES, TARGET
-from mlplatform.serving.rollout import control
-from mlplatform.serving.rollout.routing import CHALLENGER, assign
+from mlplatform.rollouts import control
+from mlplatform.rollouts.routing import CHALLENGER, assign
 from tests.integration.test_serving import instances, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -17,9 +17,9 @@ import httpx
 import pandas as pd
 import pytest
 
+from mlplatform.rollouts import control
+from mlplatform.rollouts.routing import CHALLENGER, assign
 from mlplatform.serving.config import deployment_name
-from mlplatform.serving.rollout import control
-from mlplatform.serving.rollout.routing import CHALLENGER, assign
 from tests.integration.test_rollout import (  # noqa: F401 (fixtures)
     deploy_app,
     fire,

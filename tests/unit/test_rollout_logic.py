@@ -7,8 +7,7 @@ import asyncio
 import pytest
 
 from mlplatform.errors import InvalidInput
-from mlplatform.serving.rollout.faults import FaultInjector, InjectedFault
-from mlplatform.serving.rollout.guard import (
+from mlplatform.rollouts.guard import (
     ADVANCE,
     ALARM,
     HOLD,
@@ -19,7 +18,7 @@ from mlplatform.serving.rollout.guard import (
     decide_probation,
     p_challenger_worse,
 )
-from mlplatform.serving.rollout.routing import (
+from mlplatform.rollouts.routing import (
     CHALLENGER,
     assign,
     bucket,
@@ -27,8 +26,9 @@ from mlplatform.serving.rollout.routing import (
     routing_key,
     validate_stages,
 )
+from mlplatform.rollouts.window import SlidingWindow, WindowStats, percentile
+from mlplatform.serving.rollout.faults import FaultInjector, InjectedFault
 from mlplatform.serving.rollout.shadow import ShadowQueue
-from mlplatform.serving.rollout.window import SlidingWindow, WindowStats, percentile
 
 
 @pytest.mark.parametrize("n_keys", [2_000, 20_000])

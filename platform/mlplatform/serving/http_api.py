@@ -29,11 +29,11 @@ from mlplatform.errors import (
     Unavailable,
     http_status_for,
 )
+from mlplatform.rollouts.routing import SHADOW, routing_key
 from mlplatform.serving.config import ServingConfig
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
 from mlplatform.serving.prediction_log import PredictionLogBuffer
 from mlplatform.serving.request_id import REQUEST_ID, clean_request_id
-from mlplatform.serving.rollout.routing import SHADOW, routing_key
 from mlplatform.serving.rollout.shadow import ShadowQueue
 from mlplatform.serving.validation import parse_instances, parse_json_body
 

@@ -23,14 +23,14 @@ from mlplatform.errors import InvalidInput, MLPlatformError, NotFound, Unavailab
 from mlplatform.features.rows import CheckedRows
 from mlplatform.features.schema import FeatureSpec, schema_from_json
 from mlplatform.predictor import Predictor
+from mlplatform.rollouts.routing import SHADOW
+from mlplatform.rollouts.window import VersionStats
 from mlplatform.serving.breaker import CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
 from mlplatform.serving.config import ModelEntry, ServingConfig
 from mlplatform.serving.online_features import check_feature_views
 from mlplatform.serving.rollout.faults import FaultInjector
 from mlplatform.serving.rollout.follower import RegistryFollower, Routes, current_replica_id
-from mlplatform.serving.rollout.routing import SHADOW
-from mlplatform.serving.rollout.window import VersionStats
 
 logger = logging.getLogger(__name__)
 PINNED = "pinned"

@@ -18,9 +18,8 @@ from typing import Any
 
 from mlplatform._internal.retry import RetryPolicy, call_with_retry, is_retryable
 from mlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound
-from mlplatform.serving.config import RolloutConfig
-from mlplatform.serving.rollout import control
-from mlplatform.serving.rollout.guard import (
+from mlplatform.rollouts import control
+from mlplatform.rollouts.guard import (
     ADVANCE,
     ALARM,
     ROLLBACK,
@@ -29,8 +28,9 @@ from mlplatform.serving.rollout.guard import (
     decide,
     decide_probation,
 )
-from mlplatform.serving.rollout.routing import CHALLENGER, CHAMPION, assign
-from mlplatform.serving.rollout.window import VersionStats, WindowStats
+from mlplatform.rollouts.routing import CHALLENGER, CHAMPION, assign
+from mlplatform.rollouts.window import VersionStats, WindowStats
+from mlplatform.serving.config import RolloutConfig
 from mlplatform.store.sql.rollouts import RolloutState
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlplatform.serving.rollout.window import WindowStats
+from mlplatform.rollouts.window import WindowStats
 
 HOLD, ROLLBACK, ADVANCE, ALARM = "hold", "rollback", "advance", "alarm"
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlplatform.errors import Conflict, InvalidInput, NotFound
-from mlplatform.serving.rollout.guard import Decision, GuardPolicy
-from mlplatform.serving.rollout.routing import DEFAULT_STAGES, validate_stages
+from mlplatform.rollouts.guard import Decision, GuardPolicy
+from mlplatform.rollouts.routing import DEFAULT_STAGES, validate_stages
 from mlplatform.store.sql.rollouts import ACTIVE, RolloutState, SqlRolloutStore
 from mlplatform.store.sql.session import SessionScope
 

@@ -1,14 +1,17 @@
 """Rollout control as a client API (``client.rollouts``): start, advance, abort, state and status.
 
-The loop (:mod:`mlplatform.loop`) and the CLI drive rollouts through this facade, so neither imports the serving
-stage; the serving stage implements the rules (:mod:`mlplatform.serving.rollout.control`) and its replicas' guard
-acts on the same store rows. The implementation is imported on first use, so a client that never touches a
-rollout never loads the serving stage.
+Rollouts are stage-neutral: the rules live here (``control`` for start/advance/abort and probation, ``guard`` for
+the decisions, ``routing`` for the stages and the sticky split, ``window`` for the fleet's request statistics), on
+top of the store's rollout rows. The loop (:mod:`mlplatform.loop`) and the CLI drive rollouts through
+``client.rollouts``, and the serving stage's replicas route and guard by the same rules, so neither imports the
+other.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from mlplatform.rollouts import control
 
 
 class Rollouts:
@@ -17,8 +20,6 @@ class Rollouts:
 
     @staticmethod
     def _control() -> Any:
-        from mlplatform.serving.rollout import control
-
         return control
 
     def start(self, name: str, **options: Any) -> Any:

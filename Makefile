@@ -33,15 +33,18 @@ demo-down: install
 	$(PY) -m mlplatform.demo --down
 
 # The whole suite runs as two pytest processes side by side (tests/run_suite.py); PYTEST_ARGS runs just those.
-test: install s3server
+test: install s3server lint
 ifeq ($(strip $(PYTEST_ARGS)),)
 	$(PY) tests/run_suite.py
 else
 	$(PY) -m pytest $(PYTEST_ARGS)
 endif
 
+# Style, types and the package's layers (contract in pyproject.toml); `make test` runs it first.
 lint: install
 	$(VENV)/bin/ruff check platform tests benchmarks train_jobs serve_apps
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Every benchmark runs even when an earlier one misses its target; the exit status says whether all met theirs.
 bench: install

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: install s3server demo demo-down test test-fast lint bench lock clean
+.PHONY: install s3server kserve-client demo demo-down test test-fast lint bench lock clean
 
 install: $(STAMP)
 
@@ -26,13 +26,23 @@ $(S3_VENV)/.installed: tests/s3server-requirements.txt
 	$(S3_VENV)/bin/python -m pip install --quiet -r tests/s3server-requirements.txt
 	@touch $(S3_VENV)/.installed
 
+# KServe's REST client (the V2 protocol tests) has its own virtualenv too: every kserve release conflicts with the
+# project's pins (python-dateutil, protobuf, starlette, httpx, fastapi; tests/kserve-client-requirements.txt says which).
+KSERVE_VENV := .venv-kserve
+kserve-client: $(KSERVE_VENV)/.installed
+
+$(KSERVE_VENV)/.installed: tests/kserve-client-requirements.txt
+	@test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet -r tests/kserve-client-requirements.txt
+	@touch $(KSERVE_VENV)/.installed
+
 demo: install
 	$(PY) -m mlplatform.demo
 
 demo-down: install
 	$(PY) -m mlplatform.demo --down
 
-test: install s3server
+test: install s3server kserve-client
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -50,4 +60,4 @@ lock:
 	printf '# Exact pins (pip install -c constraints.txt); regenerate with make lock.\ntorch==2.13.0\n' | cat - constraints.txt.new > constraints.txt && rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) $(S3_VENV) .mlplatform .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(S3_VENV) $(KSERVE_VENV) .mlplatform .pytest_cache .ruff_cache

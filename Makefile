@@ -50,6 +50,10 @@ lint: install
 
 # Every benchmark runs even when an earlier one misses its target; the exit status says whether all met theirs.
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing wrk (the serving benchmarks' load generator)"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 	@status=0; for script in benchmarks/[a-z]*.py; do echo "== $$script"; $(PY) $$script || status=1; done; exit $$status
 
 # Regenerate the exact pins from a throwaway venv.

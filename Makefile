@@ -42,8 +42,13 @@ demo: install
 demo-down: install
 	$(PY) -m mlplatform.demo --down
 
+# The whole suite runs as two pytest processes side by side (tests/run_suite.py); PYTEST_ARGS runs just those.
 test: install s3server kserve-client
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(PY) tests/run_suite.py
+else
 	$(PY) -m pytest $(PYTEST_ARGS)
+endif
 
 lint: install
 	$(VENV)/bin/ruff check platform tests benchmarks train_jobs serve_apps

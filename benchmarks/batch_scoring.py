@@ -150,7 +150,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     os.environ["MLPLATFORM_HOME"] = str(work / "home")
     from mlplatform.client import Client
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     df = make_rows(args.rows)
     features = [c for c in df.columns if c.startswith("f")]

@@ -208,7 +208,7 @@ def main() -> int:
 
     from mlplatform.client import Client
     from mlplatform.console.app import create_app
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLPLATFORM_HOME"] = tmp

@@ -81,7 +81,7 @@ def direct_path(reference, window: pd.DataFrame) -> tuple[float, dict]:
 
 
 def main() -> int:
-    from mlplatform.monitoring.reference import DriftReference, build_drift_reference
+    from mlplatform.features.reference import DriftReference, build_drift_reference
 
     reference_frame = make_frame(ROWS, seed=1, shift=0.0)
     reference = DriftReference.from_dict(build_drift_reference(reference_frame, list(reference_frame.columns)))

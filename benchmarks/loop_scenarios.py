@@ -44,7 +44,7 @@ COVARIATE = {"mean_shift", "category_mix"}
 
 def _champion(client, work: Path) -> Path:
     from mlplatform.datasets.scenarios import FEATURES, TARGET, make_training_frame
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     out = work / "rf"
     fit_sklearn_artifact(make_training_frame(6000, seed=SEED), target=TARGET, features=FEATURES,

@@ -96,10 +96,10 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from mlplatform.rollouts import control
+    from mlplatform.rollouts.routing import CHALLENGER, assign
     from mlplatform.serving.app import build_app
     from mlplatform.serving.config import deployment_name
-    from mlplatform.serving.rollout import control
-    from mlplatform.serving.rollout.routing import CHALLENGER, assign
 
     client, where = two_version_store("chaos-bench-", None)
     bodies, _ = request_bodies(REQUESTS * 8)

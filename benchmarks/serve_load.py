@@ -256,10 +256,10 @@ def main() -> None:
 
     from mlplatform.client import Client
     from mlplatform.datasets.synthetic import FEATURES, TARGET, make_churn
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.predictor import Predictor
     from mlplatform.serving.app import build_app
     from mlplatform.settings import Settings
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     require_wrk()
     home = Path(tempfile.mkdtemp(prefix="serve-bench-"))

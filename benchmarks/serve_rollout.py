@@ -40,8 +40,8 @@ def two_version_store(prefix: str, second_alias: str | None) -> tuple[Any, dict[
     (so a benchmark measures the serving machinery, not a slower second model)."""
     from mlplatform.client import Client
     from mlplatform.datasets.synthetic import FEATURES, TARGET, make_churn
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.settings import Settings
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     home = Path(tempfile.mkdtemp(prefix=prefix))
     artifact = home / "logistic"
@@ -59,8 +59,8 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from mlplatform.rollouts import control
     from mlplatform.serving.app import build_app
-    from mlplatform.serving.rollout import control
 
     client, where = two_version_store("rollout-bench-", "challenger")
     bodies, _ = request_bodies(20_000)

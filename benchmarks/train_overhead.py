@@ -13,7 +13,13 @@ oversubscription, so it is no fair reference).
 - ``startup_s``: from the ``train_torch`` call to the first training step of rank 0 (worker group, DDP, dataset
   split), what a user waits before training starts.
 
-Target: throughput_ratio_vs_single_process >= 0.8; startup_s is reported. Runs in about 1-2 minutes on 2 cores.
+Targets (issue 17), through the one training core (:mod:`mlplatform.learning.torch_core`):
+- ``platform_vs_bare_ddp`` >= 0.9: steady-state samples/s of the platform path over plain torch DDP (gloo, two
+  processes, no Ray) on the same data, batch and workers;
+- ``first_epoch_vs_steady`` >= 0.67: the platform's first-epoch samples/s over its steady state (the shard is read
+  before the first epoch now; streaming it from Ray Data inside epoch 0 ran that epoch at 0.27x).
+The old single-process target (0.8) is retired: bare DDP itself reaches only 0.73-0.87 of one process on 2 cores
+with gloo; the single-process figure is still reported. startup_s is reported. Runs in about 1-2 minutes.
 Env: BENCH_ROWS (200000), BENCH_EPOCHS (3).
 """
 
@@ -50,7 +56,7 @@ def _prepare() -> tuple[Any, Any, Any, dict[str, np.ndarray], list[Any]]:
     from mlplatform.config.train import train_config_from_dict
     from mlplatform.datasets.synthetic import make_churn
     from mlplatform.features.transform import TabularTransform
-    from mlplatform.training.data import Splits, encode_labels
+    from mlplatform.learning.data import Splits, encode_labels
 
     config = train_config_from_dict({
         "experiment": "bench", "model_name": "bench", "seed": SEED,
@@ -140,9 +146,9 @@ def _timed_epochs(model: Any, x: Any, y: Any, optimizer: Any, loss_fn: Any, seed
 def bench_single_process(threads: int) -> dict[str, Any]:
     import torch
 
+    from mlplatform.learning.torch_core import model_shape
     from mlplatform.models.factory import default_factory
-    from mlplatform.training.losses import build_loss
-    from mlplatform.training.torch_train import model_shape
+    from mlplatform.models.losses import build_loss
 
     config, splits, transform, labels, classes = _prepare()
     params = default_factory().resolve_params("mlp", "classification", config.model.params)
@@ -150,7 +156,7 @@ def bench_single_process(threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     try:
         model = default_factory().create("mlp", "classification", params, seed=SEED,
-                                         **model_shape(config, transform, classes, params))
+                                         **model_shape(transform, classes, params))
         x = torch.tensor(transform.transform(splits.train))
         y = torch.tensor(labels["train"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
@@ -221,11 +227,12 @@ def main() -> int:
          "first_epoch_samples_per_s": single["first_epoch_samples_per_s"]},
     ])
     print_table("platform run", [{k: v for k, v in platform.items() if k not in {"samples_per_s"}}])
-    ok = emit_target("train_overhead", "throughput_ratio_vs_single_process", ratio, 0.8)
-    # Reported, no target: the same ratio for plain torch DDP on this machine (the floor of any per-step gradient
-    # all-reduce here), and the platform against it (what Ray Train, Ray Data and the checkpoints cost on top).
-    for metric, value in (("bare_ddp_ratio_vs_single_process", bare_ddp / single["samples_per_s"]),
-                          ("platform_vs_bare_ddp", platform["samples_per_s"] / bare_ddp)):
+    ok = emit_target("train_overhead", "platform_vs_bare_ddp", platform["samples_per_s"] / bare_ddp, 0.9)
+    first = platform["first_epoch_samples_per_s"] / platform["samples_per_s"]
+    ok = emit_target("train_overhead", "first_epoch_vs_steady", first, 0.67) and ok
+    # Reported, no target (retired): both data-parallel paths against one process on this 2-core machine.
+    for metric, value in (("throughput_ratio_vs_single_process", ratio),
+                          ("bare_ddp_ratio_vs_single_process", bare_ddp / single["samples_per_s"])):
         print(json.dumps({"benchmark": "train_overhead", "metric": metric, "value": round(value, 3),
                           "target": None, "ok": True}))
     # Reported, no target: the start-up a user waits before the first training step.

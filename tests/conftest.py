@@ -113,7 +113,7 @@ def churn_df() -> pd.DataFrame:
 def model_artifact_dir(tmp_path_factory: pytest.TempPathFactory, churn_df: pd.DataFrame) -> Path:
     """A small fitted logistic-regression artifact, built once per session."""
     from mlplatform.datasets.synthetic import FEATURES, TARGET
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     out = tmp_path_factory.mktemp("artifact") / "logistic"
     fit_sklearn_artifact(churn_df.iloc[:2000], target=TARGET, features=FEATURES, family="logistic", out_dir=out,
@@ -144,6 +144,9 @@ def ray_session() -> Iterator[str]:
 
     for key, value in PROXY_ENV.items():
         os.environ.setdefault(key, value)
+    # Two jobs with the same working_dir share one package: under load Ray deleted it between the first job's end
+    # and the second job's workers starting ("Failed to download runtime_env file package"); Ray's own advice.
+    os.environ.setdefault("RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S", "3600")
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": _free_port(),
         "dashboard_agent_listen_port": _free_port(),

@@ -1,4 +1,5 @@
-"""The client facade: ``Client().runs``, ``.datasets``, ``.registry``, ``.monitoring``.
+"""The client facade: ``Client().runs``, ``.datasets``, ``.registry``, ``.monitoring``, ``.schedules``, ``.loop``,
+``.rollouts``.
 
 Every process (CLI, Ray driver, Serve replica) builds its own ``Client`` from the same settings, so all of them
 see the same store and registry. With a SQLite file, remote Ray workers must not write to it directly (it lives on
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,31 +20,18 @@ from mlplatform._internal import lineage as lineage_capture
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.artifacts.storage import ArtifactStore
 from mlplatform.entities import ModelVersion
-from mlplatform.errors import InvalidInput
+from mlplatform.entities.names import parse_model_ref, validate_model_name
 from mlplatform.predictor import Predictor
+from mlplatform.rollouts import Rollouts
 from mlplatform.settings import Settings, get_settings
 from mlplatform.store.sql import migrate
 from mlplatform.store.sql.datasets import SqlDatasetStore
+from mlplatform.store.sql.loop import SqlLoopStore
 from mlplatform.store.sql.monitoring import SqlMonitoringStore
-from mlplatform.store.sql.registry import SqlRegistryStore, validate_alias, validate_model_name
+from mlplatform.store.sql.registry import SqlRegistryStore
 from mlplatform.store.sql.runs import SqlRunStore
 from mlplatform.store.sql.schedules import SqlScheduleStore
 from mlplatform.store.sql.session import SessionScope, create_store_engine
-
-_REF = re.compile(r"^(?P<name>[^:@\s]+)(?::(?P<version>\d+)|@(?P<alias>[^:@\s]+))?$")
-
-
-def parse_model_ref(ref: str) -> tuple[str, int | None, str | None]:
-    """``name`` (the champion), ``name:version`` or ``name@alias``."""
-    match = _REF.match(ref or "")
-    if not match:
-        raise InvalidInput(f"model reference {ref!r} must be name, name:version or name@alias", field="model")
-    name = validate_model_name(match["name"])
-    version = int(match["version"]) if match["version"] else None
-    if version is not None and version < 1:
-        raise InvalidInput("model versions start at 1", field="version")
-    alias = validate_alias(match["alias"]) if match["alias"] else None
-    return name, version, alias
 
 
 def current_actor() -> str:
@@ -129,6 +116,8 @@ class Client:
         self.datasets = SqlDatasetStore(self._scope)
         self.monitoring = SqlMonitoringStore(self._scope)
         self.schedules = SqlScheduleStore(self._scope)
+        self.loop = SqlLoopStore(self._scope)  # the automatic loop's decisions (mlplatform.loop)
+        self.rollouts = Rollouts(self)
         cache = self.settings.home / "cache" if self.artifacts.is_local else Path(tempfile.gettempdir())
         self.registry = Registry(SqlRegistryStore(self._scope), self.artifacts, cache / "artifacts")
 

@@ -1,7 +1,13 @@
-"""One ``Predictor.predict(DataFrame)`` used unchanged by training evaluation, batch scoring and serving."""
+"""One ``Predictor.predict`` used unchanged by training evaluation, batch scoring and serving.
+
+Inference is lean: the fitted transform is compiled once into column plans (:meth:`TabularTransform.encode`), the
+row validator hands it numpy arrays (JSON rows and Arrow batches never become a DataFrame), and a request checked
+once (serving, batch) is not checked again (:meth:`Predictor.predict_checked`, with serving's cached tuples
+through :meth:`CheckedRows.of_tuples`)."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +18,9 @@ import pandas as pd
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.errors import IntegrityError
 from mlplatform.features.rows import CheckedRows
-from mlplatform.features.transform import TabularTransform
+from mlplatform.features.transform import Rows, TabularTransform
+
+_MIN_TORCH_ROWS = 8  # torch calls get at least this many rows (zero-padded): see Predictor._predict_torch
 
 
 @dataclass(frozen=True)
@@ -68,32 +76,34 @@ class Predictor:
             model = _load_torch(manifest, model_path)
         return cls(manifest, transform, model, name=name, version=version)
 
-    def check(self, rows: pd.DataFrame | list[dict[str, Any]]) -> CheckedRows:
+    def check(self, rows: Rows) -> CheckedRows:
         """The platform's one row validator with this model's schema and missing tokens: what every path (training
         checks, batch, serving) accepts, refuses and coerces."""
         return self.transform.check(rows)
 
-    def predict(self, rows: pd.DataFrame | list[dict[str, Any]]) -> Prediction:
-        """Predictions for a DataFrame or JSON-style rows (a list of objects); InvalidInput (422) names the first
-        refused value."""
-        return self.predict_checked(self.check(rows).raise_for_issues().frame)
+    def predict(self, rows: Rows) -> Prediction:
+        """Predictions for JSON-style rows (a list of objects), an Arrow record batch or table, or a DataFrame;
+        InvalidInput (422) names the first refused value."""
+        return self.predict_checked(self.check(rows).raise_for_issues())
 
-    def predict_checked(self, frame: pd.DataFrame) -> Prediction:
-        """:meth:`predict` of rows the validator already accepted (:attr:`CheckedRows.frame`): no second check."""
-        classes = self.manifest.classes
-        if len(frame) == 0:
+    def predict_checked(self, rows: CheckedRows | pd.DataFrame) -> Prediction:
+        """:meth:`predict` of rows the validator already accepted (:class:`CheckedRows`, or its :attr:`frame`): no
+        second check."""
+        n = rows.n_rows if isinstance(rows, CheckedRows) else len(rows)
+        if n == 0:
+            classes = self.manifest.classes
             empty = np.zeros((0, len(classes or [])), dtype=np.float64) if self.is_classifier else None
             return Prediction([], empty, classes)
-        matrix = self.transform.transform_checked(frame)
         if self.manifest.framework == "sklearn":
+            matrix, _ = self.transform.encode(rows, codes=False)
             # float64 so that sklearn's arithmetic does not depend on the batch size (float32 inputs gave
             # probabilities differing by ~6e-8 between one row and a batch).
             matrix = np.asarray(matrix, dtype=np.float64)
             if self.is_classifier:
-                proba = np.asarray(self.model.predict_proba(matrix), dtype=np.float64)
-                return self._from_probabilities(proba)
+                return self._from_probabilities(np.asarray(self.model.predict_proba(matrix), dtype=np.float64))
             return Prediction(np.asarray(self.model.predict(matrix), dtype=np.float64).tolist(), None, None)
-        return self._predict_torch(frame, matrix)
+        matrix, codes = self.transform.encode(rows, codes=bool(self.transform.categorical))
+        return self._predict_torch(matrix, codes)
 
     def _from_probabilities(self, proba: np.ndarray) -> Prediction:
         classes = list(self.manifest.classes or [])
@@ -101,24 +111,61 @@ class Predictor:
             index = (proba[:, 1] >= self.manifest.threshold).astype(int)
         else:
             index = proba.argmax(axis=1)
-        return Prediction([classes[i] for i in index], proba, classes)
+        return Prediction(np.asarray(classes, dtype=object)[index].tolist(), proba, classes)
 
-    def _predict_torch(self, frame: pd.DataFrame, matrix: np.ndarray) -> Prediction:
+    def _predict_torch(self, matrix: np.ndarray, codes: np.ndarray | None) -> Prediction:
         import torch
 
-        dense = torch.from_numpy(matrix)
-        codes = torch.from_numpy(self.transform.category_codes_checked(frame)) if self.transform.categorical else None
+        n = len(matrix)
+        if n < _MIN_TORCH_ROWS:
+            # A batch this small runs torch's matrix-vector kernels, whose sums round differently (float32: ~1e-8)
+            # from the matrix-matrix ones of a larger batch; padded with zero rows, one row alone gets exactly the
+            # answer it gets in any batch (measured: from 4 rows on, 1 and 2 threads).
+            matrix = np.concatenate([matrix, np.zeros((_MIN_TORCH_ROWS - n, matrix.shape[1]), dtype=matrix.dtype)])
+            if codes is not None:
+                codes = np.concatenate([codes, np.zeros((_MIN_TORCH_ROWS - n, codes.shape[1]), dtype=codes.dtype)])
         with torch.inference_mode():
-            output = self.model(dense, codes).double()
-        if self.is_classifier:
-            proba = torch.softmax(output, dim=1).numpy()
-            return self._from_probabilities(proba)
+            output = self.model(torch.from_numpy(matrix), None if codes is None else torch.from_numpy(codes))
+            output = output[:n].double()
+            if self.is_classifier:
+                return self._from_probabilities(torch.softmax(output, dim=1).numpy())
         return Prediction(output[:, 0].numpy().tolist(), None, None)
+
+
+def inference_threads(configured: int | None = None) -> int | None:
+    """The torch threads for this process: ``configured`` (setting ``MLPLATFORM_INFERENCE_THREADS``), else inside
+    a Ray actor or task the CPUs Ray assigned to it (a replica with ``num_cpus=0.25`` gets 1: torch's default of
+    one thread per core in every replica would put n replicas x n cores threads on n cores), else None (torch's
+    default, for a process that has the machine to itself)."""
+    if configured is not None:
+        return configured
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            try:
+                assigned = ray.get_runtime_context().get_assigned_resources().get("CPU")
+            except Exception:  # the driver has no assignment
+                assigned = None
+            if assigned is not None and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+                return max(1, int(assigned))
+    return None
+
+
+def _set_inference_threads() -> None:
+    import torch
+
+    from mlplatform.settings import get_settings
+
+    threads = inference_threads(get_settings().inference_threads)
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _load_torch(manifest: ModelManifest, path: Path) -> Any:
     import torch
 
+    _set_inference_threads()
     from mlplatform.models.mlp import MLPConfig, TabularMLP
 
     arch = manifest.architecture or {}

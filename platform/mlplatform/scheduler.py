@@ -64,9 +64,11 @@ def default_owner() -> str:
 
 
 def add_schedule(client: Any, name: str, *, cron: str, command: list[str] | str, kind: str = "command",
-                 timeout_s: float = DEFAULT_TIMEOUT_S, now: datetime | None = None) -> Schedule:
-    """A new active schedule; its first slot is the first cron time after ``now``. ``command`` is an
-    ``mlplatform`` command line (e.g. ``monitor check --model churn@champion --last 5000``)."""
+                 timeout_s: float = DEFAULT_TIMEOUT_S, now: datetime | None = None,
+                 due_now: bool = False) -> Schedule:
+    """A new active schedule; its first slot is the first cron time after ``now`` (``due_now``: ``now`` itself,
+    so the next tick runs it once before the cron takes over). ``command`` is an ``mlplatform`` command line
+    (e.g. ``monitor check --model churn@champion --last 5000``)."""
     if kind not in KINDS:
         raise InvalidInput(f"unknown schedule kind {kind!r}; use one of {', '.join(KINDS)}", field="kind")
     if not name or len(name) > 255 or any(c.isspace() for c in name):
@@ -79,7 +81,8 @@ def add_schedule(client: Any, name: str, *, cron: str, command: list[str] | str,
     expression = parse_cron(cron)
     start = now or datetime.now(UTC)
     return client.schedules.add(name, kind=kind, cron=expression, command=args,
-                                next_run_at=next_after(expression, start), timeout_s=timeout_s)
+                                next_run_at=start if due_now else next_after(expression, start),
+                                timeout_s=timeout_s)
 
 
 def set_paused(client: Any, name: str, paused: bool, *, now: datetime | None = None) -> Schedule:

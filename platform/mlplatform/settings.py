@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO")
     seed: int = Field(default=42, description="Default seed for every random source.")
     ray_address: str | None = Field(default=None, description="Ray address; None starts or joins a local one.")
+    inference_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads of a process that serves or scores a model; None: "
+        "the CPUs Ray assigned to the replica or batch worker (at least 1), so replicas sharing a node do not "
+        "oversubscribe it, and torch's own default outside Ray."
+    )
 
     @field_validator("home")
     @classmethod

@@ -194,3 +194,30 @@ def test_prediction_log_labels_alerts(store_url: str) -> None:
     assert created and not created_again and again.id == alert.id and again.level == "RED"
     assert len(mon.alerts("m")) == 1
     client.close()
+
+
+def test_error_answers_are_logged_with_status_and_left_out_of_monitoring_reads(store_url: str) -> None:
+    """Error answers have a row with their status (issue 16); reads that compute metrics never see them, and the
+    guard's labelled answers are answers only."""
+    from mlplatform.entities import PredictionRecord
+    from mlplatform.store.sql.models import utcnow
+
+    client = Client()
+    mon = client.monitoring
+    now = utcnow()
+    answers = [PredictionRecord(request_id=f"ok{i}", model_name="m", version=1 + i % 2, features={"x": i},
+                                prediction=i % 2, confidence=0.9, latency_ms=1.0, timestamp=now) for i in range(6)]
+    errors = [PredictionRecord(request_id="bad", model_name="m", version=2, features={}, prediction=None,
+                               confidence=None, latency_ms=2.0, timestamp=now, status=500,
+                               error="InternalError: internal error")]
+    assert mon.log_predictions(answers + errors) == 7
+    assert {r.request_id for r in mon.predictions("m")} == {f"ok{i}" for i in range(6)}
+    logged = mon.predictions("m", include_errors=True, request_id="bad")
+    assert [(r.status, r.error, r.ok) for r in logged] == [(500, "InternalError: internal error", False)]
+    for i in range(6):
+        mon.add_label(1, request_id=f"ok{i}")
+    mon.add_label(1, request_id="bad")
+    outcomes = sorted(mon.labelled_outcomes("m", [1, 2], start=now))
+    assert outcomes == [(1, 0, 1), (1, 0, 1), (1, 0, 1), (2, 1, 1), (2, 1, 1), (2, 1, 1)]
+    assert mon.labelled_outcomes("m", [1], start=now, end=now) == []
+    client.close()

@@ -27,9 +27,9 @@ def main(home: str) -> None:
 
     from mlplatform.client import Client
     from mlplatform.datasets.synthetic import FEATURES, TARGET, make_churn
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.predictor import Predictor
     from mlplatform.serving import deploy
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     frame = make_churn(1500, seed=3)
     artifact = Path(home) / "artifact"

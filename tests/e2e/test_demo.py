@@ -42,4 +42,7 @@ def test_demo_runs_the_whole_life_of_a_model(isolated_env: Path, tmp_path: Path)
     assert len(logged) >= 2000  # the endpoint answered the demo's traffic
     assert any(a.model_name == "churn" and a.level in {"ORANGE", "RED"} for a in client.monitoring.alerts("churn"))
     assert facts["level"] in {"ORANGE", "RED"}
+    # the loop decided, retrained as a Ray job and started the rollout with no command typed by hand
+    assert facts["loop"]["job_id"] and facts["loop"]["status"] in {"rolling_out", "promoted"}, facts["loop"]
+    assert client.rollouts.state("churn") is not None
     client.close()

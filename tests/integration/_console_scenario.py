@@ -37,7 +37,7 @@ def _version(client: Any, name: str, run_id: str | None, accuracy: float, parent
 
 
 def seed(client: Any) -> Scenario:
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     dataset = client.datasets.register(
         "churn_train", DATASET_HASH, uri="file:///data/churn.parquet",

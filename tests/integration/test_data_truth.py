@@ -110,7 +110,7 @@ def _number(outcome: dict[str, Any]) -> int:
 
 def _bare_artifact(tmp_path: Path) -> Path:
     from mlplatform.datasets.synthetic import FEATURES, TARGET
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     out = tmp_path / "bare"
     fit_sklearn_artifact(make_churn(400, seed=1), target=TARGET, features=FEATURES, family="logistic", out_dir=out)

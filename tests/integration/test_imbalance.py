@@ -13,10 +13,10 @@ import pytest
 from mlplatform.config.train import train_config_from_dict
 from mlplatform.datasets.synthetic import make_churn
 from mlplatform.errors import InvalidInput
+from mlplatform.learning.data import split_data
+from mlplatform.learning.metrics import evaluate_predictions
 from mlplatform.predictor import Predictor
 from mlplatform.training import pipeline
-from mlplatform.training.data import split_data
-from mlplatform.training.metrics import evaluate_predictions
 from mlplatform.training.threshold import tune_threshold
 
 pytestmark = pytest.mark.slow

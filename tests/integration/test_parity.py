@@ -110,7 +110,7 @@ def _row(changes: dict[str, Any]) -> dict[str, Any]:
 # -- the model ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     rng = np.random.default_rng(5)
     n = 600

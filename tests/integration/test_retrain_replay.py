@@ -49,8 +49,9 @@ def train_yaml(tmp_path) -> Path:
 @pytest.mark.slow
 def test_red_drift_retrains_a_challenger_from_the_champion_then_the_cooldown_refuses(
         client, champion, train_yaml, tmp_path) -> None:
+    from mlplatform.loop import run_retrain
     from mlplatform.monitoring.check import run_check
-    from mlplatform.monitoring.retrain import find_trigger, run_retrain
+    from mlplatform.monitoring.retrain import find_trigger
 
     window = tmp_path / "recent.parquet"
     make_churn(3000, seed=21, drift=1.0).to_parquet(window)
@@ -72,7 +73,7 @@ def test_red_drift_retrains_a_challenger_from_the_champion_then_the_cooldown_ref
     assert result["window"]["path"] == str(window) and result["window"]["n_rows"] == 3000
     assert [s["step"] for s in result["steps"]] == ["started", "challenger_registered", "rollout", "completed"]
     assert result["rollout"]["started"] and result["rollout"]["stage"] == "shadow"
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     state = control.rollout_store(client).get("churn")
     assert state.active and state.stage == "shadow" and state.challenger_version == challenger.version
@@ -92,7 +93,7 @@ def test_red_drift_retrains_a_challenger_from_the_champion_then_the_cooldown_ref
 
 
 def test_a_failed_retrain_is_recorded_and_alerted(client, champion, train_yaml, tmp_path) -> None:
-    from mlplatform.monitoring.retrain import run_retrain
+    from mlplatform.loop import run_retrain
 
     broken = tmp_path / "unlabelled.parquet"
     make_churn(500, seed=3).drop(columns=["churned"]).to_parquet(broken)
@@ -139,8 +140,8 @@ def _log_traffic(client, version, n: int) -> list[datetime]:
 def test_replay_compares_a_candidate_on_logged_traffic_without_side_effects(client, champion, churn_df,
                                                                              tmp_path) -> None:
     from mlplatform.datasets.synthetic import FEATURES, TARGET
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.monitoring.replay import run_replay
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     times = _log_traffic(client, champion, 400)
     other = tmp_path / "tree"
@@ -171,16 +172,3 @@ def test_replay_compares_a_candidate_on_logged_traffic_without_side_effects(clie
                "--start", times[100].isoformat(), "--end", times[300].isoformat(), "--json")
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert json.loads(cli.stdout)["agreement_rate"] == first["agreement_rate"]
-
-
-def test_retrain_job_once_runs_a_scheduled_retrain(client, champion, train_yaml, tmp_path, capsys) -> None:
-    from train_jobs import retrain as job
-
-    window = tmp_path / "recent.parquet"
-    make_churn(1500, seed=5, drift=0.5).to_parquet(window)
-    code = job.main(["--model", "churn", "--config", str(train_yaml), "--window-file", str(window), "--once",
-                     "--store-url", client.display_url])
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["trigger"] == "schedule" and result["alert_id"] is None
-    assert (code, result["status"]) in {(0, "completed"), (0, "rejected")}
-    assert client.runs.get_run(result["run_id"]).kind == "retrain"

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.datasets.synthetic import FEATURES, TARGET
-from mlplatform.serving.rollout import control
-from mlplatform.serving.rollout.routing import CHALLENGER, assign
+from mlplatform.rollouts import control
+from mlplatform.rollouts.routing import CHALLENGER, assign
 from tests.integration.test_serving import instances, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -30,7 +30,7 @@ VARIANT_VERSION = {"champion": 1, "challenger": 2}
 
 @pytest.fixture(scope="module")
 def gbdt_artifact_dir(tmp_path_factory: pytest.TempPathFactory, churn_df: pd.DataFrame) -> Path:
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     out = tmp_path_factory.mktemp("artifact") / "hist_gbdt"
     fit_sklearn_artifact(churn_df.iloc[:2000], target=TARGET, features=FEATURES, family="hist_gbdt", out_dir=out,

@@ -17,9 +17,9 @@ import httpx
 import pandas as pd
 import pytest
 
+from mlplatform.rollouts import control
+from mlplatform.rollouts.routing import CHALLENGER, assign
 from mlplatform.serving.config import deployment_name
-from mlplatform.serving.rollout import control
-from mlplatform.serving.rollout.routing import CHALLENGER, assign
 from tests.integration.test_rollout import (  # noqa: F401 (fixtures)
     deploy_app,
     fire,
@@ -105,7 +105,7 @@ def test_a_cancelled_half_open_probe_does_not_jam_the_breaker(
     forever, so every later request got CircuitOpenError (503) although the model had healed."""
     from ray import serve
 
-    _, where = store
+    client, where = store
     url = deploy(where, rollout={"follow_registry": False, "fault_injection": {1: 1.0}}, request_timeout_s=0.5,
                  breaker={"failure_threshold": 2, "reset_timeout_s": 0.5})
     handle = serve.get_deployment_handle(deployment_name("churn"), app_name=url.rsplit("/", 1)[1])
@@ -124,7 +124,19 @@ def test_a_cancelled_half_open_probe_does_not_jam_the_breaker(
         handle.inject_faults.remote(delays={}).result()
         healed = wait_for(lambda: (r := post()).status_code == 200 and r, timeout_s=10)
         assert healed.json()["model_version"] == 1
+        bad = http.post(f"{url}/v1/models/churn:predict", json={"instances": [{"nope": 1}]})
+        assert bad.status_code == 422
     assert model_stats(url)["breaker"] == "closed"
+    # error answers are in the prediction log with their status (before: only in the application log), and
+    # monitoring reads leave them out
+    errors = wait_for(lambda: len(found := [r for r in client.monitoring.predictions("churn", include_errors=True)
+                                            if not r.ok]) and any(r.status == 422 for r in found) and found,
+                      timeout_s=10)
+    by_status = Counter(r.status for r in errors)
+    # 504s: the probe, and any retries of the healing loop while the 3 s delay was still in flight
+    assert by_status[500] == 2 and by_status[503] >= 1 and by_status[504] >= 1 and by_status[422] == 1, by_status
+    assert next(r for r in errors if r.request_id == bad.json()["request_id"]).error.startswith("InvalidInput")
+    assert all(r.ok for r in client.monitoring.predictions("churn"))
 
 
 def test_b_failing_canary_never_fails_champion_requests_and_is_rolled_back(
@@ -274,3 +286,156 @@ def test_slow_challenger_is_rolled_back_by_the_p99_trigger(
     assert "p99" in record["reason"]
     alerts = [a for a in client.monitoring.alerts("churn") if a.type == "rollout"]
     assert alerts and alerts[0].metric == "p99_latency_ms" and alerts[0].version == 2
+
+
+def _labels_for(url: str, answers: list[tuple[str, httpx.Response]], wrong: Callable[[int], bool]) -> list[int]:
+    """Feedback through ``/v1/feedback`` for each answer: its own prediction (a correct answer), or the other class
+    where ``wrong(i)`` says so (i counts the challenger's answers). Returns the feedback statuses."""
+    async def send() -> list[int]:
+        gate = asyncio.Semaphore(8)
+        wrong_seen = 0
+        bodies = []
+        for _key, response in answers:
+            body = response.json()
+            label = body["predictions"][0]
+            if body["variant"] == "challenger":
+                if wrong(wrong_seen):
+                    label = 1 - label
+                wrong_seen += 1
+            bodies.append({"request_id": body["request_id"], "label": label})
+        async with httpx.AsyncClient(timeout=60) as http:
+            async def one(feedback: dict[str, Any]) -> int:
+                async with gate:
+                    return (await http.post(f"{url}/v1/feedback", json=feedback)).status_code
+
+            return await asyncio.gather(*[one(b) for b in bodies])
+
+    return asyncio.run(send())
+
+
+def test_less_accurate_challenger_is_rolled_back_by_the_accuracy_trigger(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """The accuracy trigger from labels (SPEC S7.5): a challenger that answers without errors and as fast, but is
+    wrong on 40 % of its labelled answers where the champion is right on all of them, is rolled back once both
+    have the minimum of labels (feedback through HTTP, joined to the prediction log in the store)."""
+    client, where = store
+    control.start(client, "churn", stages=[{"name": "canary", "weight": 50.0}, {"name": "full", "weight": 100.0}],
+                  salt="label-salt", actor="test",
+                  policy={"min_requests": 20, "stage_min_s": 3600, "p99_floor_ms": 1000, "min_labels": 60})
+    url = deploy(where)
+    wait_for(lambda: routing(url).get("challenger") == 2, timeout_s=30)
+    rows = instances(churn_df.iloc[2000:2200])
+    keys = [f"l-{i}" for i in range(200)]
+    responses = asyncio.run(fire(url, [({"X-User-ID": k}, {"instances": [rows[i]]}) for i, k in enumerate(keys)],
+                                 concurrency=8))
+    assert {r.status_code for r in responses} == {200}
+    variants = Counter(r.json()["variant"] for r in responses)
+    assert variants["champion"] >= 60 and variants["challenger"] >= 60, variants
+    assert control.rollout_store(client).get("churn").status == "active"  # type: ignore[union-attr]
+    # labels must join to logged answers: wait until the log holds them all
+    wait_for(lambda: len(client.monitoring.predictions("churn")) >= len(keys), timeout_s=20)
+    statuses = _labels_for(url, list(zip(keys, responses, strict=True)), wrong=lambda i: i % 5 < 2)
+    assert set(statuses) == {200}, Counter(statuses)
+
+    def rolled_back() -> Any:
+        state = control.rollout_store(client).get("churn")
+        return state if state is not None and state.status == "rolled_back" else None
+
+    state = wait_for(rolled_back, timeout_s=20)
+    record = state.details["last_rollback"]
+    assert "accuracy" in record["reason"], record["reason"]
+    labels = record["metrics"]["labels"]
+    assert labels["champion"]["accuracy"] == 1.0 and labels["challenger"]["accuracy"] <= 0.61
+    assert labels["p_less_accurate"] < 0.05
+    alerts = [a for a in client.monitoring.alerts("churn") if a.type == "rollout"]
+    assert alerts and alerts[0].metric == "accuracy" and alerts[0].version == 2
+    assert client.registry.get_model("churn").aliases["champion"] == 1
+
+
+def test_probation_after_full_promotion_rolls_the_champion_alias_back(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """SPEC S7.7: after a rollout reaches 100 % the new champion is on probation; when it starts failing, the guard
+    moves the champion alias back to the previous champion (alias history) and traffic follows within seconds."""
+    from ray import serve
+
+    client, where = store
+    control.start(client, "churn", stages=[{"name": "canary", "weight": 50.0}, {"name": "full", "weight": 100.0}],
+                  salt="probation-salt", actor="test",
+                  policy={"min_requests": 20, "stage_min_s": 3600, "p99_floor_ms": 1000})
+    url = deploy(where, rollout={"fault_injection": {2: 0.0}})  # opted in to fault injection, none yet
+    wait_for(lambda: routing(url).get("challenger") == 2, timeout_s=30)
+    rows = instances(churn_df.iloc[2000:2200])
+    warm = asyncio.run(fire(url, [({"X-User-ID": f"w-{i}"}, {"instances": [rows[i]]}) for i in range(60)],
+                            concurrency=8))
+    assert {r.status_code for r in warm} == {200}
+    # the previous champion's last window reaches the store before the promotion takes it as the reference
+    wait_for(lambda: (control.merged_metrics(control.rollout_store(client).get("churn"))  # type: ignore[arg-type]
+                      .get("1", {}).get("requests", 0)) > 0, timeout_s=10)
+    promoted = control.advance(client, "churn", actor="test", reason="test promotes")
+    assert promoted.status == "completed" and control.in_probation(promoted)
+    assert promoted.details["probation"]["previous_window"]["requests"] > 0
+    wait_for(lambda: routing(url).get("champion") == 2, timeout_s=20)
+    handle = serve.get_deployment_handle(deployment_name("churn"), app_name=url.rsplit("/", 1)[1])
+    handle.inject_faults.remote(rates={2: 1.0}).result()  # the new champion breaks in production
+    started = time.monotonic()
+    statuses: list[int] = []
+    while client.registry.get_model("churn").aliases["champion"] != 1:
+        assert time.monotonic() - started < 30, f"no probation rollback within 30 s: {Counter(statuses)}"
+        batch = [({"X-User-ID": f"p-{len(statuses) + i}"}, {"instances": [rows[i]]}) for i in range(20)]
+        statuses += [r.status_code for r in asyncio.run(fire(url, batch, concurrency=8))]
+    state = control.rollout_store(client).get("churn")
+    assert state is not None and state.status == "rolled_back"
+    record = state.details["last_rollback"]
+    assert record["stage"] == "probation" and record["from_version"] == 2 and record["to_version"] == 1
+    assert "error rate" in record["reason"]
+    assert client.registry.get_version("churn", version=2).status == "rolled_back"
+    alerts = [a for a in client.monitoring.alerts("churn") if a.type == "rollout"]
+    assert alerts and alerts[0].version == 2
+    wait_for(lambda: routing(url).get("champion") == 1, timeout_s=10)
+    after = asyncio.run(fire(url, [({"X-User-ID": f"a-{i}"}, {"instances": [rows[i]]}) for i in range(50)],
+                             concurrency=8))
+    assert {(r.status_code, r.json()["model_version"]) for r in after} == {(200, 1)}
+
+
+def test_c_a_killed_model_replica_costs_at_most_one_percent_and_recovers(
+        store: tuple[Any, dict[str, str]], deploy: Callable[..., str], churn_df: pd.DataFrame) -> None:  # noqa: F811
+    """Chaos (c): one of two model replicas is killed (``ray.kill``) under load; at most 1 % of the requests fail
+    and the deployment runs two replicas again, answering, within 30 s. Counts are printed."""
+    import threading
+
+    import ray
+
+    _, where = store
+    url = deploy(where, rollout={"follow_registry": False}, models=[{"name": "churn", "num_replicas": 2}])
+    app_name = url.rsplit("/", 1)[1]
+    marker = f"{app_name}#{deployment_name('churn')}#"
+
+    def replicas() -> list[str]:
+        return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                      if "SERVE_REPLICA" in a["name"] and marker in a["name"])
+
+    wait_for(lambda: len(replicas()) == 2, timeout_s=30)
+    killed: dict[str, Any] = {}
+
+    def kill_one() -> None:
+        time.sleep(0.5)  # under load
+        victim = replicas()[0]
+        killed["at"] = time.monotonic()
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        wait_for(lambda: len(replicas()) == 2 and victim not in replicas()
+                 and httpx.get(f"{url}/v1/models/churn", timeout=5).status_code == 200, timeout_s=60,
+                 interval_s=0.2)
+        killed["recovered"] = time.monotonic()
+
+    rows = instances(churn_df.iloc[:200])
+    n = 400
+    thread = threading.Thread(target=kill_one)
+    thread.start()
+    responses = asyncio.run(fire(url, [({}, {"instances": [rows[i % len(rows)]]}) for i in range(n)],
+                                 concurrency=8))
+    thread.join(timeout=90)
+    statuses = Counter(r.status_code for r in responses)
+    recovery_s = killed["recovered"] - killed["at"]
+    print(f"chaos (c): {n} requests, statuses {dict(statuses)}, recovered in {recovery_s:.1f} s")
+    assert statuses[200] >= n * 0.99, statuses
+    assert recovery_s <= 30, recovery_s

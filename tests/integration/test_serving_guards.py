@@ -16,6 +16,11 @@ import httpx
 import pandas as pd
 import pytest
 
+# Imported at collection, not inside the test: pytest rewrites schemathesis' modules on import, and CPython
+# 3.11.7's compiler once raised "AST constructor recursion depth mismatch" doing that deep in a running test
+# (a known 3.11 bug in the AST validator's depth counter).
+import schemathesis.specs.openapi.schemas  # noqa: F401
+
 from tests.integration.test_serving import app_args, instances, make_store, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -86,7 +91,6 @@ def test_schemathesis_finds_no_5xx_in_any_operation(open_app: str) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
-
     schema = schemathesis.openapi.from_url(f"{open_app}/openapi.json")
     schema.config.update(base_url=open_app)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -222,3 +226,4 @@ def test_rate_limit_ignores_a_rotated_client_header(access_app: str, churn_df: p
                               headers={**GOOD, "X-User-ID": f"user-{i}"}).status_code for i in range(30)]
     # the feedback test's one stored label used one request of the same principal's budget
     assert statuses.count(200) <= 5 and statuses.count(429) >= 25 and set(statuses) <= {200, 429}, statuses
+

@@ -15,9 +15,9 @@ from sklearn.model_selection import cross_val_predict
 from mlplatform.config.train import train_config_from_dict
 from mlplatform.errors import ConfigError
 from mlplatform.features.transform import TabularTransform
+from mlplatform.learning.data import load_data, split_data
 from mlplatform.models.sklearn_models import load_sklearn
 from mlplatform.training import pipeline
-from mlplatform.training.data import load_data, split_data
 
 
 def _config(name: str, family: str, params: dict[str, Any]) -> Any:

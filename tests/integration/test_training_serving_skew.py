@@ -1,11 +1,11 @@
 """No training/serving skew: the same rows give byte-identical transformed features and predictions through the
 training evaluation path (Predictor.predict on a DataFrame), Ray Data batch scoring (run_batch on the shared local
-Ray) and the serving request path (JSON body -> serving.validation -> the row validator -> model_server.frame ->
-Predictor).
+Ray) and the serving request path (JSON body -> serving.validation -> the row validator -> CheckedRows.of_tuples ->
+Predictor.predict_checked).
 
 Serving is exercised through the functions its replicas call (parse_json_body, parse_instances, Predictor.check,
-frame, predict_rows), not a deployed app: deploying Serve costs far more than it adds here, and test_serving.py
-already checks that the HTTP answers equal the in-process Predictor.
+CheckedRows.of_tuples, predict_rows), not a deployed app: deploying Serve costs far more than it adds here, and
+test_serving.py already checks that the HTTP answers equal the in-process Predictor.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import pytest
 
 from mlplatform.batch import ArtifactBytesLoader, run_batch
 from mlplatform.datasets.synthetic import FEATURES, make_churn
+from mlplatform.features.rows import CheckedRows
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
-from mlplatform.serving.model_server import frame, predict_rows
+from mlplatform.serving.model_server import predict_rows
 from mlplatform.serving.validation import parse_instances, parse_json_body
 
 pytestmark = pytest.mark.ray
@@ -40,14 +41,15 @@ class RecordingLoader:
 
     def __call__(self) -> Predictor:
         predictor = self.inner()
-        original = predictor.transform.transform_checked
+        original = predictor.transform.encode
 
-        def transform_checked(df: pd.DataFrame) -> np.ndarray:
-            matrix = original(df)
-            np.save(Path(self.folder) / f"{uuid.uuid4().hex}.npy", matrix)
-            return matrix
+        def encode(rows: Any, **kwargs: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+            matrix, codes = original(rows, **kwargs)
+            if matrix is not None:
+                np.save(Path(self.folder) / f"{uuid.uuid4().hex}.npy", matrix)
+            return matrix, codes
 
-        predictor.transform.transform_checked = transform_checked  # type: ignore[method-assign]
+        predictor.transform.encode = encode  # type: ignore[method-assign]
         return predictor
 
 
@@ -79,7 +81,7 @@ def test_same_rows_same_bytes_in_training_batch_and_serving(ray_session: str, cl
     payload = parse_json_body(_json_instances(rows), max_bytes=50_000_000)
     schema = schema_from_json(predictor.input_schema)
     typed = predictor.check(parse_instances(payload, max_instances=len(rows))).raise_for_issues("instances").tuples()
-    serve_matrix = predictor.transform.transform(frame(typed, schema))
+    serve_matrix = predictor.transform.transform_checked(CheckedRows.of_tuples(typed, schema))
     answers = json.loads(json.dumps(predict_rows(predictor, typed, schema)))  # through JSON, as over HTTP
 
     # 3. Ray Data batch scoring of the same rows written as Parquet (several files, several blocks)

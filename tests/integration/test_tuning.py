@@ -201,3 +201,45 @@ def test_warm_started_search_evaluates_the_earlier_best_configs(ray_session: Non
              for t in _trials(client, second.sweep_run_id)]
     for config in earlier:
         assert (config["pattern"], config["params"], config["preprocessing"]) in tried
+
+
+def test_pbt_records_every_mutation_and_register_best_replays_the_recorded_schedule(
+        ray_session: None, client: Any) -> None:
+    """PBT for real (the standard torch trial, tiny): each result's lr as Tune ran it equals the lr the store says
+    was in effect at that step, and --register-best retrains with the best trial's recorded schedule."""
+    config = tune_config_from_dict(_config(
+        data={"source": "synthetic_churn", "n_rows": 400},
+        patterns={"mlp": {"params": {"hidden": [8], "dropout": 0.0},
+                          "training": {"lr": {"loguniform": [1e-5, 0.05]}, "batch_size": 64, "epochs": 8}}},
+        preprocessing={}, search={"algorithm": "random", "scheduler": "pbt", "perturbation_interval": 2,
+                                  "quantile_fraction": 0.5, "mutations": ["lr"]},
+        budget={"num_samples": 5}, max_concurrent_trials=2, early_stopping_patience=0,
+        gate={"metric": "roc_auc", "min_lift": 0.0}))
+    outcome = runner.run_search(config, client=client, register_best=True, force=True)
+
+    trials = [t for t in _trials(client, outcome.sweep_run_id) if t.config["pattern"] == "mlp"]
+    mutated = [t for t in trials if len(t.tags.get("config_history", [])) > 1]
+    assert mutated, "PBT mutated no trial"
+    from mlplatform.tuning.results import config_at, config_history
+
+    for trial in trials:
+        history = config_history(trial)
+        # An exploit restarts from a cloned checkpoint and may re-run steps: the last report of a step survives.
+        surviving = {r["training_iteration"]: r for r in _tune_results(trial.tags["trial_dir"])}
+        for step, result in surviving.items():
+            ran = result["config"]["mlp"]["training"]["lr"]
+            assert config_at(history, step)["training"]["lr"] == pytest.approx(ran)
+            stored = [m.value for m in client.runs.get_metrics(trial.id, "val_roc_auc") if m.step == step]
+            assert stored[-1] == pytest.approx(result["val_roc_auc"])  # the newest row is the surviving branch
+    for trial in mutated:
+        history = trial.tags["config_history"]
+        assert history[0]["config"]["training"]["lr"] == trial.config["training"]["lr"]  # where it started
+        assert [e["from_step"] for e in history] == sorted({e["from_step"] for e in history})
+        assert all(e["from_step"] > 1 for e in history[1:])
+
+    best = outcome.leaderboard["overall_best"]
+    best_run = client.runs.get_run(best["run_id"])
+    assert best["config"] == config_at(config_history(best_run), best["best_step"])
+    version = client.registry.resolve(outcome.registered["model_version"])
+    assert version.lineage["config_history"] == config_history(best_run)
+    assert version.lineage["epochs"] == best["best_step"]

@@ -11,8 +11,7 @@ import pytest
 from scipy import stats
 
 from mlplatform.entities import AlertLevel
-from mlplatform.monitoring.drift import DriftSettings, compute_drift, psi, psi_band
-from mlplatform.monitoring.reference import (
+from mlplatform.features.reference import (
     REFERENCE_FILE,
     DriftReference,
     bin_counts,
@@ -21,6 +20,7 @@ from mlplatform.monitoring.reference import (
     quantile_edges,
     write_drift_reference,
 )
+from mlplatform.monitoring.drift import DriftSettings, compute_drift, psi, psi_band
 
 
 def _reference(df: pd.DataFrame, predictions: np.ndarray | None = None) -> DriftReference:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mlplatform.config.train import load_train_config
 from mlplatform.errors import ConfigError, Conflict, InvalidInput
 from mlplatform.models.factory import ModelFamily, default_factory
-from mlplatform.training.losses import FocalLoss, balanced_weights, build_loss
+from mlplatform.models.losses import FocalLoss, balanced_weights, build_loss
 
 
 def test_factories_are_per_instance_and_duplicates_need_replace() -> None:

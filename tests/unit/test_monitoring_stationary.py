@@ -15,14 +15,14 @@ import pytest
 
 from mlplatform.datasets.scenarios import FEATURES, TARGET, ScenarioConfig, make_scenario, make_training_frame
 from mlplatform.entities import AlertLevel
+from mlplatform.features.reference import RARE, load_drift_reference
 from mlplatform.monitoring.drift import chi_square, compute_drift
-from mlplatform.monitoring.reference import RARE, load_drift_reference
 
 
 @pytest.fixture(scope="module")
 def forest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.predictor import Predictor
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     out = tmp_path_factory.mktemp("forest") / "rf"
     train = make_training_frame(4000, seed=3)
@@ -68,7 +68,7 @@ def test_chi_square_refuses_expected_counts_under_five() -> None:
 
 def test_fdr_correction_keeps_many_null_features_quiet() -> None:
     rng = np.random.default_rng(5)
-    from mlplatform.monitoring.reference import DriftReference, build_drift_reference
+    from mlplatform.features.reference import DriftReference, build_drift_reference
 
     train = pd.DataFrame({f"x{i}": rng.normal(0, 1, 5000) for i in range(60)})
     reference = DriftReference.from_dict(build_drift_reference(train, list(train.columns)))

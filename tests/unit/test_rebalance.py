@@ -8,7 +8,7 @@ import pytest
 from mlplatform.config.train import train_config_from_dict
 from mlplatform.datasets.synthetic import make_churn
 from mlplatform.errors import ConfigError, InvalidInput
-from mlplatform.training.data import split_data
+from mlplatform.learning.data import split_data
 from mlplatform.training.rebalance import rebalance_splits, resample
 from mlplatform.training.smote import smote
 

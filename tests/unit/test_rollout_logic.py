@@ -7,9 +7,18 @@ import asyncio
 import pytest
 
 from mlplatform.errors import InvalidInput
-from mlplatform.serving.rollout.faults import FaultInjector, InjectedFault
-from mlplatform.serving.rollout.guard import ADVANCE, ALARM, HOLD, ROLLBACK, GuardPolicy, decide, p_challenger_worse
-from mlplatform.serving.rollout.routing import (
+from mlplatform.rollouts.guard import (
+    ADVANCE,
+    ALARM,
+    HOLD,
+    ROLLBACK,
+    GuardPolicy,
+    LabelStats,
+    decide,
+    decide_probation,
+    p_challenger_worse,
+)
+from mlplatform.rollouts.routing import (
     CHALLENGER,
     assign,
     bucket,
@@ -17,8 +26,9 @@ from mlplatform.serving.rollout.routing import (
     routing_key,
     validate_stages,
 )
+from mlplatform.rollouts.window import SlidingWindow, WindowStats, percentile
+from mlplatform.serving.rollout.faults import FaultInjector, InjectedFault
 from mlplatform.serving.rollout.shadow import ShadowQueue
-from mlplatform.serving.rollout.window import SlidingWindow, WindowStats, percentile
 
 
 @pytest.mark.parametrize("n_keys", [2_000, 20_000])
@@ -102,6 +112,41 @@ def test_guard_advances_only_after_stage_minimum_without_deficit() -> None:
     alarm = decide(GuardPolicy(min_requests=100), _stats(500, 30), _stats(500, 0), seconds_in_stage=1)
     assert alarm.action == ALARM and alarm.metric == "champion_error_rate"
     assert p_challenger_worse(10, 1000, 40, 1000) < 0.01 < p_challenger_worse(10, 1000, 12, 1000)
+
+
+def test_accuracy_trigger_needs_labels_a_material_drop_and_significance() -> None:
+    policy = GuardPolicy(min_requests=100, stage_min_s=3600)
+    ok = _stats(500, 0)
+    worse = decide(policy, ok, ok, seconds_in_stage=1, labels=(LabelStats(200, 180), LabelStats(200, 150)))
+    assert worse.action == ROLLBACK and worse.metric == "accuracy" and worse.value == 0.75
+    assert worse.metrics["labels"]["p_less_accurate"] < 0.05
+    # below the label minimum, nothing (even a large drop)
+    assert decide(policy, ok, ok, seconds_in_stage=1, labels=(LabelStats(99, 99), LabelStats(99, 0))).action == HOLD
+    # a 3 % relative drop is not material, however many labels
+    assert decide(policy, ok, ok, seconds_in_stage=1,
+                  labels=(LabelStats(50_000, 45_000), LabelStats(50_000, 43_650))).action == HOLD
+    # an 8 % drop over 100 labels each is not significant (p ~ 0.07)
+    assert decide(policy, ok, ok, seconds_in_stage=1, labels=(LabelStats(100, 90), LabelStats(100, 83))).action == HOLD
+    # labels decide even when the request window is below its minimum (labels arrive late)
+    late = decide(policy, _stats(10, 0), _stats(10, 0), seconds_in_stage=1,
+                  labels=(LabelStats(300, 290), LabelStats(300, 200)))
+    assert late.action == ROLLBACK and late.metric == "accuracy"
+
+
+def test_probation_rolls_back_only_in_probation_and_alarms_after() -> None:
+    policy = GuardPolicy(min_requests=100)
+    previous = _stats(1000, 0, p99=10)
+    assert decide_probation(policy, previous, _stats(99, 99), in_probation=True).action == HOLD
+    failing = decide_probation(policy, previous, _stats(200, 10), in_probation=True)
+    assert failing.action == ROLLBACK and failing.metric == "error_rate"
+    slow = decide_probation(policy, previous, _stats(200, 0, p99=40), in_probation=True)
+    assert slow.action == ROLLBACK and slow.metric == "p99_latency_ms"
+    wrong = decide_probation(policy, previous, _stats(200, 0), in_probation=True,
+                             labels=(LabelStats(300, 290), LabelStats(300, 200)))
+    assert wrong.action == ROLLBACK and wrong.metric == "accuracy"
+    assert decide_probation(policy, previous, _stats(200, 0), in_probation=True).action == HOLD
+    after = decide_probation(policy, previous, _stats(200, 10), in_probation=False)
+    assert after.action == ALARM and after.metric == "champion_error_rate"
 
 
 def test_fault_injection_fails_an_exact_fraction() -> None:

@@ -78,7 +78,7 @@ def test_scores_of_exactly_zero_or_one_are_no_candidates() -> None:
 
 
 def test_per_class_metrics_name_every_class_and_survive_an_absent_one() -> None:
-    from mlplatform.training.metrics import per_class_metrics
+    from mlplatform.learning.metrics import per_class_metrics
 
     y = np.array(["no", "no", "yes", "yes"])
     pred = np.array(["no", "yes", "yes", "yes"])

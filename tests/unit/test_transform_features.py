@@ -163,8 +163,8 @@ def test_mergeable_stats_match_numpy_with_unequal_shards(offset: float) -> None:
 
 
 def test_predictor_with_full_transform_gives_row_alone_equal_to_batch(churn: pd.DataFrame, tmp_path: Path) -> None:
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
     from mlplatform.predictor import Predictor
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
 
     fit_sklearn_artifact(churn.iloc[:600], target="churned", features=FEATURES, family="logistic",
                          out_dir=tmp_path, transform_config=FULL)

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from mlplatform.batch.validation import all_rows_valid, split_valid_rows
 from mlplatform.errors import IntegrityError
+from mlplatform.features.rows import CheckedRows
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
 
@@ -120,7 +121,8 @@ class BatchScorer:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if all_rows_valid(batch, self.features, self.required_columns):
-            features = self.predictor.check(batch.select(self.feature_names).to_pandas()).frame
+            # Arrow columns straight into the validator and the compiled transform: no DataFrame on this path
+            features = self.predictor.check(batch.select(self.feature_names))
             return self._predict(batch, features, np.arange(batch.num_rows))
         frame = batch.to_pandas()
         split = split_valid_rows(frame, self.features, self.required_columns, self.predictor.transform.row_rules)
@@ -128,7 +130,7 @@ class BatchScorer:
             self._quarantine(batch, frame, split.invalid_positions, split.reasons)
         return self._predict(batch, split.features, split.valid_positions)
 
-    def _predict(self, batch: pa.Table, features: pd.DataFrame, positions: np.ndarray) -> pa.Table:
+    def _predict(self, batch: pa.Table, features: CheckedRows | pd.DataFrame, positions: np.ndarray) -> pa.Table:
         n = len(positions)
         every_row = n == batch.num_rows  # positions is a subset in order: equal length means all rows
         columns: dict[str, Any] = {c: batch.column(c) if every_row else batch.column(c).take(pa.array(positions))

@@ -28,6 +28,7 @@ NOUNS: dict[str, str] = {
     "rollout": "mlplatform.cli.rollout",
     "features": "mlplatform.cli.features",
     "schedule": "mlplatform.cli.schedule",
+    "loop": "mlplatform.cli.loop",
 }
 for noun, module in NOUNS.items():
     app.add_typer(importlib.import_module(module).app, name=noun)
@@ -62,10 +63,11 @@ def gc(keep_last: int = typer.Option(None, "--keep-last", help="Keep the newest 
         items = housekeeping.plan(c, keep)
         if apply:
             housekeeping.apply(c, items, actor=current_actor())
-    data = {"applied": apply, "keep_last": keep, "items": [i.to_dict() for i in items]}
+    listed = [i.to_dict() for i in items]
+    data = {"applied": apply, "keep_last": keep, "items": listed}
 
     def render() -> None:
-        print_table(data["items"], ["kind", "target", "uri"],
+        print_table(listed, ["kind", "target", "uri"],
                     title=("removed" if apply else "would remove (dry run; --apply deletes)") + f": {len(items)}")
 
     emit(data, as_json, render)

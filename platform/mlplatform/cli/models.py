@@ -128,7 +128,7 @@ def leaderboard(name: str, metric: str = typer.Option("accuracy", "--metric"),
                 mode: str = typer.Option(None, "--mode", help="max or min (default from the metric)"),
                 as_json: bool = JsonOption) -> None:
     """Versions ranked on one metric of one dataset version."""
-    from mlplatform.training.metrics import metric_mode
+    from mlplatform.learning.metrics import metric_mode
 
     with expected_errors():
         rows = client().registry.leaderboard(name, metric, dataset_version=dataset_version,

@@ -111,7 +111,8 @@ def report(model: str = ModelOption, window_file: Path = WindowFileOption, last:
         out_dir = out or Path(monitor_config.report_dir or c.settings.home / "reports")
         html_path, json_path = write_report(result.to_dict(), out_dir,
                                             history=c.monitoring.drift_reports(result.model_name),
-                                            alerts=c.monitoring.alerts(result.model_name))
+                                            alerts=c.monitoring.alerts(result.model_name),
+                                            decisions=c.loop.list(result.model_name, limit=20))
     emit({"html": str(html_path), "json": str(json_path), "level": result.level.name}, as_json,
          lambda: typer.echo(str(html_path)))
 
@@ -134,8 +135,9 @@ def retrain(model: str = typer.Option(..., "--model", help="Registered model nam
     """Retrain on the newest window from the champion; a winner becomes the challenger in shadow. Guarded:
     never while one runs, >= 6 h apart, <= 2 per UTC day. Exit 0 done/skipped, 3 lost to the champion,
     5 refused by a guard, 1 failed."""
+    from mlplatform.loop import RetrainResult, run_retrain
     from mlplatform.monitoring.config import load_monitor_config
-    from mlplatform.monitoring.retrain import RetrainResult, find_trigger, run_retrain
+    from mlplatform.monitoring.retrain import find_trigger
 
     with expected_errors():
         c = client()

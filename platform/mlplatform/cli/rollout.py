@@ -53,8 +53,8 @@ def start(model: str = ModelOption,
           replace: bool = typer.Option(False, "--replace", help="Replace an active rollout."),
           as_json: bool = JsonOption) -> None:
     """Start routing between the champion and the challenger aliases."""
-    from mlplatform.serving.rollout import control
-    from mlplatform.serving.rollout.routing import parse_stages
+    from mlplatform.rollouts import control
+    from mlplatform.rollouts.routing import parse_stages
 
     policy: dict[str, Any] = {"auto_advance": auto_advance}
     for key, value in (("min_requests", min_requests), ("stage_min_s", stage_min_seconds),
@@ -71,7 +71,7 @@ def start(model: str = ModelOption,
 @app.command()
 def status(model: str = ModelOption, as_json: bool = JsonOption) -> None:
     """Stage, split, per-version requests, error rates and p50/p99 latencies (window of the serving replicas)."""
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     with expected_errors():
         data = control.status(client(), model)
@@ -93,7 +93,7 @@ def status(model: str = ModelOption, as_json: bool = JsonOption) -> None:
 @app.command()
 def advance(model: str = ModelOption, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Move to the next stage now; the last stage promotes the challenger to champion."""
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     with expected_errors():
         state = control.advance(client(), model, actor=_actor(), reason=reason or "manual advance")
@@ -104,7 +104,7 @@ def advance(model: str = ModelOption, reason: str = ReasonOption, as_json: bool 
 @app.command()
 def abort(model: str = ModelOption, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Stop the rollout: the challenger gets 0 % at once, the champion is untouched."""
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     with expected_errors():
         state = control.abort(client(), model, actor=_actor(), reason=reason or "aborted by operator")

@@ -64,7 +64,7 @@ def best(metric: str, mode: str = typer.Option(None, "--mode"), experiment: str 
          dataset_version: str = typer.Option(None, "--dataset-version"), split: str = typer.Option(None, "--split"),
          as_json: bool = JsonOption) -> None:
     """The best run by one metric (missing values are skipped, never read as 0)."""
-    from mlplatform.training.metrics import metric_mode
+    from mlplatform.learning.metrics import metric_mode
 
     with expected_errors():
         run, value = client().runs.best_run(metric, mode or metric_mode(metric), experiment=experiment,

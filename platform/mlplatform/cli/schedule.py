@@ -28,12 +28,15 @@ def add(name: str = NameArgument,
                                     "'monitor check --model churn@champion --last 5000'."),
         kind: str = typer.Option("command", "--kind", help="monitor, retrain, batch or command."),
         timeout_s: float = typer.Option(3600.0, "--timeout", help="Seconds a run may take (and the lease)."),
+        due_now: bool = typer.Option(False, "--due-now", help="Make the first run due at once (the next tick "
+                                     "runs it), then follow the cron."),
         as_json: bool = JsonOption) -> None:
-    """Add a schedule; its first run is the first cron slot from now."""
+    """Add a schedule; its first run is the first cron slot from now (or now, with --due-now)."""
     from mlplatform.scheduler import add_schedule
 
     with expected_errors():
-        row = _row(add_schedule(client(), name, cron=cron, command=command, kind=kind, timeout_s=timeout_s))
+        row = _row(add_schedule(client(), name, cron=cron, command=command, kind=kind, timeout_s=timeout_s,
+                                 due_now=due_now))
     emit(row, as_json, lambda: print_table([row], COLUMNS, title="schedule added"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ def _connect(address: str | None, *, start: bool, high_throughput: bool = False)
         return
     target = address or get_settings().ray_address or "auto"
     try:
-        ray.init(address=target, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
         if high_throughput:
             typer.echo("Ray was already running: only the replicas get RAY_SERVE_THROUGHPUT_OPTIMIZED=1; for the "
                        "controller and proxies too, restart Ray with it exported (ray stop; "
@@ -54,7 +55,7 @@ def _connect(address: str | None, *, start: bool, high_throughput: bool = False)
                           check=False, env=env)
     if done.returncode != 0:
         raise Unavailable(f"`ray start --head` failed: {done.stderr.strip()[-400:]}")
-    ray.init(address="auto", logging_level="WARNING", log_to_driver=False)
+    ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=False)
 
 
 def _sample_instance(ref: str) -> dict[str, Any]:

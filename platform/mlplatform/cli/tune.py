@@ -66,7 +66,7 @@ def _render(data: dict[str, Any]) -> None:
     rows = [{**r, "score": r.get("score"), "lift": r.get("lift")} for r in board.get("per_pattern", [])]
     print_table(rows, columns, title=f"best trial per pattern ({metric}, {board.get('mode')}, validation)")
     best = board.get("overall_best") or {}
-    summary = [{"field": "sweep_run_id", "value": data.get("sweep_run_id")},
+    summary: list[dict[str, Any]] = [{"field": "sweep_run_id", "value": data.get("sweep_run_id")},
                {"field": "status", "value": data.get("status")},
                {"field": "split_id", "value": board.get("split_id")},
                {"field": "trials", "value": ", ".join(f"{k}={v}" for k, v in sorted(board.get("counts", {}).items()))},

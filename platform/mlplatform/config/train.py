@@ -11,29 +11,30 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from mlplatform.config._yaml import load_model, validation_error
-from mlplatform.errors import ConfigError, InvalidInput
+from mlplatform.config.base import StrictModel, config_from_dict, load_config
+from mlplatform.entities.metrics import (
+    CLASSIFICATION_METRIC_NAMES,
+    REGRESSION_METRIC_NAMES,
+    TASK_METRICS,
+    metric_mode,
+    validation_metrics,
+)
+from mlplatform.entities.names import parse_model_ref, validate_model_name
+from mlplatform.errors import InvalidInput
 from mlplatform.features.schema import FeatureSpec
 from mlplatform.features.transform import TransformConfig
 
 Task = Literal["classification", "regression"]
-VAL_METRICS = {"loss", "accuracy", "f1", "roc_auc", "pr_auc", "log_loss", "rmse", "mae", "r2"}
+VAL_METRICS = {"loss", *CLASSIFICATION_METRIC_NAMES, *REGRESSION_METRIC_NAMES}
 # Bundled sources whose label is known to have more than two classes: threshold tuning is refused up front.
 MULTICLASS_SOURCES = {"sklearn_wine": 3, "sklearn_digits": 10}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _validation_metric(name: str | None) -> str | None:
@@ -42,7 +43,7 @@ def _validation_metric(name: str | None) -> str | None:
     return name
 
 
-class DataSection(_Strict):
+class DataSection(StrictModel):
     source: Literal["synthetic_churn", "file", "sklearn_breast_cancer", "sklearn_wine", "sklearn_digits"] = Field(
         default="synthetic_churn", description="synthetic_churn (generated, seeded), file (Parquet or CSV), or a "
         "dataset bundled with scikit-learn (no download; the label goes into the column named by data.target).")
@@ -84,7 +85,7 @@ class DataSection(_Strict):
         return self
 
 
-class SplitSection(_Strict):
+class SplitSection(StrictModel):
     method: Literal["random", "time"] = Field(default="random", description="random (stratified) or by time.")
     train: PositiveFloat = 0.6
     validation: PositiveFloat = 0.2
@@ -100,19 +101,19 @@ class SplitSection(_Strict):
         return self
 
 
-class ModelSection(_Strict):
+class ModelSection(StrictModel):
     family: str = Field(default="mlp", description="A family of the model factory (mlp, logistic, hist_gbdt...).")
     params: dict[str, Any] = Field(default_factory=dict, description="Merged onto the family's defaults.")
 
 
-class LossSection(_Strict):
+class LossSection(StrictModel):
     name: str | None = Field(default=None, description="cross_entropy, weighted_cross_entropy, focal; mse, mae, "
                              "huber. Default cross_entropy / mse.")
     params: dict[str, Any] = Field(default_factory=dict, description="focal: gamma (2.0), alpha (per class or "
                                    "'balanced'); weighted_cross_entropy: weights (per class or 'balanced').")
 
 
-class EarlyStoppingSection(_Strict):
+class EarlyStoppingSection(StrictModel):
     patience: int = Field(default=5, ge=0, description="Epochs without improvement before stopping; 0 disables.")
     min_delta: float = Field(default=0.0, ge=0.0)
     metric: str | None = Field(default=None, description="Default: the checkpoint metric.")
@@ -120,7 +121,7 @@ class EarlyStoppingSection(_Strict):
     _metric = field_validator("metric")(_validation_metric)
 
 
-class OptimSection(_Strict):
+class OptimSection(StrictModel):
     epochs: PositiveInt = 20
     batch_size: PositiveInt = Field(default=256, description="Rows per worker per step.")
     lr: PositiveFloat = 1e-3
@@ -141,14 +142,14 @@ class OptimSection(_Strict):
         "a shard is under 1 GiB); false streams it from Ray Data every epoch, for data larger than memory.")
 
 
-class ScalingSection(_Strict):
+class ScalingSection(StrictModel):
     num_workers: PositiveInt = 2
     use_gpu: bool | Literal["auto"] = Field(default="auto", description="auto: use GPUs when the cluster has any.")
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
         default="PACK", description="Ray placement of the workers; STRICT_SPREAD puts each on its own node.")
 
 
-class CheckpointSection(_Strict):
+class CheckpointSection(StrictModel):
     num_to_keep: PositiveInt = 3
     metric: str = Field(default="val_loss", description="val_<metric> deciding which checkpoints are kept.")
     order: Literal["min", "max"] | None = Field(default=None, description="Default: min for losses, else max.")
@@ -156,11 +157,11 @@ class CheckpointSection(_Strict):
     _metric = field_validator("metric")(_validation_metric)
 
 
-class FailureSection(_Strict):
+class FailureSection(StrictModel):
     max_failures: int = Field(default=3, ge=0)
 
 
-class GateSection(_Strict):
+class GateSection(StrictModel):
     metric: str | None = Field(default=None, description="Primary metric; default roc_auc / rmse.")
     min_lift: float = Field(default=0.01, ge=0.0, description="Absolute margin over the best baseline.")
     floor: float | None = Field(default=None, description="Absolute bound the primary metric must meet.")
@@ -168,7 +169,7 @@ class GateSection(_Strict):
     compare_champion: bool = Field(default=True, description="Candidate must be >= champion on this holdout.")
 
 
-class RebalanceSection(_Strict):
+class RebalanceSection(StrictModel):
     """Imbalance handling (SPEC S2.10). Resampling touches the training split only, seeded by the run seed; the
     decision threshold is tuned on the validation split, never on test."""
 
@@ -188,7 +189,7 @@ class RebalanceSection(_Strict):
         default="f1", description="What tune_threshold maximises on the validation split.")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     experiment: str = Field(default="default", min_length=1, max_length=255)
     model_name: str = Field(description="Registered model name the result is registered under.")
     task: Task = "classification"
@@ -215,9 +216,6 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TrainConfig:
-        from mlplatform.client import parse_model_ref
-        from mlplatform.store.sql.registry import validate_model_name
-
         for value, check in ((self.model_name, validate_model_name), (self.warm_start, parse_model_ref)):
             if value is not None:
                 try:
@@ -252,8 +250,6 @@ class TrainConfig(_Strict):
 
     @property
     def checkpoint_order(self) -> str:
-        from mlplatform.training.metrics import metric_mode
-
         return self.checkpoint.order or metric_mode(self.checkpoint.metric[4:])
 
     @property
@@ -273,7 +269,7 @@ class TrainConfig(_Strict):
     def validate_semantics(self) -> None:
         """Checks that need the factory and loss registries; raise InvalidInput naming the field."""
         from mlplatform.models.factory import default_factory
-        from mlplatform.training.losses import build_loss, loss_names
+        from mlplatform.models.losses import build_loss, loss_names
 
         factory = default_factory()
         try:
@@ -304,29 +300,26 @@ class TrainConfig(_Strict):
                     self.model.family, self.task, self.model.params).get_params():
                 raise InvalidInput(f"family {self.model.family!r} takes no class weights; use oversample or "
                                    "undersample", field="rebalance.strategy")
-        if self.task == "regression" and self.primary_metric not in {"rmse", "mae", "r2"}:
-            raise InvalidInput(f"gate metric {self.primary_metric!r} does not apply to regression",
-                               field="gate.metric")
+        self._validate_metric_names()
+
+    def _validate_metric_names(self) -> None:
+        """Every metric the run is judged by is one a model of this task reports (a ``val_rmse`` checkpoint
+        metric on classification used to pass here and fail inside Ray with a KeyError)."""
+        reported = validation_metrics(self.task, with_loss=True)  # the torch loop reports val_loss as well
+        for field, name in (("checkpoint.metric", self.checkpoint.metric),
+                            ("training.early_stopping.metric", self.training.early_stopping.metric)):
+            if name is not None and name not in reported:
+                raise InvalidInput(f"{name!r} is not reported for {self.task} (family {self.model.family!r}); use "
+                                   f"one of {', '.join(reported)}", field=field)
+        if self.primary_metric not in TASK_METRICS[self.task]:
+            raise InvalidInput(f"gate metric {self.primary_metric!r} does not apply to {self.task}; use one of "
+                               f"{', '.join(TASK_METRICS[self.task])}", field="gate.metric")
 
 
 def train_config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
-    try:
-        config = TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(source, exc) from None
-    _semantics(config, source)
-    return config
+    return config_from_dict(data, TrainConfig, source)
 
 
 def load_train_config(path: Path | str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Read and validate a training YAML; any problem raises ConfigError naming the file and the field."""
-    config = load_model(path, TrainConfig, overrides)
-    _semantics(config, str(path))
-    return config
-
-
-def _semantics(config: TrainConfig, source: str) -> None:
-    try:
-        config.validate_semantics()
-    except InvalidInput as exc:
-        raise ConfigError(f"{source}: {exc.field}: {exc.message}", field=exc.field) from None
+    return load_config(path, TrainConfig, overrides)

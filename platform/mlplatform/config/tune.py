@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -33,25 +32,23 @@ from pydantic import (
     model_validator,
 )
 
-from mlplatform.config._yaml import read_yaml
+from mlplatform.config.base import StrictModel, config_from_dict, load_config
 from mlplatform.config.train import DataSection, GateSection, OptimSection, SplitSection, Task
-from mlplatform.errors import ConfigError, InvalidInput
+from mlplatform.entities.metrics import metric_mode, validation_metrics
+from mlplatform.errors import InvalidInput
 
 BASELINE_PATTERN = "most_frequent"
 # Training settings of the torch family that a search may vary (the rest of OptimSection keeps its defaults).
-TORCH_TRAINING_KEYS = {"lr", "batch_size", "weight_decay", "epochs", "optimizer", "scheduler", "grad_clip"}
+TORCH_TRAINING_KEYS = {"lr", "batch_size", "weight_decay", "epochs", "optimizer", "scheduler", "grad_clip",
+                       "accumulation_steps"}
 PBT_MUTABLE_KEYS = {"lr", "weight_decay", "batch_size"}
 Rebalancing = Literal["none", "class_weight"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 _KINDS = ("uniform", "loguniform", "int", "choice")
 
 
-class Dimension(_Strict):
+class Dimension(StrictModel):
     """One searched value: exactly one of ``uniform``, ``loguniform``, ``int`` (ranges ``[low, high]``) or
     ``choice`` (a non-empty list)."""
 
@@ -125,7 +122,7 @@ SpaceValue = Annotated[
 ]
 
 
-class PatternSection(_Strict):
+class PatternSection(StrictModel):
     family: str | None = Field(default=None, description="Model family; default the pattern's name.")
     params: dict[str, SpaceValue] = Field(default_factory=dict, description="Model parameters (constants or "
                                           "dimensions), merged onto the family's defaults.")
@@ -133,7 +130,7 @@ class PatternSection(_Strict):
                                             "weight_decay, epochs, optimizer, scheduler, grad_clip.")
 
 
-class SearchSection(_Strict):
+class SearchSection(StrictModel):
     algorithm: Literal["random", "grid", "optuna"] = Field(default="random", description="random, grid or "
                                                             "optuna (TPE with a define-by-run conditional space).")
     scheduler: Literal["fifo", "asha", "pbt"] = Field(default="asha", description="fifo (run every trial to the "
@@ -147,17 +144,17 @@ class SearchSection(_Strict):
     mutations: list[str] = Field(default_factory=lambda: ["lr"], description="PBT: training keys to perturb.")
 
 
-class BudgetSection(_Strict):
+class BudgetSection(StrictModel):
     num_samples: PositiveInt = Field(default=20, description="Trials in total, the baseline trial included.")
     time_budget_s: PositiveFloat | None = Field(default=None, description="Stop starting trials after this.")
 
 
-class ResourcesSection(_Strict):
+class ResourcesSection(StrictModel):
     cpu: PositiveFloat = 1.0
     gpu: float = Field(default=0.0, ge=0.0)
 
 
-class TuneSearchConfig(_Strict):
+class TuneSearchConfig(StrictModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="Search name (prefix of the Tune experiment directory).")
     experiment: str = Field(default="tune", min_length=1, max_length=255, description="Store experiment.")
@@ -171,7 +168,7 @@ class TuneSearchConfig(_Strict):
     patterns: dict[str, PatternSection] = Field(min_length=1, description="Alternatives compared by the search.")
     preprocessing: dict[str, SpaceValue] = Field(default_factory=dict, description="TransformConfig fields "
                                                  "(e.g. scaling, max_categories) as constants or dimensions.")
-    rebalancing: list[Rebalancing] = Field(default_factory=lambda: ["none"], min_length=1,
+    rebalancing: list[Rebalancing] = Field(default_factory=lambda: list[Rebalancing](["none"]), min_length=1,
                                            description="Strategies to try: none, class_weight.")
     search: SearchSection = Field(default_factory=SearchSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
@@ -195,8 +192,6 @@ class TuneSearchConfig(_Strict):
     # -- resolved values ---------------------------------------------------------------------------------------
     @property
     def resolved_mode(self) -> str:
-        from mlplatform.training.metrics import metric_mode
-
         return self.mode or metric_mode(self.metric[4:])
 
     def family_of(self, pattern: str) -> str:
@@ -217,7 +212,7 @@ class TuneSearchConfig(_Strict):
             if self.framework_of(name) == "torch":
                 epochs = pattern.training.get("epochs", OptimSection().epochs)
                 dim = _dimension(epochs)
-                most = max(most, max(dim.representatives()) if dim is not None else int(epochs))
+                most = max(most, max(dim.representatives()) if dim is not None else int(epochs))  # type: ignore[arg-type]  # a constant when not a dimension
         return most
 
     def train_config(self) -> Any:
@@ -236,11 +231,14 @@ class TuneSearchConfig(_Strict):
         from mlplatform.models.factory import default_factory
 
         factory = default_factory()
-        if self.task != "classification":
-            if "class_weight" in self.rebalancing:
-                raise InvalidInput("class_weight rebalancing needs a classification task", field="rebalancing")
-            if self.metric[4:] not in {"rmse", "mae", "r2"}:
-                raise InvalidInput(f"metric {self.metric!r} does not apply to regression", field="metric")
+        if self.task != "classification" and "class_weight" in self.rebalancing:
+            raise InvalidInput("class_weight rebalancing needs a classification task", field="rebalancing")
+        # Every trial reports the task's metrics (sklearn trials no val_loss): a metric of the other task would
+        # pass here and fail inside Ray with a KeyError.
+        reported = validation_metrics(self.task, with_loss=False)
+        if self.metric not in reported:
+            raise InvalidInput(f"metric {self.metric!r} does not apply to {self.task}; use one of "
+                               f"{', '.join(reported)}", field="metric")
         if BASELINE_PATTERN in self.patterns:
             raise InvalidInput(f"{BASELINE_PATTERN!r} is the baseline trial every search includes; remove it",
                                field=f"patterns.{BASELINE_PATTERN}")
@@ -336,35 +334,10 @@ def grid_product(space: dict[str, Any], points: int) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def _config_error(source: str, exc: ValidationError) -> ConfigError:
-    """The first pydantic error as ``file: field.path: message`` (union tags dropped from the path)."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p not in {"dim", "const"}) or "<root>"
-    message = first.get("msg", "invalid")
-    if first.get("type") == "extra_forbidden":
-        message = "unknown field (check the spelling; see the documented fields)"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return ConfigError(f"{source}: {where}: {message}{more}", field=where)
-
-
 def tune_config_from_dict(data: dict[str, Any], source: str = "<config>") -> TuneSearchConfig:
-    try:
-        config = TuneSearchConfig.model_validate(data)
-    except ValidationError as exc:
-        raise _config_error(source, exc) from None
-    _semantics(config, source)
-    return config
+    return config_from_dict(data, TuneSearchConfig, source)
 
 
 def load_tune_config(path: Path | str, overrides: dict[str, Any] | None = None) -> TuneSearchConfig:
     """Read and validate a search YAML; any problem raises ConfigError naming the file and the field."""
-    data = read_yaml(path)
-    data.update(overrides or {})
-    return tune_config_from_dict(data, str(path))
-
-
-def _semantics(config: TuneSearchConfig, source: str) -> None:
-    try:
-        config.validate_semantics()
-    except InvalidInput as exc:
-        raise ConfigError(f"{source}: {exc.field}: {exc.message}", field=exc.field) from None
+    return load_config(path, TuneSearchConfig, overrides)

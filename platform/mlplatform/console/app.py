@@ -326,7 +326,7 @@ def _check_action(action: str) -> None:
 
 def _act(client: Any, name: str, action: str, actor: str, reason: str | None) -> str:
     """The CLI's own functions: ``models rollback`` and ``rollout advance|abort``."""
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     if action == "rollback":
         version = client.registry.rollback(name, actor=actor, reason=reason)
@@ -339,7 +339,7 @@ def _act(client: Any, name: str, action: str, actor: str, reason: str | None) ->
 
 
 def _rollout_status(client: Any, name: str) -> dict[str, Any] | None:
-    from mlplatform.serving.rollout import control
+    from mlplatform.rollouts import control
 
     if control.rollout_store(client).get(name) is None:
         return None

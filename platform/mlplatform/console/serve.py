@@ -31,4 +31,4 @@ class ConsoleDeployment:
 def build_app(args: dict[str, Any]) -> Application:
     """Serve calls this with the application's ``args`` (a :class:`ConsoleConfig` as a plain dict)."""
     config = ConsoleConfig.model_validate(args or {})  # a bad config fails the deploy, not the first page
-    return ConsoleDeployment.bind(config.model_dump(mode="json"))
+    return ConsoleDeployment.bind(config.model_dump(mode="json"))  # type: ignore[attr-defined]  # @serve.deployment adds bind

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -185,7 +185,7 @@ def make_scenario(event: EventKind | None = None, config: ScenarioConfig | None 
     total = config.stationary_windows + (config.event_windows if event else 0)
     windows = [_window(config, i, event if event and i >= config.stationary_windows else None)
                for i in range(total)]
-    rows = [{"scenario": event or "stationary", "event": "stationary", "first_window": 0,
+    rows: list[dict[str, Any]] = [{"scenario": event or "stationary", "event": "stationary", "first_window": 0,
              "last_window": config.stationary_windows - 1, "feature": None, "alert_expected": False,
              "retrain_needed": False, "labels_from_window": None}]
     if event:

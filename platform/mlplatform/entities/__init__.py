@@ -178,6 +178,13 @@ class PredictionRecord(_Entity):
     # class probabilities in the model's class order: monitoring reads the true score from them (the logged
     # label and maximum probability cannot give it back under a tuned threshold)
     probabilities: list[float] | None = None
+    # an error answer is logged too (SPEC S6.10): its HTTP status and a short reason; monitoring reads skip it
+    status: int = 200
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 import math
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -218,7 +218,17 @@ def schema_of(df: pd.DataFrame) -> dict[str, Any]:
 
 
 # -- store -------------------------------------------------------------------------------------------------------
-def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any = None, uri: str | None = None,
+@overload
+def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any, uri: str | None = None,
+                    register: Literal[True] = True, digest: str | None = None) -> DatasetVersion: ...
+
+
+@overload
+def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any, uri: str | None = None,
+                    register: Literal[False], digest: str | None = None) -> dict[str, Any]: ...
+
+
+def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any, uri: str | None = None,
                     register: bool = True, digest: str | None = None) -> DatasetVersion | dict[str, Any]:
     """Hash, profile and (by default) register a dataset; returns the store's :class:`DatasetVersion`, or the
     would-be record as a dict when ``register`` is false. ``mlplatform data version`` and training both call this,
@@ -235,22 +245,14 @@ def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any
               "profile": profile_frame(df)}
     if not register:
         return record
-    if client is None:
-        from mlplatform.client import Client
-
-        client = Client()
     version = client.datasets.register(name, digest, uri=uri, schema=record["schema"], row_count=record["row_count"],
                                        profile=record["profile"])
     logger.info("dataset %s version %s (%d rows) registered", name, digest[:12], len(df))
     return version
 
 
-def load_dataset(name: str, version: str, *, client: Any = None) -> pd.DataFrame:
+def load_dataset(name: str, version: str, *, client: Any) -> pd.DataFrame:
     """Read a registered version from its URI and verify its content hash: changed data is refused."""
-    if client is None:
-        from mlplatform.client import Client
-
-        client = Client()
     record = client.datasets.get(name, version)
     if record.name != name or (len(version) == 64 and record.version != version):
         raise NotFound(f"dataset {name}@{version} does not exist", field="dataset")

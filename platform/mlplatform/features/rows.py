@@ -30,10 +30,12 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlplatform.errors import InvalidInput
 from mlplatform.features.schema import MAX_CATEGORIES, NUMERIC_KINDS, FeatureSpec, logical_dtype
@@ -54,6 +56,9 @@ _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INFINITY_TEXT = frozenset({"inf", "infinity"})
 _MAX_EXACT_INT = 2.0**53  # above this a float no longer names one integer: it is no category code
 _SHOW_CHARS = 40
+_ABSENT = object()  # a field a JSON row does not have
+_PLAIN_NUMBER_TYPES = frozenset({float, int, type(None)})
+_TEXT_TYPES = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True)
@@ -93,15 +98,30 @@ class RowIssue:
 @dataclass
 class CheckedRows:
     """Every input row in schema order: numeric features float64 (NaN = missing), categorical ``str`` or ``None``.
-    Refused rows are present too, with their bad values missing; :attr:`refused` says which they are."""
+    Refused rows are present too, with their bad values missing; :attr:`refused` says which they are.
 
-    frame: pd.DataFrame
+    The checked values are plain numpy arrays (:attr:`columns`), which the compiled transform reads directly;
+    :attr:`frame` builds a DataFrame of them only when a caller asks for one."""
+
+    columns: dict[str, np.ndarray]  # schema order; float64 or object (str | None)
     issues: list[RowIssue]
     unknown_fields: list[str] = field(default_factory=list)
+    n_rows: int = 0
+    index: pd.Index | None = None  # the input DataFrame's index (a RangeIndex for JSON rows and Arrow batches)
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        index = self.index if self.index is not None else pd.RangeIndex(self.n_rows)
+        # Categorical columns stay object dtype with None: pandas 3 would infer its str dtype, whose NaN is not None.
+        return pd.DataFrame({name: pd.Series(values, index=index, dtype=values.dtype)
+                             for name, values in self.columns.items()}, index=index)
 
     @property
     def refused(self) -> np.ndarray:
-        mask = np.zeros(len(self.frame), dtype=bool)
+        mask = np.zeros(self.n_rows, dtype=bool)
         if self.issues:
             mask[[i.row for i in self.issues]] = True
         return mask
@@ -112,7 +132,7 @@ class CheckedRows:
         if not self.issues:
             return self
         first = self.issues[0]
-        where = f" in row {first.row}" if len(self.frame) > 1 and not path else ""
+        where = f" in row {first.row}" if self.n_rows > 1 and not path else ""
         raise InvalidInput(f"{first.reason} ({first.message}){where}",
                            field=f"{path}[{first.row}].{first.field}" if path else first.field,
                            reason=first.reason, errors=[i.to_dict() for i in self.issues[:100]],
@@ -120,10 +140,27 @@ class CheckedRows:
 
     def tuples(self) -> list[tuple[Any, ...]]:
         """Rows as tuples in schema order, ``None`` for missing (JSON-safe: no NaN)."""
-        columns = [self.frame[c].to_numpy(dtype=object, copy=True) for c in self.frame.columns]
-        for values in columns:
-            values[pd.isna(values)] = None
-        return list(zip(*columns, strict=True)) if columns else [() for _ in range(len(self.frame))]
+        columns = []
+        for values in self.columns.values():
+            plain = values.astype(object) if values.dtype != object else values.copy()
+            plain[pd.isna(values)] = None
+            columns.append(plain.tolist())
+        return list(zip(*columns, strict=True)) if columns else [() for _ in range(self.n_rows)]
+
+    @classmethod
+    def of_tuples(cls, rows: Sequence[Sequence[Any]], schema: Sequence[FeatureSpec]) -> CheckedRows:
+        """Rows that already passed the validator, as :meth:`tuples` gave them (serving checks a request once, keys
+        its cache on the tuples and batches them with other requests' rows): back to checked columns, no second
+        check."""
+        columns: dict[str, np.ndarray] = {}
+        for j, spec in enumerate(schema):
+            if spec.is_numeric:
+                columns[spec.name] = np.array([np.nan if row[j] is None else row[j] for row in rows], dtype="float64")
+            else:
+                values = np.empty(len(rows), dtype=object)
+                values[:] = [row[j] for row in rows]
+                columns[spec.name] = values
+        return cls(columns, [], [], len(rows))
 
 
 # -- entry points --------------------------------------------------------------------------------------------------
@@ -131,7 +168,7 @@ def check_frame(df: pd.DataFrame, schema: Sequence[FeatureSpec], rules: RowRules
     """Check the feature columns of a DataFrame (an Arrow batch converted with ``to_pandas`` works the same)."""
     rules = rules or RowRules()
     names = {s.name for s in schema}
-    columns: dict[str, Any] = {}
+    columns: dict[str, np.ndarray] = {}
     issues: list[RowIssue] = []
     n = len(df)
     for spec in schema:
@@ -143,9 +180,8 @@ def check_frame(df: pd.DataFrame, schema: Sequence[FeatureSpec], rules: RowRules
         checked = check_column(df[spec.name], spec, rules)
         columns[spec.name] = checked.values
         issues.extend(checked.issues)
-    frame = _frame(columns, schema, df.index)
     issues.sort(key=lambda i: i.row)  # stable: schema order within a row
-    return CheckedRows(frame, issues, [str(c) for c in df.columns if c not in names])
+    return CheckedRows(columns, issues, [str(c) for c in df.columns if c not in names], n, df.index)
 
 
 def check_records(records: Sequence[Mapping[str, Any]], schema: Sequence[FeatureSpec],
@@ -155,28 +191,67 @@ def check_records(records: Sequence[Mapping[str, Any]], schema: Sequence[Feature
     rules = rules or RowRules()
     n = len(records)
     names = {s.name for s in schema}
-    absent = object()
-    columns: dict[str, Any] = {}
+    absent = _ABSENT
+    columns: dict[str, np.ndarray] = {}
     issues: list[RowIssue] = []
     unknown: dict[str, None] = {}
     for record in records:
-        for key in record:
-            if key not in names:
-                unknown.setdefault(str(key), None)
+        if len(record) != len(names) or not names.issuperset(record):
+            for key in record:
+                if key not in names:
+                    unknown.setdefault(str(key), None)
     for spec in schema:
         raw = np.empty(n, dtype=object)
         raw[:] = [record.get(spec.name, absent) for record in records]
-        gone = np.fromiter((v is absent for v in raw), dtype=bool, count=n)
-        if gone.any():
+        if n and any(v is absent for v in raw):
+            gone = np.fromiter((v is absent for v in raw), dtype=bool, count=n)
             for i in np.flatnonzero(gone):
                 issues.append(RowIssue(int(i), spec.name, MISSING_FIELD,
                                        _absent_message(spec.name, map(str, records[i].keys()))))
             raw[gone] = None
-        checked = check_column(pd.Series(raw, dtype=object), spec, rules)
+        checked = check_column(raw, spec, rules)
         columns[spec.name] = checked.values
         issues.extend(checked.issues)
     issues.sort(key=lambda i: i.row)
-    return CheckedRows(_frame(columns, schema, pd.RangeIndex(n)), issues, list(unknown))
+    return CheckedRows(columns, issues, list(unknown), n)
+
+
+def check_arrow(batch: pa.RecordBatch | pa.Table, schema: Sequence[FeatureSpec],
+                rules: RowRules | None = None) -> CheckedRows:
+    """Check the feature columns of an Arrow batch or table, column by column as numpy arrays, with the verdicts
+    :func:`check_frame` gives for ``batch.to_pandas()``: the arrays are the ones ``to_pandas`` would hold (an
+    integer column with nulls becomes float64 with NaN, a boolean one with nulls object), and a column type with
+    no plain numpy form (dictionary, nested, temporal) goes through ``to_pandas`` itself."""
+    rules = rules or RowRules()
+    names = {s.name for s in schema}
+    present = list(batch.schema.names)
+    columns: dict[str, np.ndarray] = {}
+    issues: list[RowIssue] = []
+    n = batch.num_rows
+    for spec in schema:
+        if spec.name not in present:
+            message = _absent_message(spec.name, present)
+            issues.extend(RowIssue(i, spec.name, MISSING_FIELD, message) for i in range(n))
+            columns[spec.name] = _empty(spec, n)
+            continue
+        checked = check_column(_arrow_values(batch.column(spec.name)), spec, rules)
+        columns[spec.name] = checked.values
+        issues.extend(checked.issues)
+    issues.sort(key=lambda i: i.row)
+    return CheckedRows(columns, issues, [c for c in present if c not in names], n)
+
+
+def _arrow_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray | pd.Series:
+    kind = column.type
+    plain = (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+             or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind))
+    if not plain:
+        return column.to_pandas()
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_null(kind):
+        return np.full(len(column), None, dtype=object)
+    return column.to_numpy(zero_copy_only=False)  # a boolean column with nulls: True/False/None objects
 
 
 def coerced_frame(df: pd.DataFrame, schema: Sequence[FeatureSpec], rules: RowRules | None = None) -> pd.DataFrame:
@@ -254,8 +329,37 @@ def issue_message(reason: str, spec: FeatureSpec, value: Any = None) -> str:
 class _Parsed:
     values: np.ndarray  # float64, or object (str | None)
     missing: np.ndarray  # bool: a true null (or a declared missing token)
-    reason: np.ndarray  # object: None, or the reason the value is refused
+    reason: _Reasons  # why each refused value is refused
     shown: Callable[[int], Any]  # the value at a position as messages show it
+
+
+class _Reasons:
+    """Per value: None, or the reason it is refused. The array exists only once a value is refused, so a clean
+    column (the usual request) costs no object array and no scans for reasons."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.array: np.ndarray | None = None
+
+    def free(self) -> np.ndarray | None:
+        """Where no reason is set yet; None: everywhere."""
+        return None if self.array is None else np.equal(self.array, None)
+
+    def set(self, mask: np.ndarray, reason: str) -> None:
+        """``reason`` where ``mask`` holds and no earlier reason is set (the first reason found wins)."""
+        free = self.free()
+        if free is not None:
+            mask = mask & free
+        if not mask.any():
+            return
+        if self.array is None:
+            self.array = np.full(self.n, None, dtype=object)
+        self.array[mask] = reason
+
+    def set_at(self, i: int, reason: str) -> None:
+        if self.array is None:
+            self.array = np.full(self.n, None, dtype=object)
+        self.array[i] = reason
 
 
 @dataclass(frozen=True)
@@ -265,98 +369,124 @@ class CheckedColumn:
     issues: list[RowIssue]
 
 
-def check_column(raw: pd.Series, spec: FeatureSpec, rules: RowRules | None = None) -> CheckedColumn:
-    """One feature's column: its coerced values, which are missing, and the refused ones with their reasons."""
+def check_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowRules | None = None) -> CheckedColumn:
+    """One feature's column: its coerced values, which are missing, and the refused ones with their reasons.
+    ``raw`` is a Series (its dtype decides the route) or a numpy array (JSON rows and Arrow batches, as objects or
+    typed), with the same verdicts for the same values."""
     rules = rules or RowRules()
     parsed = (_numeric_column if spec.is_numeric else _category_column)(raw, spec, rules)
     values, missing, reason = parsed.values, parsed.missing, parsed.reason
     if "null" in rules.checks and not spec.nullable:
-        reason = np.where(missing & pd.isna(reason), MISSING_VALUE, reason)
+        reason.set(missing, MISSING_VALUE)
     if spec.is_numeric and "range" in rules.checks and (spec.min is not None or spec.max is not None):
-        with np.errstate(invalid="ignore"):
-            outside = np.zeros(len(values), dtype=bool)
-            if spec.min is not None:
-                outside |= values < spec.min
-            if spec.max is not None:
-                outside |= values > spec.max
-        reason = np.where(outside & pd.isna(reason), OUT_OF_RANGE, reason)
+        outside = np.zeros(len(values), dtype=bool)  # NaN compares False: a missing value is never out of range
+        if spec.min is not None:
+            outside |= values < spec.min
+        if spec.max is not None:
+            outside |= values > spec.max
+        reason.set(outside, OUT_OF_RANGE)
     if not spec.is_numeric and "category" in rules.checks and spec.categories is not None:
-        known = pd.Series(values, dtype=object).isin(set(spec.categories)).to_numpy()
-        unknown = ~known & pd.notna(values)
-        reason = np.where(unknown & pd.isna(reason), UNKNOWN_CATEGORY, reason)
-    bad = np.flatnonzero(~pd.isna(reason))
-    issues = [RowIssue(int(i), spec.name, str(reason[i]),
-                       issue_message(str(reason[i]), spec, parsed.shown(int(i)))) for i in bad]
+        known = set(spec.categories)
+        reason.set(np.fromiter((v is not None and v not in known for v in values), dtype=bool, count=len(values)),
+                   UNKNOWN_CATEGORY)
+    if reason.array is None:
+        return CheckedColumn(values, missing, [])
+    reasons = reason.array
+    bad = np.flatnonzero(~np.equal(reasons, None))
+    issues = [RowIssue(int(i), spec.name, str(reasons[i]),
+                       issue_message(str(reasons[i]), spec, parsed.shown(int(i)))) for i in bad]
     if len(bad):
         values = values.copy()
         values[bad] = np.nan if spec.is_numeric else None
     return CheckedColumn(values, missing, issues)
 
 
-def _numeric_column(raw: pd.Series, spec: FeatureSpec, rules: RowRules) -> _Parsed:
+def _numeric_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowRules) -> _Parsed:
     n = len(raw)
-    reason = np.full(n, None, dtype=object)
+    reason = _Reasons(n)
     kind = _kind(raw)
     if kind == "number":
-        values = raw.to_numpy(dtype="float64", na_value=np.nan)
+        values = _as_float64(raw)
         missing = np.isnan(values)
         if rules.strict_dtypes and spec.dtype == "float" and pd.api.types.is_integer_dtype(raw.dtype):
-            reason[~missing] = WRONG_TYPE
+            reason.set(~missing, WRONG_TYPE)
         shown = _shown_numbers(values, raw)
     elif kind == "bool":
-        values = raw.to_numpy(dtype="float64", na_value=np.nan)
+        values = _as_float64(raw)
         missing = np.isnan(values)
         if spec.dtype != "bool":
-            reason[~missing] = WRONG_TYPE
+            reason.set(~missing, WRONG_TYPE)
 
         def shown(i: int) -> Any:
             return bool(values[i])
     else:  # object: one value at a time, with the same rules
-        objects = raw.to_numpy(dtype=object)
-        values = np.full(n, np.nan)
-        missing = np.zeros(n, dtype=bool)
-        for i, value in enumerate(objects):
-            number, code = _number_of(value, spec, rules)
-            values[i] = number
-            if code is MISSING_VALUE:
-                missing[i] = True
-            elif code is not None:
-                reason[i] = code
+        objects = raw.to_numpy(dtype=object) if isinstance(raw, pd.Series) else raw
+        plain = _plain_numbers(objects, rules, spec)
+        if plain is not None:  # plain floats, ints and nulls: what _number_of gives them, in one numpy call
+            values = plain
+            missing = np.isnan(values)
+        else:
+            values = np.full(n, np.nan)
+            missing = np.zeros(n, dtype=bool)
+            for i, value in enumerate(objects):
+                number, code = _number_of(value, spec, rules)
+                values[i] = number
+                if code is MISSING_VALUE:
+                    missing[i] = True
+                elif code is not None:
+                    reason.set_at(i, code)
 
         def shown(i: int) -> Any:
             return _numeric_shown(objects[i])
-    free = pd.isna(reason) & ~missing
-    with np.errstate(invalid="ignore"):
-        infinite = free & np.isinf(values)
-        reason[infinite] = NOT_FINITE
-        free &= ~infinite
-        if spec.dtype in {"int", "bool"}:
-            fractional = free & (values != np.round(values))
-            if spec.dtype == "bool":
-                fractional |= free & (values != 0.0) & (values != 1.0)
-            reason[fractional] = WRONG_TYPE
+    reason.set(~missing & np.isinf(values), NOT_FINITE)
+    if spec.dtype in {"int", "bool"}:
+        fractional = ~missing & (values != np.round(values))  # inf and NaN already have their verdicts
+        if spec.dtype == "bool":
+            fractional |= ~missing & (values != 0.0) & (values != 1.0)
+        reason.set(fractional & ~np.isinf(values), WRONG_TYPE)
     return _Parsed(values, missing, reason, shown)
 
 
-def _category_column(raw: pd.Series, spec: FeatureSpec, rules: RowRules) -> _Parsed:
+def _plain_numbers(objects: np.ndarray, rules: RowRules, spec: FeatureSpec) -> np.ndarray | None:
+    """float64 of an object column holding only exact ``float``, ``int`` and ``None`` (bools and numpy scalars are
+    other types and take the per-value route), or None when it holds anything else."""
+    types = set(map(type, objects))
+    if not types <= _PLAIN_NUMBER_TYPES or (int in types and rules.strict_dtypes and spec.dtype == "float"):
+        return None
+    try:
+        return np.array([math.nan if v is None else v for v in objects] if type(None) in types else objects.tolist(),
+                        dtype="float64")
+    except OverflowError:  # an int beyond float64: the per-value route says not_finite
+        return None
+
+
+def _category_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowRules) -> _Parsed:
     n = len(raw)
-    reason = np.full(n, None, dtype=object)
+    reason = _Reasons(n)
     kind = _kind(raw)
-    if kind == "text":
-        values = raw.to_numpy(dtype=object, copy=True)
-        missing = pd.isna(values)
-        values[missing] = None
+    if kind in {"text", "plain_text"}:
+        values = raw.to_numpy(dtype=object, copy=True) if isinstance(raw, pd.Series) else raw.copy()
+        if kind == "plain_text":
+            missing = np.equal(values, None)
+        else:
+            missing = pd.isna(values)
+            values[missing] = None
         if rules.missing_tokens:
-            tokens = pd.Series(values, dtype=object).isin(rules.missing_tokens).to_numpy()
+            tokens = np.fromiter((v in rules.missing_tokens for v in values), dtype=bool, count=n)
             values[tokens] = None
             missing |= tokens
         return _Parsed(values, missing, reason, lambda i: values[i])
     if kind == "number" and pd.api.types.is_integer_dtype(raw.dtype):
-        missing = raw.isna().to_numpy()
-        values = np.full(n, None, dtype=object)
-        values[~missing] = raw[~missing].astype("int64").astype(str).to_numpy(dtype=object)
+        if isinstance(raw, pd.Series):
+            missing = raw.isna().to_numpy()
+            values = np.full(n, None, dtype=object)
+            values[~missing] = raw[~missing].astype("int64").astype(str).to_numpy(dtype=object)
+        else:
+            missing = np.zeros(n, dtype=bool)
+            values = np.full(n, None, dtype=object)
+            values[:] = [str(v) for v in raw.tolist()]
         return _Parsed(values, missing, reason, lambda i: values[i])
-    objects = raw.to_numpy(dtype=object)
+    objects = raw.to_numpy(dtype=object) if isinstance(raw, pd.Series) else raw.astype(object)
     values = np.full(n, None, dtype=object)
     missing = np.zeros(n, dtype=bool)
     for i, value in enumerate(objects):
@@ -364,7 +494,7 @@ def _category_column(raw: pd.Series, spec: FeatureSpec, rules: RowRules) -> _Par
         if code is MISSING_VALUE:
             missing[i] = True
         elif code is not None:
-            reason[i] = code
+            reason.set_at(i, code)
         else:
             values[i] = text
 
@@ -373,8 +503,15 @@ def _category_column(raw: pd.Series, spec: FeatureSpec, rules: RowRules) -> _Par
     return _Parsed(values, missing, reason, shown)
 
 
-def _kind(raw: pd.Series) -> str:
+def _kind(raw: pd.Series | np.ndarray) -> str:
     dtype = raw.dtype
+    if isinstance(raw, np.ndarray):  # numpy dtypes: no pandas dtype machinery per call
+        if dtype.kind != "O":
+            return "bool" if dtype.kind == "b" else "number" if dtype.kind in "iuf" else "object"
+        # infer_dtype's "string" or "empty": every value text or a null (what the text route handles alike)
+        if set(map(type, raw)) <= _TEXT_TYPES:
+            return "plain_text"  # only str and None: None is the one missing value
+        return "text" if all(isinstance(v, str) or _is_null(v) for v in raw) else "object"
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
     if pd.api.types.is_numeric_dtype(dtype):
@@ -383,6 +520,12 @@ def _kind(raw: pd.Series) -> str:
         inferred = pd.api.types.infer_dtype(raw, skipna=True)
         return "text" if inferred in {"string", "empty"} else "object"
     return "text" if pd.api.types.is_string_dtype(dtype) else "object"
+
+
+def _as_float64(raw: pd.Series | np.ndarray) -> np.ndarray:
+    if isinstance(raw, pd.Series):
+        return raw.to_numpy(dtype="float64", na_value=np.nan)
+    return raw.astype("float64")
 
 
 # -- one value -----------------------------------------------------------------------------------------------------
@@ -442,11 +585,13 @@ def _numeric_shown(value: Any) -> Any:
     return value
 
 
-def _shown_numbers(values: np.ndarray, raw: pd.Series) -> Any:
+def _shown_numbers(values: np.ndarray, raw: pd.Series | np.ndarray) -> Any:
     integer = pd.api.types.is_integer_dtype(raw.dtype)
 
     def shown(i: int) -> Any:
-        return int(raw.iloc[i]) if integer else float(values[i])
+        if integer:
+            return int(raw.iloc[i] if isinstance(raw, pd.Series) else raw[i])
+        return float(values[i])
     return shown
 
 
@@ -461,12 +606,6 @@ def _absent_message(name: str, present: Iterable[str]) -> str:
     near = [p for p in present if p != name and p.casefold() == name.casefold()]
     hint = f"; found {near[0]!r} (names are case-sensitive)" if near else ""
     return f"the feature is required{hint}"
-
-
-def _frame(columns: dict[str, np.ndarray], schema: Sequence[FeatureSpec], index: pd.Index) -> pd.DataFrame:
-    # Categorical columns stay object dtype with None: pandas 3 would infer its str dtype, whose NaN is not None.
-    return pd.DataFrame({s.name: pd.Series(columns[s.name], index=index, dtype="float64" if s.is_numeric else object)
-                         for s in schema}, index=index)
 
 
 def _empty(spec: FeatureSpec, n: int) -> np.ndarray:

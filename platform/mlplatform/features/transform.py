@@ -13,17 +13,26 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlplatform.errors import InvalidInput
-from mlplatform.features.rows import CheckedRows, RowRules, check_frame, check_records, coerced_frame, infer_schema
+from mlplatform.features.rows import (
+    CheckedRows,
+    RowRules,
+    check_arrow,
+    check_frame,
+    check_records,
+    coerced_frame,
+    infer_schema,
+)
 from mlplatform.features.schema import FeatureSpec, schema_from_json, schema_to_json
 from mlplatform.features.stats import ColumnStats, sorted_quantiles
 
@@ -78,13 +87,14 @@ class GeneratedFeature(BaseModel):
             return f"log1p_{self.columns[0]}"
         return f"{self.columns[0]}_{'per' if self.kind == 'ratio' else 'times'}_{self.columns[1]}"
 
-    def values(self, frame: pd.DataFrame) -> np.ndarray:
-        a = frame[self.columns[0]].to_numpy(dtype="float64")
+    def values(self, frame: Mapping[str, Any]) -> np.ndarray:
+        """``frame``: a DataFrame or checked columns (:attr:`CheckedRows.columns`)."""
+        a = np.asarray(frame[self.columns[0]], dtype="float64")
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self.kind == "log":
                 out = np.where(a >= 0, np.log1p(np.where(a >= 0, a, 0.0)), np.nan)
             else:
-                b = frame[self.columns[1]].to_numpy(dtype="float64")
+                b = np.asarray(frame[self.columns[1]], dtype="float64")
                 out = np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan) if self.kind == "ratio" else a * b
         out[~np.isfinite(out)] = np.nan
         return out
@@ -241,6 +251,51 @@ class FitStatistics:
         return cls(numeric, categories, quantiles)
 
 
+Rows = pd.DataFrame | list[dict[str, Any]] | pa.RecordBatch | pa.Table
+Checked = CheckedRows | Mapping[str, Any]
+
+
+@dataclass
+class _CategoryPlan:
+    name: str
+    lookup: dict[str | None, int]  # category (None: missing) -> one-hot position; absent: ``other``
+    other: int  # the __other__ slot (unseen or missing); embeddings see it as code 0
+    hash_buckets: int | None
+    missing_as: str  # hashed columns: the token a missing value hashes as (the fill, or the missing token)
+    col: int  # first output column
+
+
+@dataclass
+class _Plan:
+    """A fitted transform compiled for inference: per-column parameters as arrays and output positions."""
+
+    width: int
+    selected_names: tuple[str, ...] | None
+    selected: np.ndarray | None
+    numeric_names: list[str]
+    fill: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    value_cols: np.ndarray
+    indicator_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    indicator_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    buckets: list[tuple[int, int, np.ndarray]] = field(default_factory=list)
+    categorical: list[_CategoryPlan] = field(default_factory=list)
+    crosses: list[tuple[_CrossState, int]] = field(default_factory=list)
+
+
+def _lookup(values: np.ndarray, lookup: dict[str | None, int], default: int) -> np.ndarray:
+    """``lookup[v]`` (``default`` when absent) for each value; missing values are ``None``. One dict lookup per
+    value: faster than factorizing first for the batch sizes inference sees (measured on 1,024 rows)."""
+    return np.fromiter(map(lookup.get, values, itertools.repeat(default)), dtype=np.int64, count=len(values))
+
+
+def _with_missing(values: np.ndarray, token: str) -> np.ndarray:
+    out = values.copy()
+    out[np.equal(values, None)] = token
+    return out
+
+
 def stable_buckets(tokens: pd.Series, n_buckets: int, salt: str) -> np.ndarray:
     """Bucket of each string token by BLAKE2b (stable across processes and Python versions, unlike ``hash``)."""
     codes, uniques = pd.factorize(tokens, use_na_sentinel=False)
@@ -268,6 +323,8 @@ class TabularTransform:
         self._categorical_by_name = {c.name: c for c in categorical}
         self.selected: list[str] | None = None  # output columns kept by the fitted selection (None: all)
         self._generated_by_name = {g.output_name: g for g in config.generated}
+        self._row_rules: RowRules | None = None
+        self._plan: _Plan | None = None  # compiled on first use, for the current ``selected``
 
     # -- fitting -----------------------------------------------------------------------------------------------
     @classmethod
@@ -358,98 +415,152 @@ class TabularTransform:
         """The row validator's rules for this model: its declared missing tokens (shipped in the artifact)."""
         return RowRules.of(self.config.missing_tokens)
 
-    def check(self, rows: pd.DataFrame | list[dict[str, Any]]) -> CheckedRows:
-        """The one row validator (:mod:`mlplatform.features.rows`) with this model's schema and rules."""
-        if isinstance(rows, pd.DataFrame):
-            return check_frame(rows, self.schema, self.row_rules)
-        if not isinstance(rows, list):
-            raise InvalidInput("rows must be a DataFrame or a list of objects", field="instances")
-        return check_records(rows, self.schema, self.row_rules)
+    @property
+    def _rules(self) -> RowRules:
+        if self._row_rules is None:
+            self._row_rules = self.row_rules
+        return self._row_rules
 
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
+    def check(self, rows: Rows) -> CheckedRows:
+        """The one row validator (:mod:`mlplatform.features.rows`) with this model's schema and rules, on a
+        DataFrame, JSON-style rows (a list of objects) or an Arrow record batch or table."""
+        if isinstance(rows, list):
+            return check_records(rows, self.schema, self._rules)
+        if isinstance(rows, pd.DataFrame):
+            return check_frame(rows, self.schema, self._rules)
+        if isinstance(rows, pa.RecordBatch | pa.Table):
+            return check_arrow(rows, self.schema, self._rules)
+        raise InvalidInput("rows must be a DataFrame, a list of objects or an Arrow batch", field="instances")
+
+    def transform(self, df: Rows) -> np.ndarray:
         """A float32 matrix in :attr:`output_names` order. Row-wise: a row gives the same values alone as in any
         batch, because every statistic comes from the fitted state. InvalidInput names the first refused value."""
-        return self.transform_checked(self.check(df).raise_for_issues().frame)
+        return self.transform_checked(self.check(df).raise_for_issues())
 
-    def transform_checked(self, frame: pd.DataFrame) -> np.ndarray:
-        """:meth:`transform` of rows the validator already accepted (:attr:`CheckedRows.frame`)."""
-        n = len(frame)
-        names = self.all_output_names
-        out = np.zeros((n, len(names)), dtype=np.float32)
-        rows = np.arange(n)
-        col = 0
-        for state in self.numeric:
-            filled, missing = self._filled_numeric(frame, state)
-            if self.config.scaling == "standard":
-                out[:, col] = np.clip((filled - state.mean) / state.std, -_MAX_SCALED, _MAX_SCALED)
-            else:
-                out[:, col] = np.clip(filled, -_FLOAT32_LIMIT, _FLOAT32_LIMIT)
-            col += 1
-            if state.indicator:
-                out[:, col] = missing
-                col += 1
-            if state.bucket_edges is not None:
-                out[rows, col + _bin_index(filled, state.bucket_edges)] = 1.0
-                col += len(state.bucket_edges) + 1
-        for cat, index in zip(self.categorical, self._vocab_index, strict=True):
-            values = self._filled_categorical(frame, cat)
-            if cat.hash_buckets:
-                codes = stable_buckets(values.fillna(MISSING_TOKEN), cat.hash_buckets, cat.name)
-                width = cat.hash_buckets
-            else:
-                width = len(cat.vocabulary) + 1
-                codes = values.map(lambda v, idx=index, other=width - 1: idx.get(v, other)).to_numpy()
-            out[rows, col + codes.astype(np.int64)] = 1.0
-            col += width
-        for cross in self.crosses:
-            out[rows, col + stable_buckets(self._cross_tokens(frame, cross), cross.hash_buckets, cross.name)] = 1.0
-            col += cross.hash_buckets
-        if self.selected is not None:
-            position = {name: i for i, name in enumerate(names)}
-            out = np.ascontiguousarray(out[:, [position[name] for name in self.selected]])
-        return out
+    def transform_checked(self, rows: Checked) -> np.ndarray:
+        """:meth:`transform` of rows the validator already accepted (:class:`CheckedRows`, or its columns)."""
+        return self.encode(rows, codes=False)[0]
 
-    def category_codes(self, df: pd.DataFrame) -> np.ndarray:
+    def category_codes(self, df: Rows) -> np.ndarray:
         """Integer codes per categorical feature (0 = unseen or missing; hashed: bucket + 1) for embeddings."""
-        return self.category_codes_checked(self.check(df).raise_for_issues().frame)
+        return self.category_codes_checked(self.check(df).raise_for_issues())
 
-    def category_codes_checked(self, frame: pd.DataFrame) -> np.ndarray:
-        codes = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
-        for j, (cat, index) in enumerate(zip(self.categorical, self._vocab_index, strict=True)):
-            values = self._filled_categorical(frame, cat)
+    def category_codes_checked(self, rows: Checked) -> np.ndarray:
+        return self.encode(rows, matrix=False)[1]  # type: ignore[return-value]
+
+    def encode(self, rows: Checked, *, matrix: bool = True,
+               codes: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The :meth:`transform` matrix and the :meth:`category_codes` of checked rows in one pass, through the plan
+        compiled from the fitted state (per call: numpy over the columns, one dict lookup per distinct category).
+        ``rows``: :class:`CheckedRows`, its ``columns`` mapping, or a DataFrame of checked values."""
+        plan = self._compiled()
+        if isinstance(rows, CheckedRows):
+            columns: Mapping[str, Any] = rows.columns
+            n = rows.n_rows
+        else:
+            columns = rows
+            n = len(rows) if isinstance(rows, pd.DataFrame) else len(next(iter(rows.values()), ()))
+        out = np.zeros((n, plan.width), dtype=np.float32) if matrix else None
+        rows_at = np.arange(n)
+        filled = np.empty((n, len(self.numeric)), dtype="float64")
+        if self.numeric:
+            raw = np.empty((n, len(self.numeric)), dtype="float64")
+            for j, name in enumerate(plan.numeric_names):
+                raw[:, j] = self._raw_numeric(columns, name)
+            missing = np.isnan(raw)
+            filled = np.where(missing, plan.fill, raw)
+            if out is not None:
+                if self.config.scaling == "standard":
+                    out[:, plan.value_cols] = np.clip((filled - plan.mean) / plan.std, -_MAX_SCALED, _MAX_SCALED)
+                else:
+                    out[:, plan.value_cols] = np.clip(filled, -_FLOAT32_LIMIT, _FLOAT32_LIMIT)
+                if len(plan.indicator_cols):
+                    out[:, plan.indicator_cols] = missing[:, plan.indicator_of]
+                for j, col, edges in plan.buckets:
+                    out[rows_at, col + _bin_index(filled[:, j], edges)] = 1.0
+        codes_out = np.zeros((n, len(self.categorical)), dtype=np.int64) if codes else None
+        filled_categories: dict[str, np.ndarray] = {}
+        for j, cat in enumerate(plan.categorical):
+            values = np.asarray(columns[cat.name], dtype=object)
             if cat.hash_buckets:
-                codes[:, j] = stable_buckets(values.fillna(MISSING_TOKEN), cat.hash_buckets, cat.name) + 1
+                tokens = _with_missing(values, cat.missing_as)
+                filled_categories[cat.name] = tokens
+                position = stable_buckets(tokens, cat.hash_buckets, cat.name)
+                code = position + 1
             else:
-                codes[:, j] = values.map(lambda v, idx=index: idx.get(v, -1) + 1).to_numpy()
-        return codes
+                position = _lookup(values, cat.lookup, cat.other)
+                code = np.where(position == cat.other, 0, position + 1)
+            if out is not None:
+                out[rows_at, cat.col + position] = 1.0
+            if codes_out is not None:
+                codes_out[:, j] = code
+        if out is not None:
+            for cross, col in plan.crosses:
+                tokens = self._cross_tokens(columns, cross, filled, filled_categories)
+                out[rows_at, col + stable_buckets(tokens, cross.hash_buckets, cross.name)] = 1.0
+            if plan.selected is not None:
+                out = np.ascontiguousarray(out[:, plan.selected])
+        return out, codes_out
 
-    def _raw_numeric(self, frame: pd.DataFrame, name: str) -> np.ndarray:
+    def _compiled(self) -> _Plan:
+        """The fitted state as column plans, compiled once (and again only if :attr:`selected` changes)."""
+        plan = self._plan
+        selected = tuple(self.selected) if self.selected is not None else None
+        if plan is not None and plan.selected_names == selected:
+            return plan
+        names = self.all_output_names
+        position = {name: i for i, name in enumerate(names)}
+        plan = _Plan(width=len(names), selected_names=selected,
+                     selected=None if selected is None else np.array([position[s] for s in selected], dtype=np.int64),
+                     numeric_names=[s.name for s in self.numeric],
+                     fill=np.array([s.fill for s in self.numeric], dtype="float64"),
+                     mean=np.array([s.mean for s in self.numeric], dtype="float64"),
+                     std=np.array([s.std for s in self.numeric], dtype="float64"),
+                     value_cols=np.array([position[s.name] for s in self.numeric], dtype=np.int64))
+        plan.indicator_of = np.array([j for j, s in enumerate(self.numeric) if s.indicator], dtype=np.int64)
+        plan.indicator_cols = np.array([position[f"{s.name}__missing"] for s in self.numeric if s.indicator],
+                                       dtype=np.int64)
+        plan.buckets = [(j, position[f"{s.name}#bin0"], np.asarray(s.bucket_edges, dtype="float64"))
+                        for j, s in enumerate(self.numeric) if s.bucket_edges is not None]
+        for cat, index in zip(self.categorical, self._vocab_index, strict=True):
+            other = len(cat.vocabulary)
+            # a missing value takes the fill category when there is one (its slot, or __other__ if it was cut)
+            lookup: dict[str | None, int] = {**index, None: index.get(cat.fill, other) if cat.fill is not None
+                                             else other}
+            first = f"{cat.name}#h0" if cat.hash_buckets else (f"{cat.name}={cat.vocabulary[0]}" if cat.vocabulary
+                                                                else f"{cat.name}=__other__")
+            plan.categorical.append(_CategoryPlan(cat.name, lookup, other, cat.hash_buckets,
+                                                  cat.fill if cat.fill is not None else MISSING_TOKEN,
+                                                  position[first]))
+        plan.crosses = [(cross, position[f"{cross.name}#h0"]) for cross in self.crosses]
+        self._plan = plan
+        return plan
+
+    def _raw_numeric(self, frame: Mapping[str, Any], name: str) -> np.ndarray:
         """An input column of ``frame``, or a generated feature computed from the row's inputs (SPEC S4.5)."""
         generated = self._generated_by_name.get(name)
-        return frame[name].to_numpy(dtype="float64") if generated is None else generated.values(frame)
+        return np.asarray(frame[name], dtype="float64") if generated is None else generated.values(frame)
 
-    def _filled_numeric(self, frame: pd.DataFrame, state: _NumericState) -> tuple[np.ndarray, np.ndarray]:
-        values = self._raw_numeric(frame, state.name)
-        missing = np.isnan(values)
-        return np.where(missing, state.fill, values), missing
-
-    @staticmethod
-    def _filled_categorical(frame: pd.DataFrame, cat: _CategoricalState) -> pd.Series:
-        values = frame[cat.name]
-        if cat.fill is not None:
-            values = values.where(values.notna(), cat.fill)
-        return values
-
-    def _cross_tokens(self, frame: pd.DataFrame, cross: _CrossState) -> pd.Series:
-        parts: list[pd.Series] = []
+    def _cross_tokens(self, columns: Mapping[str, Any], cross: _CrossState, filled: np.ndarray,
+                      filled_categories: dict[str, np.ndarray]) -> np.ndarray:
+        """One text token per row: the cross's parts (a numeric column's bucket index, a categorical's value with
+        its fill, or the missing token) joined by ``_SEP``."""
+        parts: list[list[str]] = []
         for name in cross.columns:
             if name in self._numeric_by_name:
-                state = self._numeric_by_name[name]
-                filled, _ = self._filled_numeric(frame, state)
-                parts.append(pd.Series(_bin_index(filled, state.bucket_edges or []).astype(str), index=frame.index))
+                j = next(i for i, s in enumerate(self.numeric) if s.name == name)
+                parts.append([str(b) for b in _bin_index(filled[:, j], self._numeric_by_name[name].bucket_edges or [])
+                              .tolist()])
             else:
-                parts.append(self._filled_categorical(frame, self._categorical_by_name[name]).fillna(MISSING_TOKEN))
-        return parts[0].astype(str).str.cat([p.astype(str) for p in parts[1:]], sep=_SEP)
+                cat = self._categorical_by_name[name]
+                values = filled_categories.get(name)
+                if values is None:
+                    values = _with_missing(np.asarray(columns[name], dtype=object),
+                                           cat.fill if cat.fill is not None else MISSING_TOKEN)
+                parts.append([str(v) for v in values])
+        tokens = np.empty(len(parts[0]), dtype=object)
+        tokens[:] = [_SEP.join(p) for p in zip(*parts, strict=True)]
+        return tokens
 
     def imputation_report(self, df: pd.DataFrame) -> dict[str, Any]:
         """Missing counts before and after, fill values and indicators per feature (SPEC S4.3)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -105,5 +105,5 @@ class TabularMLP(nn.Module):
     def architecture(self) -> dict[str, Any]:
         return {"config": self.config.model_dump(), "cardinalities": self.cardinalities,
                 "categorical_names": self.categorical_names, "embedding_sizes": self.embedding_sizes,
-                "n_inputs": (self.body[0].in_features if len(self.body) else self.head.in_features)
+                "n_inputs": (cast(nn.Linear, self.body[0]).in_features if len(self.body) else self.head.in_features)
                 - sum(self.embedding_sizes), "n_outputs": self.head.out_features}

@@ -17,7 +17,7 @@ Parameters (``model.params`` of family ``stacking``):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from mlplatform.errors import InvalidInput
 
@@ -47,7 +47,8 @@ def member_spec(member: Any, index: int) -> dict[str, Any]:
                            field=f"params.members.{index}")
     if not isinstance(spec.get("params", {}), dict):
         raise InvalidInput(f"stacking member {index}: params must be a mapping", field=f"params.members.{index}")
-    return {"family": family, "params": dict(spec.get("params") or {}), "version": spec.get("version")}
+    params = cast(dict[str, Any], spec.get("params") or {})
+    return {"family": family, "params": dict(params), "version": spec.get("version")}
 
 
 def _check_keys(params: dict[str, Any]) -> None:
@@ -68,7 +69,7 @@ def _check_keys(params: dict[str, Any]) -> None:
 
 def validate_stacking(task: str, params: dict[str, Any]) -> None:
     """Config-time check (no registry at hand): version refs are checked for syntax only, families fully."""
-    from mlplatform.client import parse_model_ref
+    from mlplatform.entities.names import parse_model_ref
     from mlplatform.models.factory import default_factory
 
     _check_keys(params)

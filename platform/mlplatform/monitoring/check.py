@@ -19,6 +19,7 @@ from scipy import stats
 
 from mlplatform.entities import AlertLevel, ModelVersion
 from mlplatform.errors import InvalidInput, NotFound
+from mlplatform.features.reference import DriftReference, load_drift_reference
 from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertOutcome, AlertType
 from mlplatform.monitoring.config import MonitorConfig
 from mlplatform.monitoring.drift import DriftResult, DriftSettings, FeatureDrift, compute_drift
@@ -32,7 +33,6 @@ from mlplatform.monitoring.evaluation import (
     relative_drop,
 )
 from mlplatform.monitoring.levels import Thresholds, overall_level
-from mlplatform.monitoring.reference import DriftReference, load_drift_reference
 from mlplatform.monitoring.retrain import (
     RetrainDecision,
     decide_retrain,

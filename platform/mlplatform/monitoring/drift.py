@@ -26,8 +26,7 @@ import pandas as pd
 from scipy import special, stats
 
 from mlplatform.entities import AlertLevel
-from mlplatform.monitoring.levels import Thresholds, overall_level
-from mlplatform.monitoring.reference import (
+from mlplatform.features.reference import (
     RARE,
     UNSEEN,
     DriftReference,
@@ -36,6 +35,7 @@ from mlplatform.monitoring.reference import (
     pooling_of,
     summary_statistics,
 )
+from mlplatform.monitoring.levels import Thresholds, overall_level
 
 EPSILON = 1e-4
 MIN_SAMPLES = 100

@@ -40,7 +40,7 @@ def round4(value: Any) -> Any:
 
 # -- the report ----------------------------------------------------------------------------------------------------
 def build_report_data(result: dict[str, Any], history: Sequence[DriftReport],
-                      alerts: Sequence[Alert]) -> dict[str, Any]:
+                      alerts: Sequence[Alert], decisions: Sequence[Any] = ()) -> dict[str, Any]:
     timeline = []
     for report in sorted(history, key=lambda r: r.created_at):
         accuracy = ((report.summary.get("evaluation") or {}).get("metrics") or {}).get("accuracy")
@@ -52,8 +52,13 @@ def build_report_data(result: dict[str, Any], history: Sequence[DriftReport],
                    "metric": a.metric, "level": a.level, "status": a.status, "value": a.value,
                    "message": a.message, "runbook_url": a.runbook_url}
                   for a in sorted(alerts, key=lambda a: a.created_at)]
+    # the automatic loop's decisions (store rows, newest first) as one line per step, oldest first
+    steps = [{"time": step.get("at", ""), "decision": d.id[:8], "trigger": d.trigger or "-", "step": step["step"],
+              "status": d.status, "job_id": d.job_id or "-", "reason": step.get("reason") or step.get("error")
+              or (d.reason if step["step"] in ("decided", "checked", "held") else "") or ""}
+             for d in decisions for step in d.timeline]
     return round4({"generated_at": datetime.now(UTC).isoformat(), "check": result, "history": timeline,
-                   "alerts": alert_rows})
+                   "alerts": alert_rows, "loop": sorted(steps, key=lambda r: r["time"])})
 
 
 def render_html(data: dict[str, Any]) -> str:
@@ -125,6 +130,10 @@ def render_html(data: dict[str, Any]) -> str:
     retrain = check.get("retrain")
     if retrain:
         sections.append("<h2>Retraining</h2>" + table([retrain], ["recommend", "reasons", "blocked_by", "level"]))
+    if data.get("loop"):
+        sections.append("<h2>Loop decisions</h2><p>What the automatic loop decided, and every step it took "
+                        "(retrain job, gate, rollout), oldest first.</p>" + table(
+                            data["loop"], ["time", "decision", "trigger", "step", "status", "job_id", "reason"]))
     sections.append("<h2>Alert timeline</h2>" + (table(data["alerts"], ["created_at", "updated_at", "type",
                                                                          "metric", "level", "status", "value",
                                                                          "message"])
@@ -134,11 +143,11 @@ def render_html(data: dict[str, Any]) -> str:
 
 
 def write_report(result: dict[str, Any], out_dir: Path | str, *, history: Sequence[DriftReport] = (),
-                 alerts: Sequence[Alert] = ()) -> tuple[Path, Path]:
+                 alerts: Sequence[Alert] = (), decisions: Sequence[Any] = ()) -> tuple[Path, Path]:
     """Write ``<model>-v<version>-<time>.html`` and ``.json``; also ``latest.html`` for the serving app."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = build_report_data(result, history, alerts)
+    data = build_report_data(result, history, alerts, decisions)
     stem = f"{result['model']}-v{result['version']}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     page = render_html(data)
     html_path, json_path = out / f"{stem}.html", out / f"{stem}.json"

@@ -17,20 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from ray import serve
 
 from mlplatform.errors import InvalidInput, MLPlatformError, NotFound, Unavailable
+from mlplatform.features.rows import CheckedRows
 from mlplatform.features.schema import FeatureSpec, schema_from_json
 from mlplatform.predictor import Predictor
+from mlplatform.rollouts.routing import SHADOW
+from mlplatform.rollouts.window import VersionStats
 from mlplatform.serving.breaker import CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
 from mlplatform.serving.config import ModelEntry, ServingConfig
 from mlplatform.serving.online_features import check_feature_views
 from mlplatform.serving.rollout.faults import FaultInjector
 from mlplatform.serving.rollout.follower import RegistryFollower, Routes, current_replica_id
-from mlplatform.serving.rollout.routing import SHADOW
-from mlplatform.serving.rollout.window import VersionStats
 
 logger = logging.getLogger(__name__)
 PINNED = "pinned"
@@ -69,18 +69,10 @@ def build_client(cfg: ServingConfig) -> Any:
     return Client(settings, store_url=cfg.store_url, artifact_uri=cfg.artifact_uri)
 
 
-def frame(rows: list[tuple[Any, ...]], schema: list[FeatureSpec]) -> pd.DataFrame:
-    columns = {}
-    for j, spec in enumerate(schema):
-        values = [row[j] for row in rows]
-        columns[spec.name] = (np.array([np.nan if v is None else v for v in values], dtype="float64")
-                              if spec.is_numeric else pd.Series(values, dtype="object"))
-    return pd.DataFrame(columns)
-
-
 def predict_rows(predictor: Predictor, rows: list[tuple[Any, ...]], schema: list[FeatureSpec]) -> list[dict]:
-    """Plain-data results per row: label (type kept), probabilities in class order (classifiers)."""
-    result = predictor.predict(frame(rows, schema))
+    """Plain-data results per row: label (type kept), probabilities in class order (classifiers). ``rows`` passed
+    the row validator in :meth:`ModelServer._predict_with` (as :meth:`CheckedRows.tuples`): not checked again."""
+    result = predictor.predict_checked(CheckedRows.of_tuples(rows, schema))
     probabilities = result.probabilities
     out = []
     for i, label in enumerate(result.predictions):

@@ -20,13 +20,13 @@ import pandas as pd
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.config.train import TrainConfig, load_train_config, train_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
-from mlplatform.errors import Conflict, GateFailed, IntegrityError, InvalidInput, MLPlatformError, NotFound
+from mlplatform.errors import Conflict, GateFailed, IntegrityError, InvalidInput, NotFound
 from mlplatform.features.datasets import version_dataset
 from mlplatform.features.schema import schema_to_json
 from mlplatform.features.transform import TabularTransform
-from mlplatform.training.data import Splits, encode_labels, load_data, split_data
-from mlplatform.training.gate import GateResult, evaluate_gate
-from mlplatform.training.metrics import evaluate_predictions
+from mlplatform.learning.data import Splits, encode_labels, load_data, split_data
+from mlplatform.learning.metrics import evaluate_predictions
+from mlplatform.learning.promotion import Candidate, evaluate_gate_and_register
 
 log = logging.getLogger(__name__)
 
@@ -214,21 +214,18 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
         slice_metrics = _slice_metrics(predictor, splits.test, target, config.slices)
         for slice_name, values in slice_metrics.items():
             client.runs.log_metrics(run.id, values, split="test", slice=slice_name)
-        outcome.baselines = _baselines(config, client, run, original, data.features, work)
-        gate = _gate(config, client, outcome, predictor, splits.test, force)
-        outcome.gate = gate.to_dict()
-        client.runs.update_tags(run.id, {"gate": outcome.gate})
-        if gate.lift is not None:
-            client.runs.log_metrics(run.id, {f"lift_{gate.metric}": gate.lift}, split="test")
-        if not gate.passed:
-            reason = "; ".join(gate.reasons)
-            client.runs.end_run(run.id, RunStatus.REJECTED, error=f"promotion gate failed: {reason}")
+        candidate = Candidate(run_id=run.id, artifact=artifact, predictor=predictor, test=splits.test,
+                              test_metrics=outcome.test_metrics, lineage=lineage, dataset_version=data.version,
+                              parent=outcome.parent, slices=slice_metrics)
+        try:
+            promotion = evaluate_gate_and_register(config, client, candidate, splits=original, features=data.features,
+                                                   work=work, force=force, subject=f"run {run.id}",
+                                                   register=config.register_model)
+        except GateFailed:
             outcome.status = RunStatus.REJECTED.value
-            raise GateFailed(f"promotion gate failed for run {run.id}: {reason} (use --force to register anyway)",
-                             field="gate", run_id=run.id, reasons=gate.reasons)
-        if config.register_model:
-            _register(config, client, run, outcome, artifact, lineage | {"gate": outcome.gate}, data.version,
-                      len(splits.test), slice_metrics)
+            raise
+        outcome.baselines, outcome.gate = promotion.baselines, promotion.gate
+        outcome.model_version, outcome.alias = promotion.model_version, promotion.alias
     finally:
         shutil.rmtree(work, ignore_errors=True)
     client.runs.end_run(run.id, RunStatus.COMPLETED)
@@ -294,18 +291,22 @@ def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutco
                  epoch_hook: Any, reference: pd.DataFrame) -> None:
     import torch
 
+    from mlplatform._internal.ray_runtime import ensure_ray
+    from mlplatform.learning.torch_core import model_shape
     from mlplatform.models.factory import default_factory
     from mlplatform.settings import get_settings
-    from mlplatform.training.torch_train import ensure_ray, model_shape, train_torch
+    from mlplatform.training.torch_train import train_torch
     from mlplatform.training.warm_start import check_state_dict
 
-    shape = model_shape(config, transform, classes, params)
+    shape = model_shape(transform, classes, params)
     model = default_factory().create(config.model.family, config.task, params, seed=config.seed, **shape)
     if warm is not None:  # strict key/shape check on the driver, before any worker starts
         check_state_dict(warm.ref, model, warm.state_dict)
     ensure_ray(get_settings().ray_address)
     # Restores accumulate over driver sessions (a failure recovered, then a --resume of the same run).
     restores: list[dict[str, Any]] = list(client.runs.get_run(run.id).tags.get("restore_events", []))
+    # Epochs already in the store (a resumed run's earlier driver session wrote them): each is written once.
+    recorded = {m.step for m in client.runs.get_metrics(run.id, "train_loss")}
 
     def on_event(item: dict[str, Any]) -> None:
         if item.get("event") == "restored":
@@ -313,11 +314,20 @@ def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutco
             client.runs.update_tags(run.id, {"restores": len(restores), "restore_events": restores})
             client.runs.log_metrics(run.id, {"restores": float(len(restores))}, step=int(item["from_epoch"]))
             return
-        _log_epoch(client, run.id, item)
+        epoch = int(item["epoch"])
+        if epoch not in recorded:  # an epoch re-run after a restore is already in the store
+            _log_epoch(client, run.id, item)
+            recorded.add(epoch)
 
     output = train_torch(config, run_id=run.id, storage_path=storage_path, transform=transform, splits=splits,
                          labels=labels, classes=classes, params=params,
                          warm_state=warm.state_dict if warm else None, on_event=on_event, epoch_hook=epoch_hook)
+    # The final history (from the latest checkpoint) is the truth: any epoch whose live event never reached the
+    # store (a store outage longer than the drainer's retries) is written now, once.
+    for item in output.history:
+        if int(item["epoch"]) not in recorded:
+            _log_epoch(client, run.id, item)
+            recorded.add(int(item["epoch"]))
     outcome.epochs, outcome.stopped_early = len(output.history), output.stopped_early
     outcome.best_epoch, outcome.restores = output.best_epoch, len(restores)
     client.runs.log_metrics(run.id, {"best_epoch": float(output.best_epoch), "epochs_run": float(len(output.history)),
@@ -341,8 +351,8 @@ def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutco
         lineage=lineage,
     ).write(artifact)
     # The same monitoring reference as sklearn artifacts (SPEC S8.1): predictions scored on the validation split.
+    from mlplatform.learning.sklearn_fit import _write_reference_profile
     from mlplatform.predictor import Predictor
-    from mlplatform.training.sklearn_fit import _write_reference_profile
 
     _write_reference_profile(Predictor.from_dir(artifact), reference, [f.name for f in transform.schema],
                              config.data.target, artifact, config.seed, holdout=splits.validation)
@@ -362,7 +372,7 @@ def _log_epoch(client: Any, run_id: str, item: dict[str, Any]) -> None:
 
 def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, params: dict[str, Any],
                    features: list[str], artifact: Path, lineage: dict[str, Any], reference: pd.DataFrame) -> None:
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features,
                                     family=config.model.family, out_dir=artifact, task=config.task, params=params,
@@ -409,80 +419,3 @@ def _slice_metrics(predictor: Any, test: pd.DataFrame, target: str, columns: lis
         for value, part in test.groupby(column, dropna=False, observed=True):
             out[f"{column}={value}"] = evaluate_predictions(predictor, part, target)
     return out
-
-
-def _baselines(config: TrainConfig, client: Any, run: Any, splits: Splits, features: list[str],
-               work: Path) -> dict[str, dict[str, float]]:
-    """Baselines through the same split, transform fitting and evaluation code, each recorded as a child run
-    tagged ``baseline``."""
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
-
-    results = {}
-    for family in config.baselines:
-        manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features, family=family,
-                                        out_dir=work / f"baseline-{family}", task=config.task, seed=config.seed,
-                                        eval_data=splits.test, transform_config=config.features,
-                                        declared=config.data.declared_schema)
-        child = client.runs.start_run(config.experiment, RunKind.TRAIN, config={"family": family},
-                                      seed=config.seed, parent_run_id=run.id, name=f"baseline-{family}",
-                                      tags={"baseline": True, "family": family})
-        client.runs.log_metrics(child.id, manifest.metrics, split="test")
-        client.runs.end_run(child.id, RunStatus.COMPLETED)
-        results[family] = dict(manifest.metrics)
-    return results
-
-
-def _gate(config: TrainConfig, client: Any, outcome: TrainOutcome, predictor: Any, test: pd.DataFrame,
-          force: bool) -> GateResult:
-    metric = config.primary_metric
-    champion_value, champion_version, extra = None, None, []
-    if config.gate.compare_champion:
-        try:
-            champion = client.registry.resolve(f"{config.model_name}@champion")
-        except NotFound:
-            champion = None
-        if champion is not None:
-            champion_version = champion.version
-            try:
-                scored = evaluate_predictions(client.registry.load(champion), test, config.data.target)
-                champion_value = scored.get(metric)
-            except MLPlatformError as exc:  # e.g. the champion needs features this data lacks
-                extra.append(f"the champion (version {champion.version}) cannot be scored on this holdout "
-                             f"({exc}); compare them on a common holdout or use --force")
-    gate = evaluate_gate(metric, outcome.test_metrics, outcome.baselines, min_lift=config.gate.min_lift,
-                         floor=config.gate.floor, champion=champion_value, champion_version=champion_version,
-                         forced=force)
-    if extra:
-        gate = GateResult(**(gate.to_dict() | {"reasons": gate.reasons + extra, "passed": force,
-                                                "forced": force}))
-    majority = outcome.baselines.get("most_frequent", {}).get(metric)
-    if majority is not None and not evaluate_gate(metric, outcome.test_metrics, {"m": {metric: majority}},
-                                                  min_lift=1e-9).passed:
-        log.warning("the model does not beat the majority baseline on %s: likely a pipeline bug", metric)
-        client.runs.update_tags(outcome.run_id, {"likely_pipeline_bug": True})
-    if gate.forced:
-        log.warning("promotion gate overridden with --force: %s", "; ".join(gate.reasons))
-    return gate
-
-
-def _register(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, artifact: Path,
-              lineage: dict[str, Any], dataset_version: str, n_test: int, slices: dict[str, dict]) -> None:
-    manifest = ModelManifest.read(artifact)
-    manifest.metrics = dict(outcome.test_metrics)
-    manifest.lineage = {**manifest.lineage, **lineage}
-    manifest.write(artifact)
-    try:
-        client.registry.resolve(f"{config.model_name}@champion")
-        alias = "challenger"
-    except NotFound:
-        alias = "champion"
-    version = client.registry.register(config.model_name, artifact, alias=alias, parent=outcome.parent,
-                                       source_run_id=run.id, lineage={"baselines": outcome.baselines})
-    client.registry.add_evaluation(config.model_name, version.version, outcome.test_metrics,
-                                   dataset_version=dataset_version, slice="all", n=n_test)
-    for slice_name, values in slices.items():
-        client.registry.add_evaluation(config.model_name, version.version, values, dataset_version=dataset_version,
-                                       slice=slice_name)
-    outcome.model_version, outcome.alias = version.ref, alias
-    client.runs.update_tags(run.id, {"model_version": version.ref, "alias": alias})
-    log.info("registered %s as %s", version.ref, alias)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlplatform.config.train import TrainConfig
 from mlplatform.errors import InvalidInput
-from mlplatform.training.data import Splits
+from mlplatform.learning.data import Splits
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,17 @@ import numpy as np
 from mlplatform.config.train import TrainConfig
 from mlplatform.errors import MLPlatformError, NotFound
 from mlplatform.features.transform import TabularTransform
-from mlplatform.training.data import Splits
-from mlplatform.training.torch_loop import CHECKPOINT_FILE, train_loop_per_worker
+from mlplatform.learning.data import Splits
+from mlplatform.learning.torch_core import (
+    CHECKPOINT_FILE,
+    EarlyStopping,
+    TrainLoopConfig,
+    matrices,
+    model_shape,
+    scaled_lr,
+    training_matrix,
+)
+from mlplatform.training.torch_loop import WorkerHandles, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 EpochHook = Callable[[int, int], None]
@@ -39,14 +48,6 @@ class TorchRunOutput:
     architecture_shape: dict[str, Any]
     checkpoint_path: str
     kept_checkpoints: list[dict[str, Any]] = field(default_factory=list)
-
-
-def ensure_ray(address: str | None = None) -> None:
-    """Join the cluster of a ``ray job submit`` driver (RAY_ADDRESS), the configured address, or start locally."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
 
 
 def resolve_use_gpu(setting: bool | str) -> bool:
@@ -66,21 +67,7 @@ def storage_path_for(artifact_uri: str) -> str:
     return str(Path(artifact_uri).expanduser().resolve() / "ray_train")
 
 
-def model_shape(config: TrainConfig, transform: TabularTransform, classes: list[Any] | None,
-                params: dict[str, Any]) -> dict[str, Any]:
-    embeddings = params.get("embedding_dim", 0) != 0
-    return {"n_inputs": transform.n_outputs, "n_outputs": len(classes) if classes else 1,
-            "cardinalities": transform.cardinalities if embeddings else None,
-            "categorical_names": [c.name for c in transform.categorical] if embeddings else None}
-
-
-def _matrices(transform: TabularTransform, frame: Any, n_codes: int) -> tuple[np.ndarray, np.ndarray | None]:
-    dense = transform.transform(frame)
-    codes = transform.category_codes(frame) if n_codes else None
-    return dense, codes
-
-
-def _make_relay() -> Any:
+def make_relay() -> Any:
     import ray
 
     @ray.remote(num_cpus=0)
@@ -97,39 +84,52 @@ def _make_relay() -> Any:
             items, self._items = self._items, []
             return items
 
-    return MetricRelay.remote()
+    return MetricRelay.remote()  # type: ignore[attr-defined]  # added by @ray.remote, invisible to mypy
 
 
-class _Drainer(threading.Thread):
+class EventDrainer(threading.Thread):
+    """Moves relayed events into the store. An event the store refuses (a locked SQLite file, a PostgreSQL
+    failover) stays queued, in order, and is retried at the next drain; nothing is dropped."""
+
     def __init__(self, relay: Any, on_event: Callable[[dict[str, Any]], None], interval: float = 0.5) -> None:
         super().__init__(name="metric-relay-drain", daemon=True)
         self._relay, self._on_event, self._interval = relay, on_event, interval
         self._done = threading.Event()
+        self._lock = threading.Lock()
+        self.pending: list[dict[str, Any]] = []
 
     def drain_once(self) -> None:
         import ray
 
-        for item in ray.get(self._relay.drain.remote()):
-            try:
-                self._on_event(item)
-            except Exception:  # a store hiccup must not kill training; the final history is logged again
-                log.exception("could not record a training event")
+        with self._lock:
+            self.pending.extend(ray.get(self._relay.drain.remote()))
+            while self.pending:
+                try:
+                    self._on_event(self.pending[0])
+                except Exception:  # a store hiccup must not kill training: retried at the next drain
+                    log.warning("could not record a training event; retrying", exc_info=True)
+                    return
+                self.pending.pop(0)
 
     def run(self) -> None:
         while not self._done.wait(self._interval):
             self.drain_once()
 
-    def stop(self) -> None:
+    def stop(self, attempts: int = 5) -> None:
+        """Stop polling and drain what is left, retrying a refused event a few times with a short backoff."""
         self._done.set()
-        self.join(timeout=10)
-        self.drain_once()
+        if self.is_alive():
+            self.join(timeout=10)
+        for attempt in range(attempts):
+            self.drain_once()
+            if not self.pending:
+                return
+            self._done.wait(0.2 * 2**attempt)
+        log.error("%d training event(s) not recorded after %d attempts; the final history re-logs the epochs",
+                  len(self.pending), attempts)
 
 
 SHARD_IN_MEMORY_LIMIT = 1 << 30
-
-
-def train_ds_bytes(rows: int, width: int) -> int:
-    return rows * width * 4  # float32
 
 
 def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transform: TabularTransform,
@@ -142,37 +142,31 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
     from ray.train.torch import TorchTrainer
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # epoch log lines are the progress display
-    shape = model_shape(config, transform, classes, params)
+    shape = model_shape(transform, classes, params)
     n_codes = len(shape["cardinalities"] or [])
-    dense, codes = _matrices(transform, splits.train, n_codes)
-    columns = [dense] + ([codes.astype(np.float32)] if codes is not None else [])
-    columns.append(labels["train"].astype(np.float32)[:, None])
-    train_ds = ray.data.from_numpy(np.hstack(columns))
-    val_dense, val_codes = _matrices(transform, splits.validation, n_codes)
+    dense, codes = matrices(transform, splits.train, n_codes)
+    train_matrix = training_matrix(dense, codes, labels["train"])
+    val_dense, val_codes = matrices(transform, splits.validation, n_codes)
     validation = ray.put({"dense": val_dense, "codes": val_codes, "y": labels["validation"],
                           "n_outputs": shape["n_outputs"]})
 
     opt = config.training
     workers = config.scaling.num_workers
-    lr = opt.lr * workers * opt.accumulation_steps if opt.scale_lr else opt.lr
-    class_counts = np.bincount(labels["train"], minlength=len(classes)).tolist() if classes else None
-    relay = _make_relay()
-    loop_config = {
-        "task": config.task, "seed": config.seed, "family": config.model.family, "params": params, "shape": shape,
-        "loss": config.loss_name, "loss_params": config.loss.params, "class_counts": class_counts,
-        "optim": opt.model_dump() | {"early_stopping": None}, "lr": lr, "n_dense": dense.shape[1], "n_codes": n_codes,
-        "early_stopping": {"metric": config.early_stopping_metric, "mode": _mode(config.early_stopping_metric),
-                           "patience": opt.early_stopping.patience, "min_delta": opt.early_stopping.min_delta},
-        "validation": validation, "warm_state": ray.put(warm_state) if warm_state is not None else None,
-        "relay": relay, "epoch_hook": epoch_hook, "torch_threads": 1,
-        "record": config.model_dump(mode="json"),
-    }
-    shard_bytes = train_ds_bytes(len(splits.train), sum(c.shape[1] for c in columns)) / workers
-    loop_config["shard_in_memory"] = (shard_bytes < SHARD_IN_MEMORY_LIMIT if opt.shard_in_memory == "auto"
-                                      else bool(opt.shard_in_memory))
+    shard_bytes = train_matrix.nbytes / workers
+    in_memory = shard_bytes < SHARD_IN_MEMORY_LIMIT if opt.shard_in_memory == "auto" else bool(opt.shard_in_memory)
+    relay = make_relay()
+    loop = loop_config(config, params=params, shape=shape, labels=labels["train"], classes=classes,
+                       n_dense=dense.shape[1], n_codes=n_codes, shard_in_memory=in_memory)
+    handles = WorkerHandles(
+        # In memory: one object-store copy that every rank strides over (see torch_loop.load_shard); streamed:
+        # Ray Data splits it.
+        train=ray.put(train_matrix) if in_memory else None, validation=validation,
+        warm_state=ray.put(warm_state) if warm_state is not None else None, relay=relay, epoch_hook=epoch_hook)
+    datasets: dict[str, Any] | None = None if in_memory else {"train": ray.data.from_numpy(train_matrix)}
     use_gpu = resolve_use_gpu(config.scaling.use_gpu)
     trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=loop_config, datasets={"train": train_ds},
+        train_loop_per_worker,  # type: ignore[arg-type]  # Ray types the loop as returning None; ours returns its summary
+        train_loop_config={"loop": loop, "handles": handles}, datasets=datasets,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                      placement_strategy=config.scaling.placement_strategy),
         run_config=RunConfig(
@@ -183,7 +177,7 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
             failure_config=FailureConfig(max_failures=config.failure.max_failures),
         ),
     )
-    drainer = _Drainer(relay, on_event or (lambda item: None))
+    drainer = EventDrainer(relay, on_event or (lambda item: None))
     drainer.start()
     log.info("training %s on %d worker(s) (gpu=%s), effective batch %d, storage %s/%s", config.model.family,
              workers, use_gpu, opt.batch_size * workers * opt.accumulation_steps, storage_path, run_id)
@@ -197,8 +191,24 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
     return _best_output(config, result, shape, run_id)
 
 
+def loop_config(config: TrainConfig, *, params: dict[str, Any], shape: dict[str, Any], labels: np.ndarray,
+                classes: list[Any] | None, n_dense: int, n_codes: int, shard_in_memory: bool) -> TrainLoopConfig:
+    """The typed loop config of a training run: the one learning rate is the scaled one."""
+    opt = config.training
+    metric = config.early_stopping_metric
+    return TrainLoopConfig.from_optim(
+        opt, scaled_lr=scaled_lr(opt, config.scaling.num_workers), task=config.task, seed=config.seed,
+        family=config.model.family, params=params, shape=shape, loss=config.loss_name,
+        loss_params=config.loss.params,
+        class_counts=np.bincount(labels, minlength=len(classes)).tolist() if classes else None,
+        early_stopping=EarlyStopping(metric=metric, mode=_mode(metric), patience=opt.early_stopping.patience,
+                                     min_delta=opt.early_stopping.min_delta),
+        n_dense=n_dense, n_codes=n_codes, shard_in_memory=shard_in_memory, torch_threads=1,
+        record=config.model_dump(mode="json"))
+
+
 def _mode(metric: str) -> str:
-    from mlplatform.training.metrics import metric_mode
+    from mlplatform.learning.metrics import metric_mode
 
     return metric_mode(metric[4:] if metric.startswith("val_") else metric)
 

@@ -9,6 +9,13 @@ No duplicates: a result is keyed by its ``training_iteration`` (the step). The s
 read once when a trial (re)starts, and a step that is already there is never written again -- a trial restored
 from a checkpoint, or restarted from scratch after a failure, re-reports steps that are skipped.
 
+Mutations recorded: PBT changes a trial's hyperparameters while it runs. Every result is checked against the
+trial's last recorded config, and a change is appended to the trial run's ``config_history`` tag
+(``[{"from_step": 1, "config": ...}, {"from_step": 5, "config": ...}]``, a step being the first result reported
+under that config), so the store holds what each step actually ran with, not only the starting point. An exploit
+restarts the trial from a cloned checkpoint, so it may report steps it had already reported under the old
+config: those are written too (the newest rows of a step belong to the surviving branch).
+
 Nothing lost: results are buffered and written in batches -- when the buffer is full, when a trial saves a
 checkpoint (so every step a restored trial will not report again is in the store before Tune records the
 checkpoint), when a trial ends or fails, and at the end of the experiment.
@@ -16,6 +23,7 @@ checkpoint), when a trial ends or fails, and at the end of the experiment.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -73,11 +81,12 @@ class StoreCallback(Callback):
         self._buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._buffered = 0
         self._last: dict[str, dict[str, Any]] = {}  # run id -> last result (for the end status)
+        self._configs: dict[str, list[dict[str, Any]]] = {}  # run id -> config history (see the module doc)
         self._last_beat = time.monotonic()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_client", "_runs", "_steps", "_buffer", "_buffered", "_last", "_last_beat"):
+        for key in ("_client", "_runs", "_steps", "_buffer", "_buffered", "_last", "_last_beat", "_configs"):
             state.pop(key, None)
         return state
 
@@ -108,6 +117,7 @@ class StoreCallback(Callback):
         if run.status != RunStatus.RUNNING.value:  # a resumed trial that failed or stopped before
             self.client.runs.end_run(run_id, RunStatus.RUNNING)
         self._steps[run_id] = {m.step for m in self.client.runs.get_metrics(run_id)}
+        self._configs[run_id] = list(run.tags.get("config_history") or [{"from_step": 1, "config": run.config}])
         self._runs[trial.trial_id] = run_id
         return run_id
 
@@ -130,6 +140,7 @@ class StoreCallback(Callback):
         run_id = self._ensure_run(trial)
         step = int(result.get("training_iteration", 0))
         self._last[run_id] = result
+        self._record_config(run_id, step, result.get("config") or trial.config)
         if step in self._steps[run_id]:
             return  # re-reported after a restore: already recorded
         self._steps[run_id].add(step)
@@ -144,6 +155,19 @@ class StoreCallback(Callback):
         self._buffered += len(rows)
         if self._buffered >= self.flush_rows:
             self.flush()
+
+    def _record_config(self, run_id: str, step: int, raw: dict[str, Any]) -> None:
+        """Append the config a result ran with when it differs from the last recorded one (a PBT mutation)."""
+        # JSON-normalised, as the store holds it (tuples become lists), so only a real change differs.
+        config = json.loads(json.dumps(self.describe(dict(raw)) if self.describe else dict(raw), default=str))
+        history = self._configs[run_id]
+        if config == history[-1]["config"]:
+            return
+        history.append({"from_step": step, "config": config})
+        self.client.runs.update_tags(run_id, {"config_history": history})
+        # A PBT exploit restarts the trial from another trial's checkpoint: the steps from here on are new
+        # measurements under the new config, not re-reports, so they are written (after the earlier branch's).
+        self._steps[run_id] = {s for s in self._steps[run_id] if s < step}
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         run_id = self._runs.get(trial.trial_id)

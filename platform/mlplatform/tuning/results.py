@@ -7,6 +7,7 @@ the untouched test split, after retraining the winning config on train + validat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -33,6 +34,21 @@ def _score(values: list[tuple[int, float]], mode: str) -> tuple[float, int] | No
     return best, min(step for step, v in values if v == best)
 
 
+def config_history(run: Any) -> list[dict[str, Any]]:
+    """A trial's configs with the first step each ran from (PBT mutates them; see the callback)."""
+    return list(run.tags.get("config_history") or [{"from_step": 1, "config": run.config}])
+
+
+def config_at(history: list[dict[str, Any]], step: int | None) -> dict[str, Any]:
+    """The config in effect at ``step`` (1-based); the last one when no step is given."""
+    current = history[0]["config"]
+    for entry in history:
+        if step is not None and entry["from_step"] > step:
+            break
+        current = entry["config"]
+    return current
+
+
 def leaderboard(client: Any, sweep_run_id: str) -> dict[str, Any]:
     sweep = client.runs.get_run(sweep_run_id)
     metric, mode = sweep.tags["metric"], sweep.tags["mode"]
@@ -41,10 +57,13 @@ def leaderboard(client: Any, sweep_run_id: str) -> dict[str, Any]:
     for run in trials:
         values = [(m.step, m.value) for m in client.runs.get_metrics(run.id, metric)]
         scored = _score(values, mode)
+        history = config_history(run)
+        # The config that produced the best score (a PBT trial's may differ from the one it started with).
         rows.append({"run_id": run.id, "trial_id": run.tags.get("trial_id"), "pattern": run.config.get("pattern"),
                      "status": run.status, "score": scored[0] if scored else None,
                      "best_step": scored[1] if scored else None, "steps": len(values),
-                     "config": run.config, "error": run.error})
+                     "config": config_at(history, scored[1] if scored else None), "config_history": history,
+                     "error": run.error})
     sign = -1.0 if mode == "max" else 1.0
     ranked = sorted((r for r in rows if r["status"] in _RANKED and r["score"] is not None),
                     key=lambda r: (sign * r["score"], r["run_id"]))
@@ -98,14 +117,14 @@ def warm_start_configs(client: Any, sources: list[str], dataset_version: str, *,
 def register_best_trial(client: Any, sweep_run_id: str, *, force: bool = False, prepared: Any = None
                         ) -> dict[str, Any]:
     """Retrain the best config on train + validation, score it on the untouched test split, pass the promotion
-    gate and register it (challenger when a champion exists), through the training pipeline's gate and
-    registration code."""
+    gate and register it (challenger when a champion exists), through the one gate-and-register ending
+    that ``mlplatform train`` uses."""
     from mlplatform.config.train import ModelSection
     from mlplatform.features.transform import TransformConfig
+    from mlplatform.learning.data import Splits
+    from mlplatform.learning.metrics import evaluate_predictions
+    from mlplatform.learning.promotion import Candidate, evaluate_gate_and_register
     from mlplatform.predictor import Predictor
-    from mlplatform.training import pipeline
-    from mlplatform.training.data import Splits
-    from mlplatform.training.metrics import evaluate_predictions
     from mlplatform.tuning.trial import prepare_data
 
     sweep = client.runs.get_run(sweep_run_id)
@@ -137,7 +156,7 @@ def register_best_trial(client: Any, sweep_run_id: str, *, force: bool = False, 
         artifact = work / "model"
         transform_config = TransformConfig(**trial["preprocessing"])
         if config.framework_of(trial["pattern"]) == "torch":
-            _retrain_torch(trial, data, full, labels, transform_config, artifact, lineage,
+            _retrain_torch(best["config_history"], data, full, labels, transform_config, artifact, lineage,
                            epochs=int(best["best_step"] or 1))
         else:
             from mlplatform.tuning.trial import fit_sklearn_trial
@@ -149,21 +168,14 @@ def register_best_trial(client: Any, sweep_run_id: str, *, force: bool = False, 
             manifest.lineage = {**manifest.lineage, **lineage}
             manifest.write(artifact)
         predictor = Predictor.from_dir(artifact)
-        outcome = pipeline.TrainOutcome(run_id=run.id, status=RunStatus.RUNNING.value)
-        outcome.test_metrics = evaluate_predictions(predictor, prepared.test, data.target)
-        client.runs.log_metrics(run.id, outcome.test_metrics, split="test")
+        test_metrics = evaluate_predictions(predictor, prepared.test, data.target)
+        client.runs.log_metrics(run.id, test_metrics, split="test")
         splits = Splits(full, data.validation, prepared.test, str(prepared.split_summary.get("method")), data.seed)
-        outcome.baselines = pipeline._baselines(train_config, client, run, splits, data.features, work)
-        gate = pipeline._gate(train_config, client, outcome, predictor, prepared.test, force)
-        outcome.gate = gate.to_dict()
-        client.runs.update_tags(run.id, {"gate": outcome.gate})
-        if not gate.passed:
-            reason = "; ".join(gate.reasons)
-            client.runs.end_run(run.id, RunStatus.REJECTED, error=f"promotion gate failed: {reason}")
-            raise GateFailed(f"promotion gate failed for the best trial of search {sweep_run_id}: {reason} (use "
-                             "--force to register anyway)", field="gate", run_id=run.id, reasons=gate.reasons)
-        pipeline._register(train_config, client, run, outcome, artifact, lineage | {"gate": outcome.gate},
-                           prepared.dataset_version, len(prepared.test), {})
+        candidate = Candidate(run_id=run.id, artifact=artifact, predictor=predictor, test=prepared.test,
+                              test_metrics=test_metrics, lineage=lineage, dataset_version=prepared.dataset_version)
+        promotion = evaluate_gate_and_register(train_config, client, candidate, splits=splits,
+                                               features=data.features, work=work, force=force,
+                                               subject=f"the best trial of search {sweep_run_id}")
     except GateFailed:
         raise
     except Exception as exc:
@@ -172,26 +184,38 @@ def register_best_trial(client: Any, sweep_run_id: str, *, force: bool = False, 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     client.runs.end_run(run.id, RunStatus.COMPLETED)
-    client.runs.update_tags(sweep_run_id, {"registered": outcome.model_version, "registered_run_id": run.id})
-    return {"run_id": run.id, "model_version": outcome.model_version, "alias": outcome.alias,
-            "pattern": trial["pattern"], "validation_score": best["score"], "test_metrics": outcome.test_metrics,
-            "gate": outcome.gate}
+    client.runs.update_tags(sweep_run_id, {"registered": promotion.model_version, "registered_run_id": run.id})
+    return {"run_id": run.id, "model_version": promotion.model_version, "alias": promotion.alias,
+            "pattern": trial["pattern"], "validation_score": best["score"], "test_metrics": test_metrics,
+            "gate": promotion.gate}
 
 
-def _retrain_torch(trial: dict[str, Any], data: Any, full: pd.DataFrame, labels: np.ndarray, transform_config: Any,
-                   artifact: Path, lineage: dict[str, Any], *, epochs: int) -> None:
-    """The trial's loop on train + validation for the epochs that reached the best validation score."""
+def _retrain_torch(history: list[dict[str, Any]], data: Any, full: pd.DataFrame, labels: np.ndarray,
+                   transform_config: Any, artifact: Path, lineage: dict[str, Any], *, epochs: int) -> None:
+    """The trial's loop on train + validation for the epochs that reached the best validation score, replaying
+    its recorded schedule: at the epoch a PBT mutation took effect, the new lr and weight decay are set on the
+    optimizer (as the trial did when it restored under the new config) and a new batch size batches the rest."""
     import torch
 
     from mlplatform.artifacts.model_format import ModelManifest
     from mlplatform.features.schema import schema_to_json
-    from mlplatform.tuning.trial import tensors, torch_setup, train_epoch
+    from mlplatform.tuning.trial import torch_setup, train_epoch, train_matrix
 
     torch.set_num_threads(1)
+    trial = history[0]["config"]
     setup = torch_setup(trial, data, full, labels, transform_config)
-    dense, codes, y = tensors(setup, full, labels, data.task)
+    rows = train_matrix(setup, full, labels)
     for epoch in range(epochs):
-        train_epoch(setup, dense, codes, y, data.seed, epoch)
+        current = config_at(history, epoch + 1)
+        if current is not trial:  # a mutation takes effect from this epoch
+            trial = current
+            training = trial["training"]
+            setup.loop = dataclasses.replace(setup.loop, batch_size=int(training.get("batch_size",
+                                                                                      setup.loop.batch_size)))
+            for group in setup.optimizer.param_groups:
+                group["lr"] = float(training.get("lr", group["lr"]))
+                group["weight_decay"] = float(training.get("weight_decay", group["weight_decay"]))
+        train_epoch(setup, rows, epoch)
     setup.model.eval()
     artifact.mkdir(parents=True)
     torch.save(setup.model.state_dict(), artifact / "model.pt")
@@ -202,5 +226,6 @@ def _retrain_torch(trial: dict[str, Any], data: Any, full: pd.DataFrame, labels:
         threshold=0.5 if classes is not None and len(classes) == 2 else None,
         input_schema=schema_to_json(setup.transform.schema), model_file="model.pt", model_params=setup.params,
         architecture=setup.model.architecture(), metrics={},
-        lineage={**lineage, "epochs": epochs, "transform_sha256": setup.transform.fingerprint},
+        lineage={**lineage, "epochs": epochs, "transform_sha256": setup.transform.fingerprint,
+                 "config_history": history},
     ).write(artifact)

@@ -77,7 +77,7 @@ def run_search(config: TuneSearchConfig, *, client: Any = None, warm_start_from:
     """Start a new search. ``trainable`` replaces the standard one (tests, benchmarks); it receives
     ``data=TrialData`` through ``tune.with_parameters``. ``callbacks`` are extra Tune callbacks (they are
     pickled with the experiment and come back on resume)."""
-    from mlplatform.training.torch_train import ensure_ray
+    from mlplatform._internal.ray_runtime import ensure_ray
     from mlplatform.tuning.results import warm_start_configs
 
     client = client or _client()
@@ -115,7 +115,7 @@ def resume_search(experiment: str, *, client: Any = None, register_best: bool = 
     their latest checkpoint, and the store gets no duplicate rows (see the callback)."""
     from ray import tune
 
-    from mlplatform.training.torch_train import ensure_ray
+    from mlplatform._internal.ray_runtime import ensure_ray
 
     client = client or _client()
     sweep = find_sweep(client, experiment)

@@ -25,12 +25,13 @@ class FixedFirst(Searcher):
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
 
+    # Ray's Searcher says str; it is None until set_search_properties
     @property
-    def metric(self) -> str | None:
+    def metric(self) -> str | None:  # type: ignore[override]
         return self.searcher.metric
 
     @property
-    def mode(self) -> str | None:
+    def mode(self) -> str | None:  # type: ignore[override]
         return self.searcher.mode
 
     def suggest(self, trial_id: str) -> dict | None:

@@ -1,6 +1,6 @@
 """What one trial runs: the training code of SPEC S2 on the shared, seeded split (SPEC S3.3).
 
-sklearn patterns fit once through :func:`~mlplatform.training.sklearn_fit.fit_sklearn_artifact` and report one
+sklearn patterns fit once through :func:`~mlplatform.learning.sklearn_fit.fit_sklearn_artifact` and report one
 result. The torch pattern runs an epoch loop in the trial process (one CPU, one torch thread), reporting and
 checkpointing every epoch, so ASHA can stop it and PBT can exploit its checkpoints. Trials never touch the store:
 the driver's callback records what they report.
@@ -73,7 +73,7 @@ def split_id(train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, 
 
 def prepare_data(config: TuneSearchConfig) -> PreparedData:
     """Load, split (seeded, recorded) and encode labels once on the driver, with the training code."""
-    from mlplatform.training.data import encode_labels, load_data, split_data
+    from mlplatform.learning.data import encode_labels, load_data, split_data
 
     train_config = config.train_config()
     loaded = load_data(train_config)
@@ -122,9 +122,9 @@ def score_sklearn_trial(trial: dict[str, Any], data: TrialData, transform_config
     from mlplatform.artifacts.model_format import ModelManifest
     from mlplatform.features.schema import schema_to_json
     from mlplatform.features.transform import TabularTransform
+    from mlplatform.learning.metrics import evaluate_predictions
     from mlplatform.models.factory import default_factory
     from mlplatform.predictor import Predictor
-    from mlplatform.training.metrics import evaluate_predictions
 
     params = sklearn_params(trial)
     transform = TabularTransform.fit(data.train, data.features, transform_config,
@@ -145,7 +145,7 @@ def score_sklearn_trial(trial: dict[str, Any], data: TrialData, transform_config
 def fit_sklearn_trial(trial: dict[str, Any], train: pd.DataFrame, evaluate_on: pd.DataFrame, data: TrialData,
                       transform_config: Any, out_dir: Path | None = None) -> dict[str, float]:
     """Fit through the training code; returns ``val_<metric>`` scored on ``evaluate_on``."""
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     with tempfile.TemporaryDirectory(prefix="mlplatform-trial-") as work:
         manifest = fit_sklearn_artifact(
@@ -159,95 +159,97 @@ def fit_sklearn_trial(trial: dict[str, Any], train: pd.DataFrame, evaluate_on: p
 # -- torch -----------------------------------------------------------------------------------------------------
 @dataclass
 class TorchSetup:
+    """A trial's model and optimizer built by the one training core, with the loop config they came from."""
+
+    loop: Any  # TrainLoopConfig
     model: Any
     loss_fn: Any
     optimizer: Any
     scheduler: Any
-    opt: dict[str, Any]
     transform: Any
     params: dict[str, Any]
-    shape: dict[str, Any]
-    n_codes: int
+
+    @property
+    def shape(self) -> dict[str, Any]:
+        return self.loop.shape
 
 
 def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, labels: np.ndarray,
                 transform_config: Any) -> TorchSetup:
-    """Transform fitted on ``train`` only, model from the factory, loss/optimizer/scheduler from the training
-    code (same defaults as ``mlplatform train``)."""
+    """Transform fitted on ``train`` only; model, loss, optimizer and scheduler from the training core (same
+    defaults as ``mlplatform train``). A trial is one process, so its scaled learning rate is its lr."""
     from mlplatform.config.train import OptimSection
     from mlplatform.features.transform import TabularTransform
+    from mlplatform.learning.torch_core import (
+        EarlyStopping,
+        TrainLoopConfig,
+        build_loss_fn,
+        build_model,
+        build_optimizer,
+        build_scheduler,
+        model_shape,
+    )
     from mlplatform.models.factory import default_factory
-    from mlplatform.training.losses import build_loss
-    from mlplatform.training.torch_loop import _build_optimizer, _build_scheduler
-    from mlplatform.training.torch_train import model_shape
 
-    opt = OptimSection.model_validate(trial["training"]).model_dump()
+    opt = OptimSection.model_validate(trial["training"])
     transform = TabularTransform.fit(train, data.features, transform_config, target=labels)
-    factory = default_factory()
-    params = factory.resolve_params(trial["family"], data.task, trial["params"])
-    shape = model_shape(data.train_config, transform, data.classes, params)
-    model = factory.create(trial["family"], data.task, params, seed=data.seed, **shape)
-    counts = np.bincount(labels, minlength=len(data.classes)).tolist() if data.classes else None
+    params = default_factory().resolve_params(trial["family"], data.task, trial["params"])
+    shape = model_shape(transform, data.classes, params)
     if data.task == "classification":
         loss_name = "weighted_cross_entropy" if trial["rebalancing"] == "class_weight" else "cross_entropy"
     else:
         loss_name = "mse"
-    loss_fn = build_loss(loss_name, data.task, {}, counts)
-    optimizer = _build_optimizer(model.parameters(), opt, opt["lr"])
-    return TorchSetup(model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=_build_scheduler(optimizer, opt),
-                      opt=opt, transform=transform, params=params, shape=shape,
-                      n_codes=len(shape["cardinalities"] or []))
+    loop = TrainLoopConfig.from_optim(
+        opt, scaled_lr=opt.lr, task=data.task, seed=data.seed, family=trial["family"], params=params, shape=shape,
+        loss=loss_name, loss_params={},
+        class_counts=np.bincount(labels, minlength=len(data.classes)).tolist() if data.classes else None,
+        early_stopping=EarlyStopping(metric="val_loss", mode="min", patience=data.patience),
+        n_dense=transform.n_outputs, n_codes=len(shape["cardinalities"] or []), torch_threads=data.threads)
+    model = build_model(loop)
+    optimizer = build_optimizer(model.parameters(), loop)
+    return TorchSetup(loop=loop, model=model, loss_fn=build_loss_fn(loop), optimizer=optimizer,
+                      scheduler=build_scheduler(optimizer, loop), transform=transform, params=params)
 
 
-def train_epoch(setup: TorchSetup, dense: Any, codes: Any, y: Any, seed: int, epoch: int) -> float:
-    """One seeded pass over the rows (gradient clipping as in the distributed loop); returns the mean loss."""
+def train_matrix(setup: TorchSetup, frame: pd.DataFrame, labels: np.ndarray) -> Any:
+    """The rows as the training core batches them: float32 ``[dense | codes | target]``."""
     import torch
 
-    from mlplatform.training.torch_loop import epoch_seed, seed_everything
+    from mlplatform.learning.torch_core import matrices, training_matrix
 
-    seed_everything(epoch_seed(seed, 0, epoch))
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch_seed(seed, 0, epoch)))
-    setup.model.train()
-    total, rows, batch = 0.0, 0, setup.opt["batch_size"]
-    for start in range(0, len(order), batch):
-        index = order[start:start + batch]
-        output = setup.model(dense[index], codes[index] if codes is not None else None)
-        loss = setup.loss_fn(output, y[index])
-        setup.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if setup.opt["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(setup.model.parameters(), setup.opt["grad_clip"])
-        setup.optimizer.step()
-        total, rows = total + float(loss.detach()) * len(index), rows + len(index)
+    dense, codes = matrices(setup.transform, frame, setup.loop.n_codes)
+    return torch.from_numpy(training_matrix(dense, codes, labels))
+
+
+def train_epoch(setup: TorchSetup, rows: Any, epoch: int) -> float:
+    """One seeded pass of the training core's epoch (accumulation, AMP, clipping) on one process; steps the
+    scheduler and returns the mean training loss."""
+    import torch
+
+    from mlplatform.learning.torch_core import epoch_seed, in_memory_batches, run_epoch, seed_everything
+
+    seed = epoch_seed(setup.loop.seed, 0, epoch)
+    seed_everything(seed)
+    result = run_epoch(setup.model, in_memory_batches(rows, setup.loop.batch_size, seed, torch.device("cpu")),
+                       setup.loss_fn, setup.optimizer, setup.loop, step=0)
     setup.scheduler.step()
-    return total / rows if rows else 0.0
-
-
-def tensors(setup: TorchSetup, frame: pd.DataFrame, labels: np.ndarray, task: str) -> tuple[Any, Any, Any]:
-    import torch
-
-    from mlplatform.training.torch_train import _matrices
-
-    dense, codes = _matrices(setup.transform, frame, setup.n_codes)
-    y = torch.from_numpy(labels.astype("int64" if task == "classification" else "float32"))
-    return torch.from_numpy(dense), torch.from_numpy(codes) if codes is not None else None, y
+    total, count = float(result.loss_sum[0]), float(result.loss_sum[1])
+    return total / count if count else 0.0
 
 
 def _torch_trial(trial: dict[str, Any], data: TrialData, transform_config: Any) -> None:
     import torch
     from ray import tune
 
-    from mlplatform.training.metrics import metric_mode
-    from mlplatform.training.torch_loop import _improved, _validate
+    from mlplatform.learning.torch_core import Progress, matrices, validate
 
     torch.set_num_threads(data.threads)  # more threads than the trial's CPUs only contend with other trials
     setup = torch_setup(trial, data, data.train, data.labels["train"], transform_config)
-    dense, codes, y = tensors(setup, data.train, data.labels["train"], data.task)
-    val_dense, val_codes = (t.numpy() if t is not None else None for t in tensors(
-        setup, data.validation, data.labels["validation"], data.task)[:2])
+    rows = train_matrix(setup, data.train, data.labels["train"])
+    val_dense, val_codes = matrices(setup.transform, data.validation, setup.loop.n_codes)
     val = {"dense": val_dense, "codes": val_codes, "y": data.labels["validation"],
            "n_outputs": setup.shape["n_outputs"]}
-    start, best, bad = 0, None, 0
+    start, progress = 0, Progress()
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # resumed trial, or a PBT exploit of another trial's weights
         with checkpoint.as_directory() as directory:
@@ -256,22 +258,19 @@ def _torch_trial(trial: dict[str, Any], data: TrialData, transform_config: Any) 
         setup.optimizer.load_state_dict(state["optimizer"])
         setup.scheduler.load_state_dict(state["scheduler"])
         for group in setup.optimizer.param_groups:  # PBT may have changed lr/weight decay in the config
-            group["lr"], group["weight_decay"] = setup.opt["lr"], setup.opt["weight_decay"]
-        start, best, bad = int(state["epoch"]) + 1, state["best"], int(state["bad"])
-    es_metric = "val_loss"
-    for epoch in range(start, setup.opt["epochs"]):
-        train_loss = train_epoch(setup, dense, codes, y, data.seed, epoch)
+            group["lr"], group["weight_decay"] = setup.loop.scaled_lr, setup.loop.weight_decay
+        start, progress = int(state["epoch"]) + 1, Progress(state["best"], None, int(state["bad"]))
+    rule = setup.loop.early_stopping
+    for epoch in range(start, setup.loop.epochs):
+        train_loss = train_epoch(setup, rows, epoch)
         metrics = {"train_loss": train_loss,
-                   **_validate(setup.model, setup.loss_fn, val, 0, 1, data.task, torch.device("cpu"))}
-        if _improved(metrics[es_metric], best, metric_mode(es_metric), 0.0):
-            best, bad = metrics[es_metric], 0
-        else:
-            bad += 1
-        finished = epoch == setup.opt["epochs"] - 1 or (data.patience > 0 and bad >= data.patience)
+                   **validate(setup.model, setup.loss_fn, val, 0, 1, data.task, torch.device("cpu"))}
+        stop = progress.update(metrics[rule.metric], epoch, rule)
+        finished = epoch == setup.loop.epochs - 1 or stop
         with tempfile.TemporaryDirectory(prefix="mlplatform-trial-ckpt-") as directory:
             torch.save({"model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
-                        "scheduler": setup.scheduler.state_dict(), "epoch": epoch, "best": best, "bad": bad},
-                       os.path.join(directory, CHECKPOINT_FILE))
+                        "scheduler": setup.scheduler.state_dict(), "epoch": epoch, "best": progress.best,
+                        "bad": progress.bad_epochs}, os.path.join(directory, CHECKPOINT_FILE))
             tune.report({**metrics, EPOCH_KEY: epoch + 1, FINISHED_KEY: float(finished)},
                         checkpoint=tune.Checkpoint.from_directory(directory))
         if finished:

@@ -13,16 +13,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlplatform._internal.retry import RetryPolicy, call_with_retry, is_retryable
 from mlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from mlplatform.rollouts import control
+from mlplatform.rollouts.guard import (
+    ADVANCE,
+    ALARM,
+    ROLLBACK,
+    GuardPolicy,
+    LabelStats,
+    decide,
+    decide_probation,
+)
+from mlplatform.rollouts.routing import CHALLENGER, CHAMPION, assign
+from mlplatform.rollouts.window import VersionStats, WindowStats
 from mlplatform.serving.config import RolloutConfig
-from mlplatform.serving.rollout import control
-from mlplatform.serving.rollout.guard import ADVANCE, ALARM, ROLLBACK, GuardPolicy, decide
-from mlplatform.serving.rollout.routing import CHALLENGER, CHAMPION, assign
-from mlplatform.serving.rollout.window import VersionStats, WindowStats
 from mlplatform.store.sql.rollouts import RolloutState
 
 logger = logging.getLogger(__name__)
@@ -245,6 +253,8 @@ class RegistryFollower:
         except Exception:
             logger.warning("could not report rollout metrics for %s", self.model_name, exc_info=True)
         challenger_version = rollout.challenger_version
+        if rollout.status == control.COMPLETED and rollout.details.get("probation"):
+            return self._guard_probation(rollout, routes)
         if not rollout.active or routes.champion.version != rollout.champion_version \
                 or challenger_version is None or challenger_version not in routes.versions():
             return None
@@ -256,11 +266,15 @@ class RegistryFollower:
         merged = control.merged_metrics(rollout)
         policy = GuardPolicy.model_validate(rollout.policy)
         now = datetime.now(UTC)
-        decision = decide(policy, _fleet_stats(merged, routes.champion.version, self.stats),
+        champion_version = routes.champion.version
+        labels = self._label_stats(routes.champion, [champion_version, challenger_version],
+                                   start=max(rollout.created_at, now - timedelta(seconds=policy.label_window_s)))
+        decision = decide(policy, _fleet_stats(merged, champion_version, self.stats),
                           _fleet_stats(merged, challenger_version, self.stats),
                           seconds_in_stage=(now - rollout.stage_started_at).total_seconds(),
                           in_cooldown=bool(rollout.cooldown_until and now < rollout.cooldown_until),
-                          can_advance=control.next_stage(rollout) is not None)
+                          can_advance=control.next_stage(rollout) is not None,
+                          labels=None if labels is None else (labels[champion_version], labels[challenger_version]))
         self.last_decision = decision.to_dict()
         try:
             if decision.action == ROLLBACK:
@@ -275,6 +289,63 @@ class RegistryFollower:
         if decision.action in (ROLLBACK, ADVANCE):
             self.refresh()  # apply at once instead of waiting for the next poll
         return decision.action
+
+    def _guard_probation(self, rollout: RolloutState, routes: Routes) -> str | None:
+        """After a promotion (SPEC S7.7): the new champion against the previous champion's last window, from the
+        fleet's merged window; a trigger in probation moves the champion alias back."""
+        probation = rollout.details["probation"]
+        if routes.champion.version != probation.get("champion") or probation.get("ended"):
+            return None  # the alias moved since (manual rollback or a new promotion): nothing to guard
+        rollout = self._rollouts.get(self.model_name) or rollout
+        if rollout.status != control.COMPLETED or rollout.details.get("probation") != probation:
+            return None
+        now = datetime.now(UTC)
+        policy = GuardPolicy.model_validate(rollout.policy)
+        probing = control.in_probation(rollout, now)
+        previous = probation.get("previous_window") or {}
+        previous_stats = WindowStats(int(previous.get("requests") or 0), int(previous.get("errors") or 0),
+                                     previous.get("p50_ms"), previous.get("p99_ms"))
+        champion = _fleet_stats(control.merged_metrics(rollout), probation["champion"], self.stats)
+        labels = None
+        if probing:
+            promoted = datetime.fromisoformat(probation["promoted_at"])
+            window = timedelta(seconds=policy.label_window_s)
+            new = self._label_stats(routes.champion, [probation["champion"]], start=max(promoted, now - window))
+            # the previous champion's labelled answers before the promotion: its last window
+            old = self._label_stats(routes.champion, [probation["previous_champion"]], start=promoted - window,
+                                    end=promoted)
+            if new is not None and old is not None:
+                labels = (old[probation["previous_champion"]], new[probation["champion"]])
+        decision = decide_probation(policy, previous_stats, champion, in_probation=probing, labels=labels)
+        self.last_decision = decision.to_dict()
+        try:
+            if decision.action == ROLLBACK:
+                control.probation_rollback(self._client, rollout, decision)
+            elif decision.action == ALARM:
+                control.alert(self._client, rollout, decision, version=probation["champion"])
+        except Conflict:
+            logger.info("rollout of %s changed under the guard (another replica acted)", self.model_name)
+        if decision.action == ROLLBACK:
+            self.refresh()
+        return decision.action
+
+    def _label_stats(self, model: Any, versions: list[int], *, start: datetime,
+                     end: datetime | None = None) -> dict[int, LabelStats] | None:
+        """Correct answers among the labelled ones per version (prediction log joined to labels in the store);
+        None for a model that is not a classifier (accuracy says nothing about a regressor) or when the store
+        cannot answer (the other triggers still decide)."""
+        if getattr(model.predictor.manifest, "task", None) != "classification":
+            return None
+        try:
+            rows = self._client.monitoring.labelled_outcomes(self.model_name, versions, start=start, end=end)
+        except Exception:
+            logger.warning("could not read labelled answers of %s", self.model_name, exc_info=True)
+            return None
+        found = {v: [0, 0] for v in versions}
+        for version, prediction, label in rows:
+            found[version][0] += 1
+            found[version][1] += int(prediction == label)  # the rule of monitoring's accuracy: equal values
+        return {v: LabelStats(n, k) for v, (n, k) in found.items()}
 
     # -- background thread -------------------------------------------------------------------------------------
     def start(self) -> None:

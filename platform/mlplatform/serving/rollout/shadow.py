@@ -34,7 +34,8 @@ class _Copy:
 
 
 class ShadowQueue:
-    def __init__(self, send: Send, *, max_queued: int = 1000, max_batch: int = 32, timeout_s: float = 5.0) -> None:
+    def __init__(self, send: Send, *, max_queued: int = 1000, max_batch: int = 32, timeout_s: float = 5.0,
+                 on_drop: Callable[[], None] | None = None) -> None:
         self._send = send  # (version, [instances, ...]) -> [answer dict | {"error": message}, ...]
         self.max_queued = max_queued
         self.max_batch = max_batch
@@ -45,11 +46,17 @@ class ShadowQueue:
         self.completed = 0
         self.failed = 0
         self.dropped = 0
+        self._on_drop = on_drop  # e.g. a Prometheus counter: dropped copies are visible, not only in stats()
 
     def submit(self, version: int, instances: list[dict[str, Any]], on_done: OnDone) -> bool:
         """Queue one copy; ``on_done(answer, error, latency_ms)`` runs when it is answered. False if dropped."""
         if len(self._queue) >= self.max_queued:
             self.dropped += 1
+            if self._on_drop is not None:
+                try:
+                    self._on_drop()
+                except Exception:  # a metrics hiccup must not reach the request
+                    logger.debug("shadow drop metric failed", exc_info=True)
             return False
         self._queue.append(_Copy(version, instances, on_done))
         self.sent += 1

@@ -84,7 +84,7 @@ class SqlConsoleQueries:
     def __init__(self, scope: SessionScope) -> None:
         self._scope = scope
         # Leaderboards ranked by a metric, kept while nothing they depend on changed (see _fingerprint)
-        self._rankings: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], list[Any]]] = OrderedDict()
+        self._rankings: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()  # key -> kept ranking state
         self._rankings_lock = threading.Lock()
 
     @staticmethod
@@ -186,7 +186,7 @@ class SqlConsoleQueries:
         out: dict[str, dict[str, Any]] = {}
         for name, level in session.execute(sa.select(AlertRow.model_name, AlertRow.level).where(
                 AlertRow.model_name.in_(names), AlertRow.status == "open")):
-            entry = out.setdefault(name, {"count": 0, "level": None})
+            entry = out.setdefault(str(name), {"count": 0, "level": None})  # never NULL: filtered by IN
             entry["count"] += 1
             rank = AlertLevel[level].value if level in AlertLevel.__members__ else 0
             if entry["level"] is None or rank > AlertLevel[entry["level"]].value:
@@ -290,6 +290,7 @@ class SqlConsoleQueries:
                     else DatasetRow.version.startswith(dataset_version)).limit(1000)))
                 query = query.where(RunRow.id.in_(sa.select(RunDatasetRow.run_id)
                                                   .where(RunDatasetRow.dataset_id.in_(dataset_ids))))
+            ranked: list[tuple[str, float | None]]
             if value is None:
                 ranked = [(r[0], None) for r in session.execute(
                     query.order_by(RunRow.created_at.desc(), RunRow.id).offset(offset).limit(limit + 1))]
@@ -308,7 +309,7 @@ class SqlConsoleQueries:
                     sa.select(ModelVersionRow.source_run_id, ModelRow.name, ModelVersionRow.version)
                     .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
                     .where(ModelVersionRow.source_run_id.in_(ids))):
-                registered.setdefault(run_id, []).append(f"{model}:{version}")
+                registered.setdefault(str(run_id), []).append(f"{model}:{version}")  # never NULL: filtered by IN
             page.items = [{"run": _run(r[0]), "experiment": r[1], "value": r[2],
                            "baseline": bool((r[0].tags or {}).get("baseline")),
                            "registered": registered.get(r[0].id, [])} for r in page.items]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from typing import Any
 
@@ -60,7 +61,7 @@ class SqlDatasetStore:
                 query = query.where(DatasetRow.name == name)
             return [_dataset(r) for r in session.scalars(query)]
 
-    def for_run(self, run_id: str) -> list[tuple[str, DatasetVersion]]:
+    def for_run(self, run_id: str) -> builtins.list[tuple[str, DatasetVersion]]:
         from mlplatform.store.sql.models import RunDatasetRow
 
         with self._scope.session() as session:

@@ -194,6 +194,8 @@ class PredictionLogRow(Base):
     confidence: Mapped[float | None] = mapped_column(sa.Float)
     latency_ms: Mapped[float | None] = mapped_column(sa.Float)
     timestamp: Mapped[datetime]
+    # HTTP status of the answer: NULL (rows logged before revision 0006) and 2xx are answers; >= 400 an error
+    status: Mapped[int | None] = mapped_column(sa.Integer)
 
 
 class LabelRow(Base):
@@ -313,4 +315,25 @@ class ScheduleRunRow(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]]
+
+
+class LoopDecisionRow(Base):
+    """One decision of the automatic loop (issue 18): what fired, the numbers, the retrain job and how it ended.
+    ``status`` moves no_action | blocked | retraining -> rejected | failed | rolling_out -> promoted | rolled_back;
+    ``details.timeline`` keeps every step with its time."""
+
+    __tablename__ = "loop_decisions"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    model_name: Mapped[str] = mapped_column(sa.String(255), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    trigger: Mapped[str | None] = mapped_column(sa.String(32))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    champion_version: Mapped[int | None] = mapped_column(sa.Integer)
+    challenger_version: Mapped[int | None] = mapped_column(sa.Integer)
+    job_id: Mapped[str | None] = mapped_column(sa.String(255))
+    evidence: Mapped[dict[str, Any]]
     details: Mapped[dict[str, Any]]

@@ -21,16 +21,25 @@ def _prediction(row: PredictionLogRow) -> PredictionRecord:
         request_id=row.request_id, model_name=row.model_name, version=row.version, features=row.features,
         prediction=row.prediction.get("value"), confidence=row.confidence, latency_ms=row.latency_ms,
         timestamp=row.timestamp, instance_index=row.instance_index, entity_id=row.entity_id, variant=row.variant,
-        probabilities=row.prediction.get("probabilities"),
+        probabilities=row.prediction.get("probabilities"), status=200 if row.status is None else row.status,
+        error=row.prediction.get("error"),
     )
 
 
 def _prediction_json(record: PredictionRecord) -> dict[str, Any]:
     """The JSON ``prediction`` column: the answer, plus the class probabilities when the model gave them (kept in
     the same column, so logging them needed no migration)."""
-    if record.probabilities is None:
-        return {"value": record.prediction}
-    return {"value": record.prediction, "probabilities": [float(p) for p in record.probabilities]}
+    out: dict[str, Any] = {"value": record.prediction}
+    if record.probabilities is not None:
+        out["probabilities"] = [float(p) for p in record.probabilities]
+    if record.error is not None:  # an error answer's reason, beside its status column
+        out["error"] = record.error
+    return out
+
+
+def _answered() -> Any:
+    """Rows that are answers, not errors (rows from before revision 0006 have no status: they were answers)."""
+    return sa.or_(PredictionLogRow.status.is_(None), PredictionLogRow.status < 400)
 
 
 def _label(row: LabelRow) -> Label:
@@ -60,16 +69,19 @@ class SqlMonitoringStore:
             "request_id": r.request_id, "instance_index": r.instance_index, "model_name": r.model_name,
             "version": r.version, "variant": r.variant, "entity_id": r.entity_id, "features": r.features,
             "prediction": _prediction_json(r), "confidence": r.confidence, "latency_ms": r.latency_ms,
-            "timestamp": r.timestamp,
+            "timestamp": r.timestamp, "status": r.status,
         } for r in records]
         return self._scope.run(lambda s: _insert(s, PredictionLogRow, rows), what="log predictions")
 
     def predictions(self, model_name: str | None = None, *, version: int | None = None,
                     start: datetime | None = None, end: datetime | None = None, request_id: str | None = None,
-                    limit: int | None = None) -> list[PredictionRecord]:
-        """Logged predictions in the half-open window ``[start, end)``, oldest first."""
+                    limit: int | None = None, include_errors: bool = False) -> list[PredictionRecord]:
+        """Logged predictions in the half-open window ``[start, end)``, oldest first. Error answers (status >= 400)
+        only with ``include_errors``: drift, performance and replay compute on answers, never on errors."""
         with self._scope.session() as session:
             query = sa.select(PredictionLogRow)
+            if not include_errors:
+                query = query.where(_answered())
             if model_name is not None:
                 query = query.where(PredictionLogRow.model_name == model_name)
             if version is not None:
@@ -86,6 +98,23 @@ class SqlMonitoringStore:
                 return [_prediction(r) for r in reversed(list(session.scalars(query)))]
             query = query.order_by(PredictionLogRow.timestamp, PredictionLogRow.id)
             return [_prediction(r) for r in session.scalars(query)]
+
+    def labelled_outcomes(self, model_name: str, versions: Sequence[int], *, start: datetime,
+                          end: datetime | None = None, limit: int = 20_000) -> list[tuple[int, Any, Any]]:
+        """``(version, prediction, label)`` of the answers of ``versions`` logged in ``[start, end)`` that have a
+        label by request id and instance index (the rollout guard's accuracy trigger, SPEC S7.5): one SQL join,
+        error rows left out, at most ``limit`` rows (the newest)."""
+        with self._scope.session() as session:
+            query = (sa.select(PredictionLogRow.version, PredictionLogRow.prediction, LabelRow.label)
+                     .join(LabelRow, sa.and_(LabelRow.request_id == PredictionLogRow.request_id,
+                                             LabelRow.instance_index == PredictionLogRow.instance_index))
+                     .where(PredictionLogRow.model_name == model_name,
+                            PredictionLogRow.version.in_(list(versions)), PredictionLogRow.timestamp >= start,
+                            _answered()))
+            if end is not None:
+                query = query.where(PredictionLogRow.timestamp < end)
+            query = query.order_by(PredictionLogRow.id.desc()).limit(limit)
+            return [(int(v), (p or {}).get("value"), (lbl or {}).get("value")) for v, p, lbl in session.execute(query)]
 
     # -- labels ------------------------------------------------------------------------------------------------
     def add_label(self, label: Any, *, request_id: str | None = None, instance_index: int = 0,

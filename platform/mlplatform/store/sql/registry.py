@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mlplatform.entities import AliasChange, Evaluation, ModelVersion, RegisteredModel, VersionStatus
+from mlplatform.entities.names import validate_alias, validate_model_name
 from mlplatform.errors import Conflict, InvalidInput, NotFound
 from mlplatform.store.sql.models import (
     AliasHistoryRow,
@@ -23,23 +23,8 @@ from mlplatform.store.sql.models import (
 )
 from mlplatform.store.sql.session import SessionScope
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 ROLE_ALIASES = ("champion", "challenger", "shadow")
 STANDBY = "standby"  # served as champion before and restorable; the SPEC names no state for it
-
-
-def validate_model_name(name: str) -> str:
-    if not NAME_PATTERN.match(name or ""):
-        raise InvalidInput(f"model name {name!r} must match {NAME_PATTERN.pattern}", field="model")
-    return name
-
-
-def validate_alias(alias: str) -> str:
-    if not ALIAS_PATTERN.match(alias or "") or alias.isdigit():
-        raise InvalidInput(f"alias {alias!r} must be lower-case letters, digits, '_' or '-', starting with a "
-                           "letter", field="alias")
-    return alias
 
 
 class SqlRegistryStore:

@@ -266,6 +266,7 @@ class SqlRunStore:
         """Insert metric rows in one batched statement. Accepts ``{key: value}`` or row dicts
         (``key``, ``value``, optional ``step``, ``split``, ``fold``, ``slice``, ``timestamp``)."""
         now = timestamp or utcnow()
+        rows: list[dict[str, Any]]
         if isinstance(metrics, Mapping):
             rows = [{"key": k, "value": v} for k, v in metrics.items()]
         else:

@@ -7,6 +7,7 @@ whatever happens to leases).
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import uuid
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from mlplatform.entities import _Entity
 from mlplatform.errors import Conflict, NotFound
 from mlplatform.store.sql.models import ScheduleRow, ScheduleRunRow, utcnow
-from mlplatform.store.sql.session import SessionScope
+from mlplatform.store.sql.session import SessionScope, affected_rows
 
 ACTIVE, PAUSED = "active", "paused"
 
@@ -95,7 +96,7 @@ class SqlScheduleStore:
         with self._scope.session() as session:
             return [_schedule(r) for r in session.scalars(sa.select(ScheduleRow).order_by(ScheduleRow.name))]
 
-    def due(self, now: datetime) -> list[str]:
+    def due(self, now: datetime) -> builtins.list[str]:
         with self._scope.session() as session:
             return list(session.scalars(sa.select(ScheduleRow.name).where(
                 ScheduleRow.status == ACTIVE, ScheduleRow.next_run_at <= now).order_by(ScheduleRow.next_run_at)))
@@ -132,7 +133,7 @@ class SqlScheduleStore:
                 sa.or_(ScheduleRow.lease_owner.is_(None), ScheduleRow.lease_until < now,
                        ScheduleRow.lease_owner == owner),
             ).values(lease_owner=owner, lease_until=until))
-            return result.rowcount == 1
+            return affected_rows(result) == 1
 
         return self._scope.run(work, what="acquire schedule lease")
 
@@ -172,11 +173,11 @@ class SqlScheduleStore:
 
     def abandon_running(self, name: str, reason: str) -> int:
         """Runs left "running" by a scheduler whose lease expired (it died): failed, with the reason."""
-        return self._scope.run(lambda s: s.execute(sa.update(ScheduleRunRow).where(
+        return self._scope.run(lambda s: affected_rows(s.execute(sa.update(ScheduleRunRow).where(
             ScheduleRunRow.schedule_name == name, ScheduleRunRow.status == "running").values(
-            status="failed", error=reason, finished_at=utcnow())).rowcount, what="abandon schedule runs")
+            status="failed", error=reason, finished_at=utcnow()))), what="abandon schedule runs")
 
-    def runs(self, name: str | None = None, *, limit: int = 100) -> list[ScheduleRun]:
+    def runs(self, name: str | None = None, *, limit: int = 100) -> builtins.list[ScheduleRun]:
         with self._scope.session() as session:
             query = sa.select(ScheduleRunRow).order_by(ScheduleRunRow.scheduled_for.desc(),
                                                        ScheduleRunRow.started_at.desc()).limit(limit)

@@ -8,10 +8,12 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,12 +64,15 @@ def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any],
     """``INSERT ... ON CONFLICT DO NOTHING``: True when this call inserted the row. Get-or-create goes through
     here and then re-selects, so concurrent creators of one name all succeed with the one row (a select-then-insert
     raced: 3-4 of 40 concurrent writers failed with a unique violation)."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
-    return bool(session.execute(statement).rowcount)
+    statement: Any = postgresql_insert(model) if session.get_bind().dialect.name == "postgresql" \
+        else sqlite_insert(model)
+    statement = statement.values(**values).on_conflict_do_nothing(index_elements=conflict_on)
+    return bool(affected_rows(session.execute(statement)))
+
+
+def affected_rows(result: sa.Result[Any]) -> int:
+    """Rows an INSERT/UPDATE/DELETE touched (``execute`` is typed as returning a plain ``Result``)."""
+    return int(cast(sa.CursorResult[Any], result).rowcount)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object, *, busy_timeout_ms: int) -> None:

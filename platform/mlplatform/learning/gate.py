@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlplatform.training.metrics import metric_mode
+from mlplatform.learning.metrics import metric_mode
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlplatform.errors import Conflict, InvalidInput, NotFound
-from mlplatform.serving.rollout.guard import Decision, GuardPolicy
-from mlplatform.serving.rollout.routing import DEFAULT_STAGES, validate_stages
+from mlplatform.rollouts.guard import Decision, GuardPolicy
+from mlplatform.rollouts.routing import DEFAULT_STAGES, validate_stages
 from mlplatform.store.sql.rollouts import ACTIVE, RolloutState, SqlRolloutStore
 from mlplatform.store.sql.session import SessionScope
 
@@ -94,7 +94,8 @@ def advance(client: Any, name: str, *, actor: str = "unknown", reason: str = "ma
         # the revision check first, so a racing guard cannot promote twice
         state = store.update(name, lambda s: {"stage": target["name"], "status": COMPLETED,
                                               "stage_started_at": datetime.now(UTC),
-                                              "details": _history(s, _event("promote", actor, reason))},
+                                              "details": {**_history(s, _event("promote", actor, reason)),
+                                                          "probation": _probation(s)}},
                              expected_revision=expected_revision if expected_revision is not None
                              else current.revision)
         try:
@@ -112,6 +113,56 @@ def advance(client: Any, name: str, *, actor: str = "unknown", reason: str = "ma
                              else current.revision)
     client.monitoring.audit(actor, "rollout_advance", f"{name}->{target['name']}", reason)
     return state
+
+
+def _probation(state: RolloutState) -> dict[str, Any]:
+    """What the guard watches after a promotion (SPEC S7.7): until when, which versions, and the previous
+    champion's last window (fleet-merged) as the reference."""
+    until = datetime.now(UTC) + timedelta(seconds=float(state.policy.get("probation_s", 3600.0)))
+    previous = merged_metrics(state).get(str(state.champion_version)) or {}
+    return {"until": until.isoformat(), "champion": state.challenger_version,
+            "previous_champion": state.champion_version, "promoted_at": datetime.now(UTC).isoformat(),
+            "previous_window": {k: previous.get(k) for k in ("requests", "errors", "p50_ms", "p99_ms")}}
+
+
+def in_probation(state: RolloutState, now: datetime | None = None) -> bool:
+    found = state.details.get("probation")
+    return (state.status == COMPLETED and bool(found) and found.get("ended") is None
+            and (now or datetime.now(UTC)) < datetime.fromisoformat(found["until"]))
+
+
+def probation_rollback(client: Any, state: RolloutState, decision: Decision, *,
+                       actor: str = "rollout-guard") -> RolloutState:
+    """A trigger during probation moves the champion alias back to the previous champion through the registry's
+    alias history (the failed version is marked rolled back), records it like a canary rollback and raises a RED
+    alert. The rollout row changes first under its revision, so two replicas' guards cannot roll back twice."""
+    store = rollout_store(client)
+    probation = dict(state.details["probation"])
+    now = datetime.now(UTC)
+    record = {"model": state.model_name, "from_version": probation["champion"],
+              "to_version": probation["previous_champion"], "reason": decision.reason, "metrics": decision.metrics,
+              "actor": actor, "time": now.isoformat(), "stage": "probation"}
+    cooldown = now + timedelta(seconds=float(state.policy.get("cooldown_s", 600.0)))
+    updated = store.update(state.model_name, lambda s: {
+        "status": ROLLED_BACK, "rollbacks": s.rollbacks + 1, "cooldown_until": cooldown,
+        "details": {**_history(s, _event("probation_rollback", actor, decision.reason)), "last_rollback": record,
+                    "probation": {**probation, "ended": "rolled_back"}}},
+        expected_revision=state.revision)
+    try:
+        restored = client.registry.rollback(state.model_name, actor=actor, reason=f"probation: {decision.reason}")
+    except Exception:
+        # the alias did not move: put the rollout back so the next guard check can try again
+        store.update(state.model_name, lambda s: {"status": COMPLETED, "rollbacks": state.rollbacks,
+                                                  "cooldown_until": state.cooldown_until,
+                                                  "details": state.details})
+        raise
+    record["to_version"] = restored.version
+    alert(client, state, decision, record, version=probation["champion"])
+    client.monitoring.audit(actor, "rollout_probation_rollback",
+                            f"{state.model_name}:{probation['champion']}->{restored.version}", decision.reason)
+    logger.warning("probation: rolled champion %s:%s back to %s: %s", state.model_name, probation["champion"],
+                   restored.version, decision.reason)
+    return updated
 
 
 def abort(client: Any, name: str, *, actor: str = "unknown", reason: str = "aborted by operator") -> RolloutState:
@@ -145,8 +196,12 @@ def rollback(client: Any, state: RolloutState, decision: Decision, *, actor: str
     return updated
 
 
-def alert(client: Any, state: RolloutState, decision: Decision, record: dict[str, Any] | None = None) -> None:
-    version = state.challenger_version if decision.metric != "champion_error_rate" else state.champion_version
+def alert(client: Any, state: RolloutState, decision: Decision, record: dict[str, Any] | None = None, *,
+          version: int | None = None) -> None:
+    """A RED alert with the measured values, about ``version`` (default: the challenger, or the champion for the
+    champion alarm)."""
+    if version is None:
+        version = state.challenger_version if decision.metric != "champion_error_rate" else state.champion_version
     try:
         client.monitoring.upsert_alert(
             type=ALERT_TYPE, level="red", source="rollout-guard", model_name=state.model_name, version=version,
@@ -190,4 +245,5 @@ def status(client: Any, name: str) -> dict[str, Any]:
             "cooldown_until": state.cooldown_until.isoformat() if state.cooldown_until else None,
             "stages": state.stages, "policy": state.policy, "versions": merged_metrics(state),
             "last_rollback": state.details.get("last_rollback"), "history": state.details.get("history", []),
+            "probation": state.details.get("probation"), "in_probation": in_probation(state),
             "replicas": sorted(state.metrics or {})}

@@ -11,10 +11,12 @@ import pandas as pd
 
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.errors import InvalidInput
+from mlplatform.features.reference import write_drift_reference
 from mlplatform.features.schema import FeatureSpec, schema_to_json
 from mlplatform.features.transform import TabularTransform, TransformConfig
+from mlplatform.learning.metrics import evaluate_predictions
+from mlplatform.models.calibration import fit_calibration
 from mlplatform.models.sklearn_models import build_sklearn, save_sklearn
-from mlplatform.training.metrics import evaluate_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +100,6 @@ def _write_reference_profile(predictor: Any, train: pd.DataFrame, features: list
     (``holdout_scores`` when already computed, e.g. out of fold; else ``predictor`` scores ``holdout``). Scores of
     the rows a model was fitted on are not what it gives fresh data: an overfit random forest read ORANGE
     prediction drift on unchanged data."""
-    from mlplatform.monitoring.estimation import fit_calibration
-    from mlplatform.monitoring.reference import write_drift_reference
-
     if holdout_scores is None:
         result = predictor.predict(holdout)
         scores = result.positive_probability()

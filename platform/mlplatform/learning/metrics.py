@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from mlplatform.entities.metrics import LOWER_IS_BETTER, metric_mode
 from mlplatform.errors import InvalidInput
+
+__all__ = ["CLASSIFICATION_METRICS", "LOWER_IS_BETTER", "REGRESSION_METRICS", "compute_metrics", "evaluate_predictions",
+           "metric_mode", "per_class_metrics"]
 
 ClassificationMetric = Callable[[np.ndarray, np.ndarray, np.ndarray | None, list[Any]], float]
 
@@ -60,11 +64,6 @@ REGRESSION_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "mae": lambda y, p: float(np.mean(np.abs(y - p))),
     "r2": lambda y, p: float(skm.r2_score(y, p)) if len(y) > 1 else 0.0,
 }
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "loss", "val_loss"}
-
-
-def metric_mode(name: str) -> str:
-    return "min" if name in LOWER_IS_BETTER or name.endswith("loss") else "max"
 
 
 def compute_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None,

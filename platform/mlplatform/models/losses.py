@@ -20,6 +20,8 @@ class FocalLoss(nn.Module):
     ``alpha`` is one weight per class (or None for 1.0 each); gamma 0 with no alpha equals cross entropy.
     """
 
+    alpha: torch.Tensor | None  # a registered buffer (moves with the module)
+
     def __init__(self, gamma: float = 2.0, alpha: Sequence[float] | None = None) -> None:
         super().__init__()
         if gamma < 0:

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.datasets.synthetic import FEATURES, TARGET
-from mlplatform.serving.rollout import control
-from mlplatform.serving.rollout.routing import assign
+from mlplatform.rollouts import control
+from mlplatform.rollouts.routing import assign
 from tests.integration.test_serving import app_args, instances, make_store, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

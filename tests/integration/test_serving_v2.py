@@ -40,7 +40,7 @@ def v2_app(serve_instance: str, tmp_path_factory: pytest.TempPathFactory, model_
     from ray import serve
 
     from mlplatform.serving.app import build_app
-    from mlplatform.training.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     root = tmp_path_factory.mktemp("v2")
     numeric_dir = root / "numeric-artifact"

@@ -21,7 +21,7 @@ from mlplatform.serving.config import (
     member_deployment_name,
 )
 from mlplatform.serving.ensemble import EnsembleServer
-from mlplatform.serving.http_api import _FEEDBACK_BODY, _PREDICT_BODY, ServingAPI, api
+from mlplatform.serving.http_api import _FEEDBACK_BODY, _INFER_BODY, _PREDICT_BODY, ServingAPI, api
 from mlplatform.serving.model_server import ModelServer
 
 INGRESS_NAME = "Ingress"
@@ -54,6 +54,44 @@ class Ingress(ServingAPI):
     @api.get("/healthz", summary="200 when every model is ready, else 503")
     async def healthz_route(self, request: Request) -> JSONResponse:
         return await self.healthz(request)
+
+    # Open Inference Protocol v2 (KServe V2 REST): the same predict path, tensors in and out (serving/v2.py)
+    @api.get("/v2/health/live", summary="V2: 200 while the server answers")
+    async def v2_live_route(self) -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    @api.get("/v2/health/ready", summary="V2: 200 when every model is ready, else 503")
+    async def v2_ready_route(self, request: Request) -> JSONResponse:
+        return await self.v2_server_ready(request)
+
+    @api.get("/v2", summary="V2: server metadata")
+    async def v2_server_route(self) -> JSONResponse:
+        return JSONResponse({"name": "mlplatform", "version": "1", "extensions": ["binary_tensor_data"]})
+
+    @api.post("/v2/models/{name}/infer", openapi_extra=_INFER_BODY, summary="V2: infer")
+    async def v2_infer_route(self, name: str, request: Request) -> JSONResponse:
+        return await self.infer_v2(name, request)
+
+    @api.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_INFER_BODY,
+              summary="V2: infer with one registered version (pinned: no rollout split, no shadow copy)")
+    async def v2_infer_version_route(self, name: str, version: str, request: Request) -> JSONResponse:
+        return await self.infer_v2(name, request, version=version)
+
+    @api.get("/v2/models/{name}/ready", summary="V2: 200 when the model is ready")
+    async def v2_model_ready_route(self, name: str, request: Request) -> JSONResponse:
+        return await self.v2_model_ready(name, request)
+
+    @api.get("/v2/models/{name}/versions/{version}/ready", summary="V2: 200 when that version can answer")
+    async def v2_version_ready_route(self, name: str, version: str, request: Request) -> JSONResponse:
+        return await self.v2_model_ready(name, request, version=version)
+
+    @api.get("/v2/models/{name}", summary="V2: model metadata (inputs per feature, outputs)")
+    async def v2_model_route(self, name: str, request: Request) -> JSONResponse:
+        return await self.v2_model_metadata(name, request)
+
+    @api.get("/v2/models/{name}/versions/{version}", summary="V2: one version's metadata")
+    async def v2_version_route(self, name: str, version: str, request: Request) -> JSONResponse:
+        return await self.v2_model_metadata(name, request, version=version)
 
 
 IngressDeployment = serve.deployment(Ingress)

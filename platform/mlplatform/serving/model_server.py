@@ -192,6 +192,14 @@ class ModelServer:
                 "convergence": self._convergence()}
         return {**base, **model.metadata()} if model else base
 
+    async def version_metadata(self, version: int) -> dict[str, Any]:
+        """One version's metadata (V2 ``/versions/{v}``): a routed version, or one a pinned request may load (it is
+        loaded as a pinned request would load it; NotFound for any other)."""
+        routes = self._follower.routes
+        if routes is None:
+            raise Unavailable(f"model {self.model_name} is not ready", retry_after_s=5)
+        return {"ready": True, **(await self._pinned_model(routes, version)).metadata()}
+
     def stats(self) -> dict[str, Any]:
         routes = self._follower.routes
         return {"version": None if self._model is None else self._model.version,

@@ -39,8 +39,8 @@ def v2_app(serve_instance: str, tmp_path_factory: pytest.TempPathFactory, model_
            churn_df: pd.DataFrame) -> Iterator[dict[str, Any]]:
     from ray import serve
 
-    from mlplatform.serving.app import build_app
     from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
+    from mlplatform.serving.app import build_app
 
     root = tmp_path_factory.mktemp("v2")
     numeric_dir = root / "numeric-artifact"

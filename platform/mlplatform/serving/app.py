@@ -94,9 +94,10 @@ class Ingress(ServingAPI):
         return await self.v2_model_metadata(name, request, version=version)
 
 
-IngressDeployment = serve.deployment(Ingress)
-ModelDeployment = serve.deployment(ModelServer)
-EnsembleDeployment = serve.deployment(EnsembleServer)
+# Any: Ray's stubs type serve.deployment(cls) as a decorator factory, not the Deployment it returns
+IngressDeployment: Any = serve.deployment(Ingress)
+ModelDeployment: Any = serve.deployment(ModelServer)
+EnsembleDeployment: Any = serve.deployment(EnsembleServer)
 
 
 def model_deployment_options(cfg: ServingConfig, name: str) -> dict[str, Any]:

@@ -183,8 +183,9 @@ class ServingAPI:
         self._limiter = RateLimiter(self.cfg.rate_limit) if self.cfg.rate_limit.enabled else None
         self._replica = _replica_id()
         self._shadows: dict[str, ShadowQueue] = {}
+        served: list[Any] = [*self.cfg.models, *self.cfg.ensembles]
         self._lookups = {entry.name: OnlineFeatureLookup(entry.online_features, self.cfg.home)
-                         for entry in [*self.cfg.models, *self.cfg.ensembles] if entry.online_features}
+                         for entry in served if entry.online_features}
 
     def __del__(self) -> None:
         # Serve calls the destructor on graceful shutdown: flush the prediction log before the replica exits.

@@ -8,6 +8,7 @@ version that fails (bad checksum, unloadable) is refused and the current one kee
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -251,7 +252,7 @@ class ModelServer:
             task = asyncio.ensure_future(asyncio.to_thread(self._load, f"{self.model_name}:{version}"))
             self._pinned_loading[version] = task
             self.pinned_loads += 1
-            task.add_done_callback(lambda done, v=version: self._pinned_loaded(v, done))
+            task.add_done_callback(functools.partial(self._pinned_loaded, version))
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.cfg.pinned.wait_s)
         except TimeoutError:

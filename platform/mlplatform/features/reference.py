@@ -48,9 +48,14 @@ def quantile_edges(values: np.ndarray, n_bins: int = N_BINS) -> list[float]:
     return [float(v) for v in np.unique(edges)]
 
 
-def bin_counts(values: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Counts per right-closed bin; ``len(edges) + 1`` bins."""
-    index = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
+def bin_counts(values: np.ndarray, edges: list[float], *, ordered: bool = False) -> np.ndarray:
+    """Counts per right-closed bin; ``len(edges) + 1`` bins. With ``ordered`` (``values`` already sorted, as the
+    KS test needs them) the counts come from ``len(edges)`` binary searches instead of one per value."""
+    inner = np.asarray(edges, dtype=np.float64)
+    if ordered:
+        at_or_below = np.searchsorted(values, inner, side="right")  # values <= each edge
+        return np.diff(at_or_below, prepend=0, append=len(values)).astype(np.int64)
+    index = np.searchsorted(inner, values, side="left")
     return np.bincount(index, minlength=len(edges) + 1)
 
 
@@ -118,20 +123,44 @@ def profile_series(series: pd.Series, *, seed: int = 0) -> dict[str, Any]:
     return numeric_profile(series, seed=seed) if is_numeric_series(series) else categorical_profile(series)
 
 
-def summary_statistics(values: np.ndarray) -> dict[str, float]:
-    """count, mean, sd, quartiles, median, MAD, skew and kurtosis (SPEC S8.1, S8.4), NaN-free input."""
+def summary_statistics(values: np.ndarray, ordered: np.ndarray | None = None) -> dict[str, float]:
+    """count, mean, sd, quartiles, median, MAD, skew and kurtosis (SPEC S8.1, S8.4), NaN-free input.
+
+    ``ordered`` (``values`` sorted, when the caller has them) gives the quartiles, min and max by position instead
+    of three more passes over a million-row window; the figures are the same."""
     if len(values) == 0:
         return {"count": 0}
-    q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75])
-    spread = len(values) > 2 and float(np.ptp(values)) > 0
+    if ordered is None:
+        q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75])
+        low, high = np.min(values), np.max(values)
+    else:
+        q25, median, q75 = _linear_quantiles(ordered, (0.25, 0.5, 0.75))
+        low, high = ordered[0], ordered[-1]
+    spread = len(values) > 2 and float(high - low) > 0
     return {
         "count": len(values), "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))
-        if len(values) > 1 else 0.0, "min": float(np.min(values)), "q25": float(q25), "median": float(median),
-        "q75": float(q75), "max": float(np.max(values)),
+        if len(values) > 1 else 0.0, "min": float(low), "q25": float(q25), "median": float(median),
+        "q75": float(q75), "max": float(high),
         "mad": float(stats.median_abs_deviation(values)),
         "skew": float(stats.skew(values)) if spread else 0.0,
         "kurtosis": float(stats.kurtosis(values)) if spread else 0.0,
     }
+
+
+def _linear_quantiles(ordered: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.quantile(..., method="linear")`` of sorted values, read by position: numpy's own index and
+    interpolation arithmetic (its ``_lerp``), so the results are bit-identical without a partition pass."""
+    n = len(ordered)
+    out = []
+    for q in qs:
+        virtual = q * (n - 1)
+        below = min(int(np.floor(virtual)), n - 1)
+        above = min(below + 1, n - 1)
+        t = virtual - below
+        a, b = float(ordered[below]), float(ordered[above])
+        diff = b - a
+        out.append(b - diff * (1 - t) if t >= 0.5 else a + diff * t)
+    return out
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,12 @@
   with 200 features, 10 uncorrected tests fire at p < 0.05 on unchanged data.
 - Levels come from PSI (features) and the KS statistic (scores) only from 1,000 rows; below 100 rows a test is
   ``insufficient_data``. A feature missing from the window, or all NaN, is reported as such, never as "no drift".
+
+A window is a pandas DataFrame or a ``pyarrow.Table``. Arrow columns are read in place (a float64 column without
+nulls is a zero-copy numpy view; categories are counted by ``pyarrow.compute.value_counts``), so a million-row,
+200-feature window is never copied whole. Each numeric column is sorted once and that one sort serves the KS
+statistic, the PSI bin counts and the quartiles (benchmarks/drift.py holds this path to a direct numpy/scipy
+computation and its peak memory to the window's Arrow size).
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import special, stats
 
 from mlplatform.entities import AlertLevel
@@ -44,6 +52,9 @@ P_VALUE = 0.05
 KS_MIN_STATISTIC = 0.05
 FDR_Q = 0.05
 MIN_EXPECTED_CHI2 = 5.0
+KS_EXACT_MAX_N = 10_000  # scipy's ks_2samp uses its exact distribution up to this size (its MAX_AUTO_N)
+
+Column: TypeAlias = pd.Series | pa.ChunkedArray | pa.Array
 
 
 @dataclass(frozen=True)
@@ -142,24 +153,62 @@ def _bin_names(edges: list[float]) -> list[str]:
     return [f"({lo}, {hi}]" for lo, hi in itertools.pairwise(bounds)]
 
 
-def numeric_drift(name: str, profile: dict[str, Any], series: pd.Series | None, settings: DriftSettings,
+def float_values(column: Column) -> np.ndarray:
+    """A column as float64, nulls and unparseable values as NaN (``pd.to_numeric(errors="coerce")``). An Arrow
+    float64 column without nulls comes back as a read-only view of its buffer, not a copy."""
+    if isinstance(column, pa.ChunkedArray | pa.Array):
+        kind = column.type
+        if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+            return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+        column = column.to_pandas()
+    return pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
+
+
+def ks_two_sample(sample: np.ndarray, ordered: np.ndarray) -> tuple[float, float]:
+    """``scipy.stats.ks_2samp(sample, window)`` (two-sided, method auto) from the already sorted window.
+
+    scipy sorts both samples and evaluates both CDFs at every one of the n + m points (two binary searches per
+    window row). Between two distinct reference values the reference CDF is flat and the window's CDF only rises,
+    so the largest gap over that stretch is at one of its ends: the window's CDF at each reference value and just
+    below it. Those 2m gaps are among scipy's n + m and bound all of them, so the statistic is the same number;
+    the p-value is scipy's own (its exact distribution for small samples, Smirnov's asymptotic one above)."""
+    n1, n2 = len(sample), len(ordered)
+    if max(n1, n2) <= KS_EXACT_MAX_N:
+        test = stats.ks_2samp(sample, ordered)
+        return float(test.statistic), float(test.pvalue)
+    reference = np.sort(sample)
+    points = np.unique(reference)
+    ref_cdf = np.searchsorted(reference, points, side="right") / n1
+    ref_before = np.concatenate(([0.0], ref_cdf[:-1]))  # the reference CDF just below each point
+    at = np.searchsorted(ordered, points, side="right") / n2
+    below = np.searchsorted(ordered, points, side="left") / n2
+    statistic = float(max(np.max(np.abs(ref_cdf - at)), np.max(np.abs(ref_before - below))))
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    p_value = float(np.clip(stats.kstwo.sf(statistic, np.round(m * n / (m + n))), 0, 1))
+    return statistic, p_value
+
+
+def numeric_drift(name: str, profile: dict[str, Any], series: Column | None, settings: DriftSettings,
                   thresholds: Thresholds, level_metric: str = "psi") -> FeatureDrift:
     result = FeatureDrift(name=name, kind="numeric", status="missing", test="ks", bins=_bin_names(profile["edges"]),
                           reference_proportions=list(profile["proportions"]))
     if series is None:
         return result
-    raw = pd.to_numeric(series, errors="coerce").astype("float64").to_numpy()
+    raw = float_values(series)
     finite = np.isfinite(raw)
-    values = raw[finite]
+    all_finite = bool(finite.all())
+    values = raw if all_finite else raw[finite]
     result.missing_rate = float(1 - finite.mean()) if len(raw) else None
     result.n = len(values)
+    del finite
     if len(raw) == 0 or len(values) == 0:
         result.status = "empty"
         return result
-    counts = bin_counts(values, profile["edges"])
+    ordered = np.sort(values)  # the one sort: KS, bin counts and quartiles all read it
+    counts = bin_counts(ordered, profile["edges"], ordered=True)
     current = counts / counts.sum()
     result.current_proportions = current.tolist()
-    result.stats = summary_statistics(values)
+    result.stats = summary_statistics(values, ordered)
     if result.n < settings.min_samples:
         result.status = "insufficient_data"
         return result
@@ -167,16 +216,38 @@ def numeric_drift(name: str, profile: dict[str, Any], series: pd.Series | None, 
     result.psi = psi(np.asarray(profile["proportions"]), current, settings.epsilon)
     result.psi_band = psi_band(result.psi)
     if profile.get("sample"):
-        test = stats.ks_2samp(np.asarray(profile["sample"], dtype=np.float64), values)
-        result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
+        result.statistic, result.p_value = ks_two_sample(np.asarray(profile["sample"], dtype=np.float64), ordered)
         result.drift = result.p_value < settings.p_value and result.statistic >= settings.ks_min_statistic
     _set_level(result, settings, thresholds, level_metric)
     return result
 
 
-def categorical_drift(name: str, profile: dict[str, Any], series: pd.Series | None, settings: DriftSettings,
+def category_counts(column: Column) -> tuple[int, dict[str, int]]:
+    """(rows, count per category) of a column, nulls left out; categories are named by ``str`` of the value, as
+    the reference profile names them. Counted on the column's own values (``value_counts``) and only then named,
+    so a million-row column is never turned into a million Python strings."""
+    counts: dict[str, int] = {}
+    if isinstance(column, pa.ChunkedArray | pa.Array):
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        for chunk in chunks:  # per chunk: dictionary chunks may each carry their own dictionary
+            tally = pc.value_counts(chunk)
+            for value, count in zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(),
+                                    strict=True):
+                if value is not None:
+                    key = str(value)
+                    counts[key] = counts.get(key, 0) + count
+        return len(column), counts
+    for value, count in column.value_counts(dropna=True).items():
+        if count:
+            key = str(value)
+            counts[key] = counts.get(key, 0) + int(count)
+    return len(column), counts
+
+
+def categorical_drift(name: str, profile: dict[str, Any], series: Column | None, settings: DriftSettings,
                       thresholds: Thresholds) -> FeatureDrift:
-    window_n = 0 if series is None else int(series.notna().sum())
+    rows, counts = category_counts(series) if series is not None else (0, {})
+    window_n = sum(counts.values())
     kept, pooled = pooling_of(profile, window_n)
     result = FeatureDrift(name=name, kind="categorical", status="missing", test="chi2",
                           bins=[*kept, RARE, UNSEEN], pooled=len(pooled))
@@ -184,14 +255,12 @@ def categorical_drift(name: str, profile: dict[str, Any], series: pd.Series | No
     result.reference_proportions = (ref_counts / max(ref_counts.sum(), 1)).tolist()
     if series is None:
         return result
-    present = series.notna()
-    result.missing_rate = float(1 - present.mean()) if len(series) else None
-    values = series[present].astype(str)
-    result.n = len(values)
-    if len(series) == 0 or result.n == 0:
+    result.missing_rate = float(1 - window_n / rows) if rows else None
+    result.n = window_n
+    if rows == 0 or result.n == 0:
         result.status = "empty"
         return result
-    cur_counts = pooled_counts(values.value_counts(), kept, pooled)
+    cur_counts = pooled_counts(counts, kept, pooled)
     current = cur_counts / cur_counts.sum()
     result.current_proportions = current.tolist()
     if result.n < settings.min_samples:
@@ -262,25 +331,30 @@ def _set_level(result: FeatureDrift, settings: DriftSettings, thresholds: Thresh
     result.level = thresholds.level(metric, value)  # the row floor is settings.min_samples_for_level
 
 
-def profile_drift(name: str, profile: dict[str, Any], series: pd.Series | None, settings: DriftSettings,
+def profile_drift(name: str, profile: dict[str, Any], series: Column | None, settings: DriftSettings,
                   thresholds: Thresholds, numeric_metric: str = "psi") -> FeatureDrift:
     if profile["kind"] == "numeric":
         return numeric_drift(name, profile, series, settings, thresholds, numeric_metric)
     return categorical_drift(name, profile, series, settings, thresholds)
 
 
-def compute_drift(reference: DriftReference, frame: pd.DataFrame, *, predictions: Any = None,
+def compute_drift(reference: DriftReference, frame: pd.DataFrame | pa.Table, *, predictions: Any = None,
                   labels: Any = None, settings: DriftSettings | None = None, thresholds: Thresholds | None = None,
                   window_start: datetime | None = None, window_end: datetime | None = None,
                   source: str = "") -> DriftResult:
-    """Drift of every reference feature in ``frame``; predictions/labels when given and profiled."""
+    """Drift of every reference feature in ``frame`` (a DataFrame or an Arrow table, read column by column in
+    place); predictions/labels when given and profiled."""
     settings = settings or DriftSettings()
     thresholds = thresholds or Thresholds()
     critical = set(settings.critical_features) if settings.critical_features is not None else None
+    if isinstance(frame, pa.Table):
+        columns, empty = set(frame.column_names), frame.num_rows == 0 or frame.num_columns == 0
+    else:
+        columns, empty = set(frame.columns), frame.empty
     features: dict[str, FeatureDrift] = {}
     for name, profile in reference.features.items():
         # an empty window has no columns to speak of: it is insufficient data, not a missing feature
-        series = frame[name] if name in frame.columns else (pd.Series([], dtype=object) if frame.empty else None)
+        series = frame[name] if name in columns else (pd.Series([], dtype=object) if empty else None)
         features[name] = profile_drift(name, profile, series, settings, thresholds)
     prediction = label = None
     if predictions is not None and reference.prediction is not None:

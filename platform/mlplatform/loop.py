@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from mlplatform.config.base import StrictModel, load_config, read_yaml
+from mlplatform.config.monitor import MonitorConfig, RetrainConfig, load_monitor_config
 from mlplatform.entities import AlertLevel
 from mlplatform.errors import InvalidInput, NotFound
-from mlplatform.monitoring.config import RetrainConfig
 from mlplatform.monitoring.retrain import guard_verdict
 from mlplatform.store.sql.loop import OPEN_STATUSES, LoopDecision
 
@@ -48,13 +49,11 @@ logger = logging.getLogger(__name__)
 RETRAIN_EXPERIMENT = "retrain"
 ABANDONED_AFTER = timedelta(hours=24)  # a "running" retrain this old died without ending its run
 ROOT = Path(__file__).resolve().parents[2]  # the repository (train_jobs/ lives here) when run from a checkout
-_STRICT = ConfigDict(extra="forbid")
 
 
-class DataSource(BaseModel):
+class DataSource(StrictModel):
     """Where the newest labelled window of a model comes from."""
 
-    model_config = _STRICT
     kind: Literal["parquet", "traffic"] = Field("parquet", description="A Parquet dataset with a timestamp "
                                                 "column, or the prediction log joined to its labels.")
     path: str | None = Field(None, description="Parquet file or folder (kind parquet).")
@@ -73,10 +72,9 @@ class DataSource(BaseModel):
         return self
 
 
-class LoopModel(BaseModel):
+class LoopModel(StrictModel):
     """One model the loop looks after."""
 
-    model_config = _STRICT
     model: str = Field(..., description="Registered model name (its champion is checked).")
     train_config: str = Field(..., description="Training YAML of a retrain; its data is replaced by the window.")
     data: DataSource
@@ -88,8 +86,7 @@ class LoopModel(BaseModel):
     job_timeout_s: float = Field(1800.0, gt=0, description="A retrain job running longer is stopped.")
 
 
-class LoopConfig(BaseModel):
-    model_config = _STRICT
+class LoopConfig(StrictModel):
     models: list[LoopModel] = Field(..., min_length=1)
     jobs_address: str | None = Field(None, description="Ray dashboard URL for the Jobs API; default: "
                                      "RAY_API_SERVER_ADDRESS / RAY_ADDRESS, as `ray job submit` finds it.")
@@ -105,16 +102,12 @@ class LoopConfig(BaseModel):
 
 
 def load_loop_config(path: Path | str) -> LoopConfig:
-    from mlplatform.config._yaml import load_model
-
     if not Path(path).is_file():
         raise NotFound(f"loop config {path} does not exist", field="config")
-    return load_model(path, LoopConfig)
+    return load_config(path, LoopConfig)
 
 
-def _monitor_config(entry: LoopModel) -> Any:
-    from mlplatform.monitoring.config import load_monitor_config
-
+def _monitor_config(entry: LoopModel) -> MonitorConfig:
     return load_monitor_config(entry.monitor_config)
 
 
@@ -501,13 +494,10 @@ def run_retrain(client: Any, model_name: str, train_config: Any, *, trigger: str
     from mlplatform.config.train import load_train_config, train_config_from_dict
     from mlplatform.entities import RunKind, RunStatus
     from mlplatform.errors import GateFailed, InvalidInput
-    from mlplatform.monitoring.config import MonitorConfig
     from mlplatform.training.pipeline import train
 
     monitor_config = monitor_config or MonitorConfig()
     if isinstance(train_config, str | Path) and window_file is not None:
-        from mlplatform.config._yaml import read_yaml
-
         # the window replaces the YAML's data before validation: the YAML's own data file need not exist where
         # the retrain runs (a Ray job's working dir holds the code, not the data)
         raw = read_yaml(train_config)

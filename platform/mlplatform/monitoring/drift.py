@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import special, stats
 
 from mlplatform.entities import AlertLevel
+from mlplatform.entities.levels import Thresholds, overall_level
 from mlplatform.features.reference import (
     RARE,
     UNSEEN,
@@ -35,7 +36,6 @@ from mlplatform.features.reference import (
     pooling_of,
     summary_statistics,
 )
-from mlplatform.monitoring.levels import Thresholds, overall_level
 
 EPSILON = 1e-4
 MIN_SAMPLES = 100

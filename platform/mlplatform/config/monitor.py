@@ -1,25 +1,23 @@
-"""``MonitorConfig``: the typed monitoring YAML (SPEC S8.8-S8.10). Validated once at load; errors name the file
-and the field. Unknown levels or sinks fail here, not when the first RED alert tries to page."""
+"""``MonitorConfig``: the typed monitoring YAML (SPEC S8.8-S8.10). Validated once at load through
+:func:`mlplatform.config.base.load_config`; errors name the file and the field. Unknown levels or sinks fail here,
+not when the first RED alert tries to page.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from mlplatform.config.base import StrictModel, load_config
 from mlplatform.entities import AlertLevel
-from mlplatform.errors import ConfigError
-from mlplatform.monitoring.levels import DEFAULT_THRESHOLDS, Threshold, Thresholds, parse_level
-
-_STRICT = ConfigDict(extra="forbid")
+from mlplatform.entities.levels import DEFAULT_THRESHOLDS, Threshold, Thresholds, parse_level
 
 
-class SinkConfig(BaseModel):
+class SinkConfig(StrictModel):
     """Where notifications go: the log, stdout (one JSON line) or a webhook (JSON POST, retried)."""
 
-    model_config = _STRICT
     type: Literal["log", "stdout", "webhook"]
     url: str | None = Field(None, description="Webhook URL (webhook sinks only).")
     timeout_seconds: float = Field(2.0, gt=0, le=30, description="Per-attempt timeout of a webhook POST.")
@@ -33,16 +31,14 @@ class SinkConfig(BaseModel):
         return self
 
 
-class RetrainConfig(BaseModel):
-    model_config = _STRICT
+class RetrainConfig(StrictModel):
     min_hours_between: float = Field(6.0, ge=0, description="Minimum time between automatic retrains.")
     max_per_day: int = Field(2, ge=0, description="Automatic retrains per model per UTC day.")
     psi_significant: float = Field(0.2, gt=0, description="A feature counts as drifted at PSI >= this.")
     min_drifted_features: int = Field(3, ge=1, description="Drifted features that recommend retraining.")
 
 
-class FairnessConfig(BaseModel):
-    model_config = _STRICT
+class FairnessConfig(StrictModel):
     protected_attributes: list[str] = Field(default_factory=list, description="Columns to slice by.")
     min_group: int = Field(30, ge=1, description="Smaller groups are insufficient_data.")
     positive_label: Any = Field(1, description="The favourable prediction whose rate is compared.")
@@ -56,10 +52,9 @@ def _default_routing() -> dict[str, list[str]]:
     return {"YELLOW": ["log"], "ORANGE": ["log"], "RED": ["log"]}
 
 
-class MonitorConfig(BaseModel):
+class MonitorConfig(StrictModel):
     """Every field has a default; an empty file is a valid config."""
 
-    model_config = _STRICT
     models: list[str] = Field(default_factory=list, description="Model refs to check; empty: every champion.")
     last_n: int = Field(5000, ge=1, description="Window size when reading the prediction log.")
     critical_features: list[str] | None = Field(None, description="Features that set the PSI level (all: None).")
@@ -123,22 +118,4 @@ class MonitorConfig(BaseModel):
 
 def load_monitor_config(path: Path | str | None) -> MonitorConfig:
     """Read and validate a YAML file; ``None`` gives the defaults."""
-    if path is None:
-        return MonitorConfig()
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the monitor config ({exc.strerror})", field="config") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}", field="config") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the monitor config must be a mapping", field="config")
-    try:
-        return MonitorConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"{path}: {where}: {first['msg']}", field=where) from None
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc.field}: {exc.message}", field=exc.field) from None
+    return MonitorConfig() if path is None else load_config(path, MonitorConfig)

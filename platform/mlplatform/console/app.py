@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlplatform import charts
+from mlplatform.config.serve import AuthConfig
 from mlplatform.errors import InvalidInput, MLPlatformError, NotFound, Unauthorized
-from mlplatform.serving.config import AuthConfig
 from mlplatform.store.sql.console import Page, SqlConsoleQueries, key_metrics
 from mlplatform.store.sql.runs import flatten
 from mlplatform.store.sql.session import SessionScope

@@ -283,7 +283,8 @@ class ServeConfig(StrictModel):
         return options
 
     def online_features(self, name: str) -> OnlineFeaturesConfig | None:
-        entry = next((e for e in [*self.models, *self.ensembles] if e.name == name), None)
+        entries: list[ModelEntry | EnsembleEntry] = [*self.models, *self.ensembles]
+        entry = next((e for e in entries if e.name == name), None)
         return None if entry is None else entry.online_features
 
     @classmethod

@@ -74,7 +74,7 @@ def start_ray(in_process: bool) -> str:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        context = ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
+        context: Any = ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
                            dashboard_port=port, log_to_driver=False)
         os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]
         dashboard = f"http://{context.dashboard_url}"

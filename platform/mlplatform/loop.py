@@ -36,11 +36,17 @@ from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, model_validator
+from sqlalchemy.engine import make_url
 
 from mlplatform.config.base import StrictModel, load_config, read_yaml
 from mlplatform.config.monitor import MonitorConfig, RetrainConfig, load_monitor_config
-from mlplatform.entities import AlertLevel
-from mlplatform.errors import InvalidInput, NotFound
+from mlplatform.config.train import load_train_config, train_config_from_dict
+from mlplatform.entities import AlertLevel, RunKind, RunStatus
+from mlplatform.errors import GateFailed, InvalidInput, MLPlatformError, NotFound
+from mlplatform.models.factory import default_factory
+from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertType
+from mlplatform.monitoring.check import run_check
+from mlplatform.monitoring.evaluation import join_labels, predictions_frame
 from mlplatform.monitoring.retrain import guard_verdict
 from mlplatform.store.sql.loop import OPEN_STATUSES, LoopDecision
 
@@ -161,8 +167,6 @@ def _parquet_window(source: DataSource) -> pd.DataFrame:
 def _traffic_window(client: Any, model: str, last_n: int, target: str) -> pd.DataFrame:
     """The last ``last_n`` logged predictions of ``model`` with their features, joined to the labels that
     arrived (by request id, or by entity and time)."""
-    from mlplatform.monitoring.evaluation import join_labels, predictions_frame
-
     records = client.monitoring.predictions(model, limit=last_n)
     if not records:
         return pd.DataFrame(columns=[target])
@@ -227,7 +231,7 @@ def what_fired(evidence: dict[str, Any]) -> tuple[str | None, str]:
 
 
 def jobs_client(config: LoopConfig) -> Any:
-    from ray.job_submission import JobSubmissionClient
+    from ray.job_submission import JobSubmissionClient  # Ray's client only where a job is submitted
 
     return JobSubmissionClient(config.jobs_address or os.environ.get("RAY_API_SERVER_ADDRESS") or None)
 
@@ -238,8 +242,6 @@ def _job_env(client: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith("MLPLATFORM_")}
     settings = client.settings
     env.setdefault("MLPLATFORM_HOME", str(settings.home))
-    from sqlalchemy.engine import make_url
-
     # the client's own URL when it carries no password; otherwise the settings' (whose password stays in its
     # secret file, never in the job's environment)
     env["MLPLATFORM_STORE_URL"] = (client.display_url if make_url(client.display_url).password is None
@@ -288,8 +290,6 @@ def tick(client: Any, config: LoopConfig, *, jobs: Any = None, now: datetime | N
 
 def step_model(client: Any, config: LoopConfig, entry: LoopModel, *, jobs: Any = None, now: datetime | None = None,
                wait: bool | None = None) -> LoopDecision:
-    from mlplatform.monitoring.check import run_check
-
     wait = config.wait if wait is None else wait
     now = now or datetime.now(UTC)
     for open_decision in client.loop.list(entry.model, statuses=OPEN_STATUSES, limit=10):
@@ -386,8 +386,6 @@ def _follow_job(client: Any, config: LoopConfig, entry: LoopModel, decision: Loo
 
 
 def _start_rollout(client: Any, entry: LoopModel, decision: LoopDecision) -> LoopDecision:
-    from mlplatform.errors import MLPlatformError
-
     try:
         state = client.rollouts.start(entry.model, stage="shadow", policy=entry.rollout_policy or None,
                                       actor=f"loop (decision {decision.id[:8]})")
@@ -491,10 +489,7 @@ def run_retrain(client: Any, model_name: str, train_config: Any, *, trigger: str
                 monitor_config: Any = None, start_rollout: bool = True, actor: str = "monitor") -> RetrainResult:
     """One guarded retraining of ``model_name`` (see the module docstring). Never promotes: the best it does is
     a challenger in shadow. Expected errors of training become a failed (recorded, alerted) result."""
-    from mlplatform.config.train import load_train_config, train_config_from_dict
-    from mlplatform.entities import RunKind, RunStatus
-    from mlplatform.errors import GateFailed, InvalidInput
-    from mlplatform.training.pipeline import train
+    from mlplatform.training.pipeline import train  # torch and Ray Train: only the retrain job needs them
 
     monitor_config = monitor_config or MonitorConfig()
     if isinstance(train_config, str | Path) and window_file is not None:
@@ -516,8 +511,6 @@ def run_retrain(client: Any, model_name: str, train_config: Any, *, trigger: str
                                        "name": f"{model_name}_window"}
     data["gate"] = data["gate"] | {"compare_champion": True}  # a retrain must beat the champion, always
     config = train_config_from_dict(data, source="retrain")
-    from mlplatform.models.factory import default_factory
-
     warm = default_factory().get(config.model.family).warm_start and champion.framework == config.framework
     result = RetrainResult(model_name, "running", trigger, alert_id, _window_info(window_path, config),
                            parent=champion.ref)
@@ -566,8 +559,6 @@ def run_retrain(client: Any, model_name: str, train_config: Any, *, trigger: str
 
 
 def _start_shadow(client: Any, model_name: str, actor: str, run_id: str) -> dict[str, Any]:
-    from mlplatform.errors import MLPlatformError
-
     try:
         state = client.rollouts.start(model_name, stage="shadow", actor=f"{actor} (retrain {run_id})")
     except ImportError:  # a platform without the rollout feature: the challenger waits for a human
@@ -581,8 +572,6 @@ def _start_shadow(client: Any, model_name: str, actor: str, run_id: str) -> dict
 
 def _finish(client: Any, result: RetrainResult, status: Any, label: str, reason: str | None, monitor_config: Any,
             version: int, actor: str) -> RetrainResult:
-    from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertType
-
     result.status, result.reason = label, reason
     _step(result, client, label, **({"reason": reason} if reason else {}))
     client.runs.update_tags(result.run_id, {"outcome": label, "training_run_id": result.training_run_id})

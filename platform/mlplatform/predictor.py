@@ -103,6 +103,7 @@ class Predictor:
                 return self._from_probabilities(np.asarray(self.model.predict_proba(matrix), dtype=np.float64))
             return Prediction(np.asarray(self.model.predict(matrix), dtype=np.float64).tolist(), None, None)
         matrix, codes = self.transform.encode(rows, codes=bool(self.transform.categorical))
+        assert matrix is not None  # encode returns the matrix unless asked not to
         return self._predict_torch(matrix, codes)
 
     def _from_probabilities(self, proba: np.ndarray) -> Prediction:

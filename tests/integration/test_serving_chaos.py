@@ -253,8 +253,11 @@ def test_guard_decides_from_the_fleet_window_not_one_replica(
     rows = instances(churn_df.iloc[:40])
     responses = asyncio.run(fire(url, [({"X-User-ID": k}, {"instances": [rows[i]]}) for i, k in enumerate(keys)],
                                  concurrency=4))
-    # 500 from the model, then 503 once that replica's breaker for v2 opens: failures of v2 either way
-    assert {r.status_code for r in responses} <= {500, 503} and len(responses) == 40
+    # 500 from the model, then 503 once that replica's breaker for v2 opens: failures of v2 either way. The merged
+    # window may reach 30 and roll back before the last requests: those go to the champion (200).
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 500, 503} and len(statuses) == 40, statuses
+    assert sum(status != 200 for status in statuses) >= 30, statuses
 
     def rolled_back() -> Any:
         state = control.rollout_store(client).get("churn")

@@ -205,6 +205,14 @@ def test_feedback_and_metadata_need_the_token(access_app: str) -> None:
                 denied = http.request(method, f"{access_app}{path}", json=body, headers=headers)
                 error = assert_v1_error(denied, 401)
                 assert error["fields"][0]["field"] == "authorization" and denied.headers["www-authenticate"]
+        # V2 (issue 19) asks for the same token: infer, metadata and model readiness
+        infer = {"inputs": [{"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]}]}
+        for method, path, body in (("POST", "/v2/models/churn/infer", infer), ("GET", "/v2/models/churn", None),
+                                   ("GET", "/v2/models/churn/ready", None)):
+            denied = http.request(method, f"{access_app}{path}", json=body, headers={"Authorization": "Bearer no"})
+            assert denied.status_code == 401 and isinstance(denied.json()["error"], str), denied.text
+            assert denied.headers["www-authenticate"]
+        assert http.get(f"{access_app}/v2/models/churn", headers=GOOD).json()["name"] == "churn"
         assert http.get(f"{access_app}/v1/models/churn", headers=GOOD).status_code == 200
         stored = http.post(f"{access_app}/v1/feedback", json=label, headers=GOOD)
         assert stored.status_code == 200 and stored.json()["request_id"] == "some-request"

@@ -277,7 +277,8 @@ def _score(job: ScoreJob) -> None:
         ds.context.op_resource_reservation_enabled = False
         # batch_size=None hands the whole block to the function (a fixed batch size stops Ray Data from fusing
         # the read into the same task); the scorer slices it into batch_size model calls itself.
-        scored = ds.map_batches(score_in_task, batch_size=None, batch_format="pyarrow",
+        # Ray's stubs want a one-argument UDF; fn_kwargs supplies score_in_task's keyword-only rest at run time.
+        scored = ds.map_batches(score_in_task, batch_size=None, batch_format="pyarrow",  # type: ignore[arg-type]
                                 fn_kwargs={"cache_key": job.run_id, "batch_size": batch_size, **scorer_kwargs},
                                 **io_args)
     else:

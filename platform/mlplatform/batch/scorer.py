@@ -142,12 +142,14 @@ class BatchScorer:
             if field.name == "prediction":
                 values: Any = result.predictions if result is not None else []
             elif field.name == "probability":
-                values = result.probabilities[:, 1] if result is not None else []
+                values = result.probabilities[:, 1] if result is not None and result.probabilities is not None \
+                    else []
             elif field.name == "confidence":
                 values = result.confidence if result is not None else []
             elif field.name.startswith("probability_"):
                 index = [f"probability_{c}" for c in self.classes or []].index(field.name)
-                values = result.probabilities[:, index] if result is not None else []
+                values = result.probabilities[:, index] \
+                    if result is not None and result.probabilities is not None else []
             else:  # a constant per run (scored_at too, so every row of a run agrees): no per-row Python objects
                 columns[field.name] = pa.repeat(pa.scalar(self._constants[field.name], type=field.type), n)
                 continue

@@ -60,5 +60,9 @@ def status(model: str = typer.Option(..., "--model", help="Registered model name
 
     with expected_errors():
         rows = status_rows(client(), model, limit=limit)
-    emit(rows, as_json, lambda: (print_table(rows, COLUMNS, title=f"loop decisions of {model}"),
-                                 _print_timeline(rows)))
+
+    def render() -> None:
+        print_table(rows, COLUMNS, title=f"loop decisions of {model}")
+        _print_timeline(rows)
+
+    emit(rows, as_json, render)

@@ -54,7 +54,9 @@ COMMON_MISSING_MARKERS = frozenset({"", "nan", "NaN", "NAN", "None", "none", "nu
 # Exact decimal text: optional sign, digits with an optional fraction, optional exponent. No spaces, no nan/inf.
 _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INFINITY_TEXT = frozenset({"inf", "infinity"})
-_MAX_EXACT_INT = 2.0**53  # above this a float no longer names one integer: it is no category code
+# np.equal(array, NONE) marks the None cells of an object array (numpy's stubs refuse a literal None there)
+NONE: Any = None
+_MAX_EXACT_INT: float = 2.0**53  # above this a float no longer names one integer: it is no category code
 _SHOW_CHARS = 40
 _ABSENT = object()  # a field a JSON row does not have
 _PLAIN_NUMBER_TYPES = frozenset({float, int, type(None)})
@@ -207,7 +209,7 @@ def check_records(records: Sequence[Mapping[str, Any]], schema: Sequence[Feature
             gone = np.fromiter((v is absent for v in raw), dtype=bool, count=n)
             for i in np.flatnonzero(gone):
                 issues.append(RowIssue(int(i), spec.name, MISSING_FIELD,
-                                       _absent_message(spec.name, map(str, records[i].keys()))))
+                                       _absent_message(spec.name, map(str, records[int(i)].keys()))))
             raw[gone] = None
         checked = check_column(raw, spec, rules)
         columns[spec.name] = checked.values
@@ -343,7 +345,7 @@ class _Reasons:
 
     def free(self) -> np.ndarray | None:
         """Where no reason is set yet; None: everywhere."""
-        return None if self.array is None else np.equal(self.array, None)
+        return None if self.array is None else np.equal(self.array, NONE)
 
     def set(self, mask: np.ndarray, reason: str) -> None:
         """``reason`` where ``mask`` holds and no earlier reason is set (the first reason found wins)."""
@@ -392,7 +394,7 @@ def check_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowRules
     if reason.array is None:
         return CheckedColumn(values, missing, [])
     reasons = reason.array
-    bad = np.flatnonzero(~np.equal(reasons, None))
+    bad = np.flatnonzero(~np.equal(reasons, NONE))
     issues = [RowIssue(int(i), spec.name, str(reasons[i]),
                        issue_message(str(reasons[i]), spec, parsed.shown(int(i)))) for i in bad]
     if len(bad):
@@ -467,7 +469,7 @@ def _category_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowR
     if kind in {"text", "plain_text"}:
         values = raw.to_numpy(dtype=object, copy=True) if isinstance(raw, pd.Series) else raw.copy()
         if kind == "plain_text":
-            missing = np.equal(values, None)
+            missing = np.equal(values, NONE)
         else:
             missing = pd.isna(values)
             values[missing] = None
@@ -571,7 +573,7 @@ def _category_of(value: Any, rules: RowRules) -> tuple[str | None, str | None]:
     if isinstance(value, int | np.integer):
         return str(int(value)), None
     if isinstance(value, float | np.floating) and math.isfinite(value) and value == round(value) \
-            and abs(value) <= _MAX_EXACT_INT:
+            and abs(float(value)) <= _MAX_EXACT_INT:
         return str(int(value)), None
     return None, WRONG_TYPE
 

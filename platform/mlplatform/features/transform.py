@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mlplatform.errors import InvalidInput
 from mlplatform.features.rows import (
+    NONE,
     CheckedRows,
     RowRules,
     check_arrow,
@@ -251,8 +252,8 @@ class FitStatistics:
         return cls(numeric, categories, quantiles)
 
 
-Rows = pd.DataFrame | list[dict[str, Any]] | pa.RecordBatch | pa.Table
-Checked = CheckedRows | Mapping[str, Any]
+Rows: TypeAlias = pd.DataFrame | list[dict[str, Any]] | pa.RecordBatch | pa.Table
+Checked: TypeAlias = CheckedRows | Mapping[str, Any]
 
 
 @dataclass
@@ -292,7 +293,7 @@ def _lookup(values: np.ndarray, lookup: dict[str | None, int], default: int) -> 
 
 def _with_missing(values: np.ndarray, token: str) -> np.ndarray:
     out = values.copy()
-    out[np.equal(values, None)] = token
+    out[np.equal(values, NONE)] = token
     return out
 
 
@@ -439,7 +440,9 @@ class TabularTransform:
 
     def transform_checked(self, rows: Checked) -> np.ndarray:
         """:meth:`transform` of rows the validator already accepted (:class:`CheckedRows`, or its columns)."""
-        return self.encode(rows, codes=False)[0]
+        matrix, _ = self.encode(rows, codes=False)
+        assert matrix is not None  # encode returns the matrix unless asked not to
+        return matrix
 
     def category_codes(self, df: Rows) -> np.ndarray:
         """Integer codes per categorical feature (0 = unseen or missing; hashed: bucket + 1) for embeddings."""
@@ -525,8 +528,8 @@ class TabularTransform:
         for cat, index in zip(self.categorical, self._vocab_index, strict=True):
             other = len(cat.vocabulary)
             # a missing value takes the fill category when there is one (its slot, or __other__ if it was cut)
-            lookup: dict[str | None, int] = {**index, None: index.get(cat.fill, other) if cat.fill is not None
-                                             else other}
+            lookup: dict[str | None, int] = {key: slot for key, slot in index.items()}
+            lookup[None] = index.get(cat.fill, other) if cat.fill is not None else other
             first = f"{cat.name}#h0" if cat.hash_buckets else (f"{cat.name}={cat.vocabulary[0]}" if cat.vocabulary
                                                                 else f"{cat.name}=__other__")
             plan.categorical.append(_CategoryPlan(cat.name, lookup, other, cat.hash_buckets,
@@ -701,7 +704,7 @@ def _bucket_edges(spec: list[float] | int, st: ColumnStats, quantiles: dict[floa
     return [float(e) for e in edges]
 
 
-def _bin_index(values: np.ndarray, edges: list[float]) -> np.ndarray:
+def _bin_index(values: np.ndarray, edges: Sequence[float] | np.ndarray) -> np.ndarray:
     """Bin i holds [edge[i-1], edge[i]): the lowest edge is inclusive and both outer bins are open, so every
     finite value (0 included) lands in a bin."""
     return np.searchsorted(np.asarray(edges, dtype="float64"), values, side="right").astype(np.int64)

@@ -223,7 +223,8 @@ def _estimation(window: Window, reference: DriftReference, version: ModelVersion
 
 def _fairness(window: Window, version: ModelVersion, config: MonitorConfig,
               thresholds: Thresholds) -> tuple[list[dict[str, Any]], list[AlertCheck]]:
-    reports, checks = [], []
+    reports: list[dict[str, Any]] = []
+    checks: list[AlertCheck] = []
     if window.predicted is None:
         return reports, checks
     frame = window.frame.assign(prediction=window.predicted)

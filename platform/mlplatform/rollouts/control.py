@@ -127,8 +127,9 @@ def _probation(state: RolloutState) -> dict[str, Any]:
 
 def in_probation(state: RolloutState, now: datetime | None = None) -> bool:
     found = state.details.get("probation")
-    return (state.status == COMPLETED and bool(found) and found.get("ended") is None
-            and (now or datetime.now(UTC)) < datetime.fromisoformat(found["until"]))
+    if state.status != COMPLETED or not found or found.get("ended") is not None:
+        return False
+    return (now or datetime.now(UTC)) < datetime.fromisoformat(found["until"])
 
 
 def probation_rollback(client: Any, state: RolloutState, decision: Decision, *,

@@ -16,7 +16,7 @@ from ray.serve import Application
 
 from mlplatform.config.serve import ServeConfig
 from mlplatform.serving.ensemble import EnsembleServer
-from mlplatform.serving.http_api import _FEEDBACK_BODY, _PREDICT_BODY, ServingAPI, api
+from mlplatform.serving.http_api import _FEEDBACK_BODY, _INFER_BODY, _PREDICT_BODY, ServingAPI, api
 from mlplatform.serving.model_server import ModelServer
 from mlplatform.serving.names import deployment_name, ensemble_deployment_name, member_deployment_name
 
@@ -51,10 +51,49 @@ class Ingress(ServingAPI):
     async def healthz_route(self, request: Request) -> JSONResponse:
         return await self.healthz(request)
 
+    # Open Inference Protocol v2 (KServe V2 REST): the same predict path, tensors in and out (serving/v2.py)
+    @api.get("/v2/health/live", summary="V2: 200 while the server answers")
+    async def v2_live_route(self) -> JSONResponse:
+        return JSONResponse({"live": True})
 
-IngressDeployment = serve.deployment(Ingress)
-ModelDeployment = serve.deployment(ModelServer)
-EnsembleDeployment = serve.deployment(EnsembleServer)
+    @api.get("/v2/health/ready", summary="V2: 200 when every model is ready, else 503")
+    async def v2_ready_route(self, request: Request) -> JSONResponse:
+        return await self.v2_server_ready(request)
+
+    @api.get("/v2", summary="V2: server metadata")
+    async def v2_server_route(self) -> JSONResponse:
+        return JSONResponse({"name": "mlplatform", "version": "1", "extensions": ["binary_tensor_data"]})
+
+    @api.post("/v2/models/{name}/infer", openapi_extra=_INFER_BODY, summary="V2: infer")
+    async def v2_infer_route(self, name: str, request: Request) -> JSONResponse:
+        return await self.infer_v2(name, request)
+
+    @api.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_INFER_BODY,
+              summary="V2: infer with one registered version (pinned: no rollout split, no shadow copy)")
+    async def v2_infer_version_route(self, name: str, version: str, request: Request) -> JSONResponse:
+        return await self.infer_v2(name, request, version=version)
+
+    @api.get("/v2/models/{name}/ready", summary="V2: 200 when the model is ready")
+    async def v2_model_ready_route(self, name: str, request: Request) -> JSONResponse:
+        return await self.v2_model_ready(name, request)
+
+    @api.get("/v2/models/{name}/versions/{version}/ready", summary="V2: 200 when that version can answer")
+    async def v2_version_ready_route(self, name: str, version: str, request: Request) -> JSONResponse:
+        return await self.v2_model_ready(name, request, version=version)
+
+    @api.get("/v2/models/{name}", summary="V2: model metadata (inputs per feature, outputs)")
+    async def v2_model_route(self, name: str, request: Request) -> JSONResponse:
+        return await self.v2_model_metadata(name, request)
+
+    @api.get("/v2/models/{name}/versions/{version}", summary="V2: one version's metadata")
+    async def v2_version_route(self, name: str, version: str, request: Request) -> JSONResponse:
+        return await self.v2_model_metadata(name, request, version=version)
+
+
+# Any: Ray's stubs type serve.deployment(cls) as a decorator factory, not the Deployment it returns
+IngressDeployment: Any = serve.deployment(Ingress)
+ModelDeployment: Any = serve.deployment(ModelServer)
+EnsembleDeployment: Any = serve.deployment(EnsembleServer)
 
 
 def model_deployment_options(cfg: ServeConfig, name: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from mlplatform.config.base import read_yaml
 from mlplatform.config.serve import ServeConfig
-from mlplatform.errors import ConfigError, NotFound
+from mlplatform.errors import ConfigError, NotFound, Unavailable
 from mlplatform.serving.names import deployment_name
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,9 @@ def deploy(document: dict[str, Any], *, blocking: bool = True) -> None:
         raise ConfigError(f"invalid Serve config: {str(exc).splitlines()[0]}", field="applications") from None
     serve.start(http_options=document.get("http_options") or {"host": "127.0.0.1"})
     # Private client, same call as the dashboard's PUT /api/serve/applications/ behind `serve deploy`.
-    _get_global_client().deploy_apps(schema, _blocking=blocking)
+    client = _get_global_client()
+    assert client is not None  # serve.start above made it
+    client.deploy_apps(schema, _blocking=blocking)
 
 
 def endpoint(document: dict[str, Any]) -> str:
@@ -155,7 +157,10 @@ def direct_ingress() -> dict[str, list[str]]:
     from ray.serve._private.common import RequestProtocol
     from ray.serve.context import _get_global_client
 
-    controller = _get_global_client()._controller
+    client = _get_global_client()
+    if client is None:
+        raise Unavailable("Serve is not running on this cluster", retry_after_s=5)
+    controller = client._controller
     bind = getattr(ray.get(controller.get_http_config.remote()), "host", None) or "127.0.0.1"
     urls: dict[str, list[str]] = {}
     for group in ray.get(controller.get_target_groups.remote()):

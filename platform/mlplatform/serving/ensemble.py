@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,9 +80,9 @@ class EnsembleServer:
                                 f"{len(ok)} of {len(members)} members answered", retry_after_s=1,
                                 field=f"members[{members.index(first)}]")
             raise error
-        answers = [outcomes[i] for i in ok]
+        answers = [cast(dict[str, Any], outcomes[i]) for i in ok]  # ok: the indices whose outcome is an answer
         weights = ([self.entry.weights[i] for i in ok] if self.entry.weights else [1.0] * len(ok))
-        metas = [self._meta[(i, outcomes[i]["model_version"])] for i in ok]
+        metas = [self._meta[(i, answer["model_version"])] for i, answer in zip(ok, answers, strict=True)]
         results = [self._combine([a["results"][r] for a in answers], weights, metas)
                    for r in range(len(instances))]
         return {"model_name": self.name, "model_version": None, "ensemble": self.entry.combine,
@@ -102,7 +102,7 @@ class EnsembleServer:
         members = [{"ref": ref, "ready": isinstance(m, dict) and bool(m.get("ready")),
                     "version": m.get("version") if isinstance(m, dict) else None}
                    for ref, m in zip(self.entry.members, metas, strict=True)]
-        ready_count = sum(m["ready"] for m in members)
+        ready_count = sum(bool(m["ready"]) for m in members)
         needed = len(members) if self.entry.on_member_failure == "fail" else self.entry.min_members
         first = next((m for m in metas if isinstance(m, dict) and m.get("ready")), {})
         return {"name": self.name, "kind": "ensemble", "ready": ready_count >= needed, "version": None,

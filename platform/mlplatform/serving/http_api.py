@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from mlplatform.errors import (
     http_status_for,
 )
 from mlplatform.rollouts.routing import SHADOW, routing_key
+from mlplatform.serving import v2
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
 from mlplatform.serving.prediction_log import PredictionLogBuffer
 from mlplatform.serving.request_id import REQUEST_ID, clean_request_id
@@ -50,6 +52,17 @@ _PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json
                                  "items": {"type": "object", "additionalProperties": True}},
                    "entity_ids": {"type": "array", "minItems": 1, "maxItems": 1000,
                                   "items": {"type": ["string", "integer"]}}}}}}}}
+_TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    "datatype": {"type": "string", "enum": ["BYTES", "FP64", "FP32", "INT64", "INT32", "BOOL"]},
+    "data": {"type": "array"}, "parameters": {"type": "object"}}}
+_INFER_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["inputs"], "description": "Open Inference Protocol v2: one tensor per feature "
+    "(BYTES for categoricals, FP64/FP32/INT64 for numbers), or one 2-D FP32 tensor for an all-numeric model.",
+    "properties": {"id": {"type": "string"}, "parameters": {"type": "object"},
+                   "inputs": {"type": "array", "minItems": 1, "items": _TENSOR},
+                   "outputs": {"type": "array", "items": {"type": "object", "properties": {
+                       "name": {"type": "string", "enum": ["predict", "predict_proba"]}}}}}}}}}}
 _FEEDBACK_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["request_id", "label"],
     "properties": {"request_id": {"type": "string", "maxLength": 128},
@@ -170,8 +183,9 @@ class ServingAPI:
         self._limiter = RateLimiter(self.cfg.rate_limit) if self.cfg.rate_limit.enabled else None
         self._replica = _replica_id()
         self._shadows: dict[str, ShadowQueue] = {}
+        served: list[Any] = [*self.cfg.models, *self.cfg.ensembles]
         self._lookups = {entry.name: OnlineFeatureLookup(entry.online_features, self.cfg.home)
-                         for entry in [*self.cfg.models, *self.cfg.ensembles] if entry.online_features}
+                         for entry in served if entry.online_features}
 
     def __del__(self) -> None:
         # Serve calls the destructor on graceful shutdown: flush the prediction log before the replica exits.
@@ -253,34 +267,22 @@ class ServingAPI:
 
     # -- routes ------------------------------------------------------------------------------------------------
     async def predict(self, name: str, request: Request, version: str | None = None) -> JSONResponse:
+        return await self._respond(name, request, version, self._read_v1, self._render_v1, error_response)
+
+    async def _respond(self, name: str, request: Request, version: str | None, read: Any, render: Any,
+                       fail: Any) -> JSONResponse:
+        """One predict request in either protocol: ``read`` turns the body into instances, ``render`` the answer
+        into the protocol's body, ``fail`` an exception into its error answer; the rest is :meth:`_answer`."""
         started = time.perf_counter()
         request_id = request.state.request_id
         status = 200
         pinned: int | None = None
         try:
-            self._admit(request)
-            handle = self._handle(name)
             pinned = _parse_version(version)
-            if pinned is not None and any(e.name == name for e in self.cfg.ensembles):
-                raise InvalidInput(f"{name!r} is an ensemble: it has no registry versions to pin", field="version")
-            payload = parse_json_body(await self._read_body(request), self.cfg.max_body_bytes)
-            entity_ids, views = None, {}
-            if isinstance(payload, dict) and "entity_ids" in payload:
-                entity_ids = parse_entity_ids(payload, self.cfg.max_instances)
-                lookup = self._lookup(name)
-                instances = await lookup.instances(entity_ids, parse_request_values(payload, len(entity_ids)))
-                if not any(e.name == name for e in self.cfg.ensembles):  # the version answering checks its views
-                    views = {"feature_views": lookup.record}
-            else:
-                instances = parse_instances(payload, self.cfg.max_instances)
-            key = routing_key(request.headers, instances, request_id, self.cfg.rollout.entity_field)
-            def call() -> Any:
-                return (handle.predict.remote(instances, routing_key=key, **views) if pinned is None
-                        else handle.predict.remote(instances, pinned_version=pinned, **views))
-
-            answer = await self._call_once_more_if_replica_died(call, started, f"model {name}")
+            answered = await self._answer(name, request, pinned, read, started)
+            return render(name, request_id, answered)
         except Exception as exc:
-            response = error_response(exc, request_id)
+            response = fail(exc, request_id)
             status = response.status_code
             self._log_error(name, request_id, status, exc, started, pinned_version=pinned)
             return response
@@ -288,21 +290,114 @@ class ServingAPI:
             # tags from the URL only for served names: unknown names would grow the metric without bound
             self._metrics.request(name if name in self._models else "unknown", status,
                                   time.perf_counter() - started)
+
+    async def _answer(self, name: str, request: Request, pinned: int | None, read: Any,
+                      started: float) -> _Answered:
+        """The one predict path of V1 and V2: auth and rate limit, the body, the rollout router (sticky key, or
+        the pinned version), the model deployment (row validator, cache, breaker), the prediction log and the
+        shadow copies."""
+        request_id = request.state.request_id
+        self._admit(request)
+        handle = self._handle(name)
+        if pinned is not None and any(e.name == name for e in self.cfg.ensembles):
+            raise InvalidInput(f"{name!r} is an ensemble: it has no registry versions to pin", field="version")
+        parsed, instances, entity_ids, views = await read(name, request, await self._read_body(request))
+        key = routing_key(request.headers, instances, request_id, self.cfg.rollout.entity_field)
+
+        def call() -> Any:
+            return (handle.predict.remote(instances, routing_key=key, **views) if pinned is None
+                    else handle.predict.remote(instances, pinned_version=pinned, **views))
+
+        answer = await self._call_once_more_if_replica_died(call, started, f"model {name}")
         results = answer.pop("results")
         mirrors = answer.pop("mirror_versions", None) or []
         latency_ms = (time.perf_counter() - started) * 1000
-        if entity_ids is not None:
-            answer["entity_ids"] = entity_ids
+        self._log_answer(request_id, answer, instances, results, latency_ms, entity_ids)
+        for mirrored in mirrors:  # queued only: sent after this response, in batches
+            self._mirror(name, handle, request_id, instances, mirrored)
+        return _Answered(parsed, answer, results, entity_ids)
+
+    async def _read_v1(self, name: str, request: Request, raw: bytes) -> tuple[Any, list[dict[str, Any]],
+                                                                                list[str | int] | None,
+                                                                                dict[str, Any]]:
+        payload = parse_json_body(raw, self.cfg.max_body_bytes)
+        if isinstance(payload, dict) and "entity_ids" in payload:
+            entity_ids = parse_entity_ids(payload, self.cfg.max_instances)
+            lookup = self._lookup(name)
+            instances = await lookup.instances(entity_ids, parse_request_values(payload, len(entity_ids)))
+            # the version answering checks the views (an ensemble's members check their own)
+            views = {} if any(e.name == name for e in self.cfg.ensembles) else {"feature_views": lookup.record}
+            return None, instances, entity_ids, views
+        return None, parse_instances(payload, self.cfg.max_instances), None, {}
+
+    def _render_v1(self, name: str, request_id: str, answered: _Answered) -> JSONResponse:
+        answer, results = answered.answer, answered.results
+        if answered.entity_ids is not None:
+            answer["entity_ids"] = answered.entity_ids
         body = {"predictions": [r["prediction"] for r in results], **answer, "request_id": request_id,
                 "served_by": self._replica, "timestamp": datetime.now(UTC).isoformat()}
         if any(r["probabilities"] is not None for r in results):
             body["probabilities"] = [r["probabilities"] for r in results]
-        self._log_answer(request_id, answer, instances, results, latency_ms, entity_ids)
         hits = sum(answer["cached"])
         cache_header = "hit" if hits == len(results) else "miss" if hits == 0 else "partial"
-        for version in mirrors:  # queued only: sent after this response, in batches
-            self._mirror(name, handle, request_id, instances, version)
         return JSONResponse(body, headers={"X-Cache": cache_header})
+
+    # -- Open Inference Protocol v2 (serving/v2.py translates; the predict path above is shared) -----------------
+    async def infer_v2(self, name: str, request: Request, version: str | None = None) -> JSONResponse:
+        return await self._respond(name, request, version, self._read_v2, self._render_v2, _v2_error)
+
+    async def _read_v2(self, name: str, request: Request, raw: bytes) -> tuple[Any, list[dict[str, Any]],
+                                                                                None, dict[str, Any]]:
+        if len(raw) > self.cfg.max_body_bytes:
+            raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {self.cfg.max_body_bytes}",
+                                  field="body")
+        parsed = v2.parse_infer(raw, request.headers, self.cfg.max_body_bytes, self.cfg.max_instances)
+        # the model's schema only for a 2-D tensor (its column order): per-feature tensors need no lookup
+        schema = (await self._metadata(name)).get("input_schema") if parsed.matrix is not None else None
+        return parsed, parsed.instances(schema), None, {}
+
+    def _render_v2(self, name: str, request_id: str, answered: _Answered) -> JSONResponse:
+        hits = sum(answered.answer["cached"])
+        cache_header = "hit" if hits == len(answered.results) else "miss" if hits == 0 else "partial"
+        return JSONResponse(v2.infer_response(name, answered.parsed, answered.answer, answered.results, request_id),
+                            headers={"X-Cache": cache_header})
+
+    async def v2_model_metadata(self, name: str, request: Request, version: str | None = None) -> JSONResponse:
+        try:
+            self._admit_metadata(request)
+            return JSONResponse(v2.model_metadata(await self._ready_metadata(name, version)))
+        except Exception as exc:
+            return _v2_error(exc, request.state.request_id)
+
+    async def v2_model_ready(self, name: str, request: Request, version: str | None = None) -> JSONResponse:
+        try:
+            self._admit_metadata(request)
+            await self._ready_metadata(name, version)
+            return JSONResponse({"name": name, "ready": True})
+        except Exception as exc:
+            return _v2_error(exc, request.state.request_id)
+
+    async def _ready_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        """The metadata of the served model (or of one of its versions); Unavailable (503) until it is ready."""
+        pinned = _parse_version(version)
+        if pinned is not None:
+            self._handle(name)
+            if any(e.name == name for e in self.cfg.ensembles):
+                raise NotFound(f"{name!r} is an ensemble: it has no registry versions", field="version")
+            return await self._call(self._models[name].version_metadata.remote(pinned), METADATA_TIMEOUT_S,
+                                    f"model {name}")
+        meta = await self._metadata(name)
+        if not meta.get("ready"):
+            raise Unavailable(f"model {name} is not ready", retry_after_s=5)
+        return meta
+
+    async def v2_server_ready(self, request: Request) -> JSONResponse:
+        metas = await asyncio.gather(*[self._metadata(n) for n in self._models], return_exceptions=True)
+        waiting = [n for n, m in zip(self._models, metas, strict=True) if not (isinstance(m, dict) and m.get("ready"))]
+        if waiting:
+            return JSONResponse({"ready": False, "error": f"not ready: {', '.join(waiting)}"}, status_code=503,
+                                headers={"Retry-After": "5"})
+        return JSONResponse({"ready": True})
 
     def _mirror(self, name: str, handle: Any, request_id: str, instances: list[dict[str, Any]],
                 version: int) -> None:
@@ -420,6 +515,20 @@ class ServingAPI:
         except Exception as exc:
             return error_response(exc, request_id)
         return JSONResponse({"request_id": target, "instance_index": index, "stored": stored})
+
+
+@dataclass
+class _Answered:
+    """What the shared predict path hands the protocol that renders it."""
+
+    parsed: Any  # the protocol's parsed request (V2's outputs and id), None for V1
+    answer: dict[str, Any]  # the model deployment's answer: name, version, variant, cached, fallback
+    results: list[dict[str, Any]]  # per row: prediction, probabilities, confidence
+    entity_ids: list[str | int] | None
+
+
+def _v2_error(exc: BaseException, request_id: str) -> JSONResponse:
+    return v2.error(error_response(exc, request_id))
 
 
 async def _await(response: Any) -> Any:

@@ -8,6 +8,7 @@ version that fails (bad checksum, unloadable) is refused and the current one kee
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -193,6 +194,14 @@ class ModelServer:
                 "convergence": self._convergence()}
         return {**base, **model.metadata()} if model else base
 
+    async def version_metadata(self, version: int) -> dict[str, Any]:
+        """One version's metadata (V2 ``/versions/{v}``): a routed version, or one a pinned request may load (it is
+        loaded as a pinned request would load it; NotFound for any other)."""
+        routes = self._follower.routes
+        if routes is None:
+            raise Unavailable(f"model {self.model_name} is not ready", retry_after_s=5)
+        return {"ready": True, **(await self._pinned_model(routes, version)).metadata()}
+
     def stats(self) -> dict[str, Any]:
         routes = self._follower.routes
         return {"version": None if self._model is None else self._model.version,
@@ -244,7 +253,7 @@ class ModelServer:
             task = asyncio.ensure_future(asyncio.to_thread(self._load, f"{self.model_name}:{version}"))
             self._pinned_loading[version] = task
             self.pinned_loads += 1
-            task.add_done_callback(lambda done, v=version: self._pinned_loaded(v, done))
+            task.add_done_callback(functools.partial(self._pinned_loaded, version))
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.cfg.pinned.wait_s)
         except TimeoutError:

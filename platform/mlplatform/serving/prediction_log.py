@@ -156,7 +156,8 @@ def process_writer(config: dict[str, Any], timeout_s: float) -> Callable[[Sequen
     for it (in the buffer's thread, which releases the GIL while it waits). The actor dies with its replica."""
     import ray
 
-    actor = ray.remote(num_cpus=0, max_restarts=1)(PredictionLogWriter).remote(config)
+    writer_class: Any = ray.remote(num_cpus=0, max_restarts=1)(PredictionLogWriter)  # an ActorClass at runtime
+    actor = writer_class.remote(config)
 
     def write(records: Sequence[PredictionRecord]) -> Any:
         return ray.get(actor.write.remote(list(records)), timeout=max(timeout_s, 10.0))

@@ -173,7 +173,7 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
             name=run_id, storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep,
                                                checkpoint_score_attribute=config.checkpoint.metric,
-                                               checkpoint_score_order=config.checkpoint_order),  # type: ignore[arg-type]
+                                               checkpoint_score_order=config.checkpoint_order),
             failure_config=FailureConfig(max_failures=config.failure.max_failures),
         ),
     )

@@ -218,7 +218,8 @@ class RegistryFollower:
             if self.routes is None or routes.describe() != self.routes.describe():
                 logger.info("routing for %s: %s", name, routes.describe())
             self.routes, self.rollout = routes, rollout
-            self.stats.forget(routes.versions() | ({rollout.challenger_version} if rollout else set()))
+            challenger = rollout.challenger_version if rollout else None
+            self.stats.forget(routes.versions() | ({challenger} if challenger is not None else set()))
             return routes
 
     def _table(self, champion: Any, aliases: dict[str, int], rollout: RolloutState | None) -> Routes:

@@ -171,7 +171,7 @@ def main() -> None:
 
     import ray
 
-    from mlplatform.batch import run_batch
+    from mlplatform.batch import BatchConfig, run_batch
 
     started = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
@@ -180,8 +180,9 @@ def main() -> None:
     write_inputs(make_rows(2_000, seed=1), work / "tiny", 1)
 
     def job(source: str, out: str, compute: str = "auto") -> Any:
-        return run_batch("bench@champion", str(work / source), str(work / out), batch_size=args.batch_size,
-                         concurrency=args.concurrency, keep_columns=["id"], client=client, compute=compute)
+        return run_batch(BatchConfig(model="bench@champion", input=str(work / source), output=str(work / out),
+                                     batch_size=args.batch_size, concurrency=args.concurrency,
+                                     keep_columns=["id"], compute=compute), client=client)
 
     # The first job on a fresh cluster starts and warms the worker processes (imports): a one-off, like start-up.
     first_job_s = job("tiny", "out-first").duration_s

@@ -99,7 +99,7 @@ def main() -> None:
     from mlplatform.rollouts import control
     from mlplatform.rollouts.routing import CHALLENGER, assign
     from mlplatform.serving.app import build_app
-    from mlplatform.serving.config import deployment_name
+    from mlplatform.serving.names import deployment_name
 
     client, where = two_version_store("chaos-bench-", None)
     bodies, _ = request_bodies(REQUESTS * 8)

@@ -48,8 +48,8 @@ def run_pass(client, config, refs: list[str], last: int | None) -> dict[str, str
 
 def main(argv: list[str] | None = None) -> int:
     from mlplatform.client import Client
+    from mlplatform.config.monitor import load_monitor_config
     from mlplatform.logs import configure_logging
-    from mlplatform.monitoring.config import load_monitor_config
 
     configure_logging()
     args = parse_args(argv)

@@ -35,17 +35,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from sqlalchemy.engine import make_url
 
-from mlplatform.config.base import load_config, read_yaml
+from mlplatform.config.base import StrictModel, load_config, read_yaml
+from mlplatform.config.monitor import MonitorConfig, RetrainConfig, load_monitor_config
 from mlplatform.config.train import load_train_config, train_config_from_dict
 from mlplatform.entities import AlertLevel, RunKind, RunStatus
 from mlplatform.errors import GateFailed, InvalidInput, MLPlatformError, NotFound
 from mlplatform.models.factory import default_factory
 from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertType
 from mlplatform.monitoring.check import run_check
-from mlplatform.monitoring.config import MonitorConfig, RetrainConfig, load_monitor_config
 from mlplatform.monitoring.evaluation import join_labels, predictions_frame
 from mlplatform.monitoring.retrain import guard_verdict
 from mlplatform.store.sql.loop import OPEN_STATUSES, LoopDecision
@@ -55,13 +55,11 @@ logger = logging.getLogger(__name__)
 RETRAIN_EXPERIMENT = "retrain"
 ABANDONED_AFTER = timedelta(hours=24)  # a "running" retrain this old died without ending its run
 ROOT = Path(__file__).resolve().parents[2]  # the repository (train_jobs/ lives here) when run from a checkout
-_STRICT = ConfigDict(extra="forbid")
 
 
-class DataSource(BaseModel):
+class DataSource(StrictModel):
     """Where the newest labelled window of a model comes from."""
 
-    model_config = _STRICT
     kind: Literal["parquet", "traffic"] = Field("parquet", description="A Parquet dataset with a timestamp "
                                                 "column, or the prediction log joined to its labels.")
     path: str | None = Field(None, description="Parquet file or folder (kind parquet).")
@@ -80,10 +78,9 @@ class DataSource(BaseModel):
         return self
 
 
-class LoopModel(BaseModel):
+class LoopModel(StrictModel):
     """One model the loop looks after."""
 
-    model_config = _STRICT
     model: str = Field(..., description="Registered model name (its champion is checked).")
     train_config: str = Field(..., description="Training YAML of a retrain; its data is replaced by the window.")
     data: DataSource
@@ -95,8 +92,7 @@ class LoopModel(BaseModel):
     job_timeout_s: float = Field(1800.0, gt=0, description="A retrain job running longer is stopped.")
 
 
-class LoopConfig(BaseModel):
-    model_config = _STRICT
+class LoopConfig(StrictModel):
     models: list[LoopModel] = Field(..., min_length=1)
     jobs_address: str | None = Field(None, description="Ray dashboard URL for the Jobs API; default: "
                                      "RAY_API_SERVER_ADDRESS / RAY_ADDRESS, as `ray job submit` finds it.")
@@ -117,7 +113,7 @@ def load_loop_config(path: Path | str) -> LoopConfig:
     return load_config(path, LoopConfig)
 
 
-def _monitor_config(entry: LoopModel) -> Any:
+def _monitor_config(entry: LoopModel) -> MonitorConfig:
     return load_monitor_config(entry.monitor_config)
 
 

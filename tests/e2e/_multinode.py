@@ -114,14 +114,15 @@ def main(home: str) -> None:
     import pyarrow.parquet as pq
 
     from mlplatform.artifacts.storage import join_uri
-    from mlplatform.batch import run_batch
+    from mlplatform.batch import BatchConfig, run_batch
 
     base = settings.resolved_artifact_uri()
     fs, scoring = pafs.FileSystem.from_uri(join_uri(base, "scoring"))
     pq.write_table(pa_table(make_churn(3000, seed=9).drop(columns=["churned"])), f"{scoring}/part-0.parquet",
                    filesystem=fs)
-    result = run_batch("churn@champion", join_uri(base, "scoring"), join_uri(base, "scored"), concurrency=2,
-                       keep_columns=["customer_id"], client=client)
+    result = run_batch(BatchConfig(model="churn@champion", input=join_uri(base, "scoring"),
+                                   output=join_uri(base, "scored"), concurrency=2,
+                                   keep_columns=["customer_id"]), client=client)
     facts["batch_rows"] = result.rows_scored
     facts["batch_output_rows"] = pq.read_table(result.output_path, filesystem=fs).num_rows
 

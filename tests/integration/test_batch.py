@@ -15,7 +15,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from mlplatform.batch import ArtifactBytesLoader, read_online_predictions, run_batch
+from mlplatform.batch import ArtifactBytesLoader, BatchConfig, read_online_predictions, run_batch
 from mlplatform.datasets.synthetic import make_churn
 from mlplatform.errors import GateFailed, InvalidInput, MLPlatformError, NotFound
 from mlplatform.predictor import Predictor
@@ -70,8 +70,9 @@ def test_batch_output_equals_predictor_and_reruns_replace(ray_session: None, cli
                                                           scoring_rows: pd.DataFrame, model_artifact_dir: Path,
                                                           tmp_path: Path, compute: str) -> None:
     source = _write_parquet_parts(scoring_rows, tmp_path / "in")
-    result = run_batch("churn@champion", str(source), str(tmp_path / "out"), batch_size=250, concurrency=2,
-                       keep_columns=["customer_id"], client=client, compute=compute)
+    result = run_batch(BatchConfig(model="churn@champion", input=str(source), output=str(tmp_path / "out"),
+                                   batch_size=250, concurrency=2, keep_columns=["customer_id"],
+                                   compute=compute), client=client)
     assert client.runs.get_run(result.run_id).config["compute"] == compute
 
     assert result.model_version == registered.version and result.reconciled
@@ -95,8 +96,8 @@ def test_batch_output_equals_predictor_and_reruns_replace(ray_session: None, cli
     assert (metrics["rows_in"], metrics["rows_scored"], metrics["rows_quarantined"]) == (1200, 1200, 0)
 
     files_before = sorted(p.name for p in Path(result.output_path).iterdir())
-    again = run_batch("churn:1", str(source), str(tmp_path / "out"), batch_size=250, concurrency=2,
-                      keep_columns=["customer_id"], client=client, compute=compute)
+    again = run_batch(BatchConfig(model="churn:1", input=str(source), output=str(tmp_path / "out"), batch_size=250,
+                                  concurrency=2, keep_columns=["customer_id"], compute=compute), client=client)
     assert again.output_path == result.output_path
     assert sorted(p.name for p in Path(again.output_path).iterdir()) == files_before  # replaced, nothing added
     columns = ["customer_id", "prediction", "probability", "model_name", "model_version"]
@@ -115,9 +116,9 @@ def test_invalid_rows_are_quarantined_and_reconciled(ray_session: None, client: 
     source = tmp_path / "rows.csv"  # CSV: features arrive as text and are cast per row
     rows.to_csv(source, index=False)
 
-    result = run_batch("churn", str(source), str(tmp_path / "out"), batch_size=64, concurrency=2,
-                       keep_columns=["customer_id"], partition_by="region", online_key="customer_id",
-                       client=client)
+    result = run_batch(BatchConfig(model="churn", input=str(source), output=str(tmp_path / "out"), batch_size=64,
+                                   concurrency=2, keep_columns=["customer_id"], partition_by="region",
+                                   online_key="customer_id"), client=client)
 
     assert (result.rows_in, result.rows_scored, result.rows_quarantined) == (400, 397, 3) and result.reconciled
     quarantine = pq.read_table(result.quarantine_path).to_pandas().sort_values("reason").reset_index(drop=True)
@@ -151,8 +152,8 @@ def test_too_many_invalid_rows_publish_nothing_but_keep_the_quarantine(ray_sessi
     rows.to_parquet(tmp_path / "rows.parquet", index=False)
 
     with pytest.raises(GateFailed, match=r"2 of 40 rows \(5.0%\) failed validation") as caught:
-        run_batch("churn", str(tmp_path / "rows.parquet"), str(tmp_path / "out"), concurrency=1,
-                  keep_columns=["customer_id"], client=client)
+        run_batch(BatchConfig(model="churn", input=str(tmp_path / "rows.parquet"), output=str(tmp_path / "out"),
+                              concurrency=1, keep_columns=["customer_id"]), client=client)
 
     assert "first: age: wrong_type (expected float, got 'old')" in str(caught.value)
     model_dir = tmp_path / "out" / "model=churn"
@@ -173,8 +174,9 @@ def test_failure_mid_job_publishes_nothing(ray_session: None, client: Any, regis
                                                             version.version))
 
     with pytest.raises(MLPlatformError, match="injected failure in batch 2") as caught:
-        run_batch("churn@champion", str(source), str(tmp_path / "out"), batch_size=100, concurrency=1,
-                  keep_columns=["customer_id"], client=client, loader_factory=exploding, compute=compute)
+        run_batch(BatchConfig(model="churn@champion", input=str(source), output=str(tmp_path / "out"), batch_size=100,
+                              concurrency=1, keep_columns=["customer_id"], compute=compute),
+                  client=client, loader_factory=exploding)
 
     assert "no output was published" in str(caught.value)
     assert not (tmp_path / "out" / "model=churn" / "version=1").exists()
@@ -193,25 +195,27 @@ def test_unknown_model_and_schema_mismatch_fail_before_compute(client: Any, regi
     scoring_rows.to_parquet(good, index=False)
     out = tmp_path / "out"
     with pytest.raises(NotFound, match="model 'nope' is not registered"):
-        run_batch("nope@champion", str(good), str(out), client=client)
+        run_batch(BatchConfig(model="nope@champion", input=str(good), output=str(out)), client=client)
     with pytest.raises(NotFound, match="has no version 9"):
-        run_batch("churn:9", str(good), str(out), client=client)
+        run_batch(BatchConfig(model="churn:9", input=str(good), output=str(out)), client=client)
     with pytest.raises(NotFound, match="matches no Parquet or CSV files"):
-        run_batch("churn", str(tmp_path / "missing" / "*.parquet"), str(out), client=client)
+        run_batch(BatchConfig(model="churn", input=str(tmp_path / "missing" / "*.parquet"), output=str(out)),
+                  client=client)
 
     missing = tmp_path / "missing_plan.parquet"
     scoring_rows.drop(columns=["plan"]).to_parquet(missing, index=False)
     with pytest.raises(InvalidInput, match=r"missing_field \(the input has no column 'plan'\)") as caught:
-        run_batch("churn", str(missing), str(out), client=client)
+        run_batch(BatchConfig(model="churn", input=str(missing), output=str(out)), client=client)
     assert caught.value.field == "plan"
 
     wrong_type = tmp_path / "wrong_type.parquet"
     scoring_rows.assign(age=scoring_rows["event_time"]).to_parquet(wrong_type, index=False)
     with pytest.raises(InvalidInput, match=r"wrong_type \(expected float, got 'timestamp") as caught:
-        run_batch("churn", str(wrong_type), str(out), client=client)
+        run_batch(BatchConfig(model="churn", input=str(wrong_type), output=str(out)), client=client)
     assert caught.value.field == "age"
     with pytest.raises(InvalidInput, match="'account_id'"):
-        run_batch("churn", str(good), str(out), keep_columns=["account_id"], client=client)
+        run_batch(BatchConfig(model="churn", input=str(good), output=str(out), keep_columns=["account_id"]),
+                  client=client)
 
     assert not out.exists() and client.runs.list_runs(kind="batch") == []
     assert ray.is_initialized() == ray_was_up  # nothing started Ray

@@ -242,14 +242,14 @@ def _training_path(predictor: Predictor, groups: list[tuple[list[int], Path]], n
 
 
 def _batch_path(client: Any, groups: list[tuple[list[int], Path]], n: int, tmp: Path) -> list[Outcome]:
-    from mlplatform.batch import run_batch
+    from mlplatform.batch import BatchConfig, run_batch
 
     out: list[Outcome | None] = [None] * n
     for g, (indices, path) in enumerate(groups):
         target = tmp / f"out-{g}"
         try:
-            result = run_batch("parity@champion", str(path.parent), str(target), keep_columns=["rid"],
-                               max_quarantine_fraction=1.0, client=client)
+            result = run_batch(BatchConfig(model="parity@champion", input=str(path.parent), output=str(target),
+                                           keep_columns=["rid"], max_quarantine_fraction=1.0), client=client)
             scored = pq.read_table(result.output_path).to_pandas()
             quarantine = pq.read_table(result.quarantine_path).to_pandas()
         except InvalidInput as refused:  # the whole input refused before any compute, naming field and reason

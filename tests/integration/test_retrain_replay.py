@@ -107,7 +107,7 @@ def test_a_failed_retrain_is_recorded_and_alerted(client, champion, train_yaml, 
 
 
 def test_guard_verdict_cooldown_and_daily_cap() -> None:
-    from mlplatform.monitoring.config import RetrainConfig
+    from mlplatform.config.monitor import RetrainConfig
     from mlplatform.monitoring.retrain import guard_verdict
 
     day = datetime(2026, 3, 1, tzinfo=UTC)

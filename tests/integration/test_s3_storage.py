@@ -69,7 +69,7 @@ def s3_client(s3_uri: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_batch_reads_and_writes_parquet_on_s3(ray_session: str, s3_client: Client, isolated_env: Path,
                                                model_artifact_dir: Path) -> None:
     from mlplatform.artifacts.storage import join_uri
-    from mlplatform.batch import run_batch
+    from mlplatform.batch import BatchConfig, run_batch
     from mlplatform.datasets.synthetic import make_churn
 
     s3_client.registry.register("churn", model_artifact_dir, alias="champion")
@@ -78,8 +78,9 @@ def test_batch_reads_and_writes_parquet_on_s3(ray_session: str, s3_client: Clien
     fs, inputs = _fs(join_uri(base, "scoring"))
     for i, part in enumerate((rows.iloc[:300], rows.iloc[300:])):
         pq.write_table(pa_table(part), f"{inputs}/part-{i}.parquet", filesystem=fs)
-    result = run_batch("churn@champion", join_uri(base, "scoring"), join_uri(base, "scored"), batch_size=200,
-                       concurrency=1, keep_columns=["customer_id"], client=s3_client, compute="tasks")
+    result = run_batch(BatchConfig(model="churn@champion", input=join_uri(base, "scoring"),
+                                   output=join_uri(base, "scored"), batch_size=200, concurrency=1,
+                                   keep_columns=["customer_id"], compute="tasks"), client=s3_client)
     assert (result.rows_in, result.rows_scored, result.reconciled) == (600, 600, True)
     written = [p for p in _objects(join_uri(base, "scored")) if p.endswith(".parquet")]
     out = pd.concat([pq.read_table(p, filesystem=fs).to_pandas() for p in written if "_quarantine" not in p])

@@ -19,7 +19,7 @@ import pytest
 
 from mlplatform.rollouts import control
 from mlplatform.rollouts.routing import CHALLENGER, assign
-from mlplatform.serving.config import deployment_name
+from mlplatform.serving.names import deployment_name
 from tests.integration.test_rollout import (  # noqa: F401 (fixtures)
     deploy_app,
     fire,

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from mlplatform.batch import ArtifactBytesLoader, run_batch
+from mlplatform.batch import ArtifactBytesLoader, BatchConfig, run_batch
 from mlplatform.datasets.synthetic import FEATURES, make_churn
 from mlplatform.features.rows import CheckedRows
 from mlplatform.features.schema import schema_from_json
@@ -92,8 +92,9 @@ def test_same_rows_same_bytes_in_training_batch_and_serving(ray_session: str, cl
     recorded = tmp_path / "matrices"
     recorded.mkdir()
     version = client.registry.register("churn", model_artifact_dir, alias="champion")
-    result = run_batch("churn@champion", str(source), str(tmp_path / "out"), batch_size=150, concurrency=2,
-                       keep_columns=["customer_id"], client=client,
+    result = run_batch(BatchConfig(model="churn@champion", input=str(source), output=str(tmp_path / "out"),
+                                   batch_size=150, concurrency=2, keep_columns=["customer_id"]),
+                       client=client,
                        loader_factory=lambda v, local: RecordingLoader(_bytes_loader(v, local), str(recorded)))
     assert result.model_version == version.version
     assert (result.rows_in, result.rows_scored, result.rows_quarantined) == (600, 600, 0)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from mlplatform.config.monitor import MonitorConfig, load_monitor_config
 from mlplatform.entities import AlertLevel
+from mlplatform.entities.levels import DEFAULT_THRESHOLDS, Thresholds, overall_level, parse_level
 from mlplatform.errors import ConfigError
 from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertType, current_levels
-from mlplatform.monitoring.config import MonitorConfig, load_monitor_config
-from mlplatform.monitoring.levels import DEFAULT_THRESHOLDS, Thresholds, overall_level, parse_level
 
 
 # -- levels --------------------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.entities import AlertLevel
+from mlplatform.entities.levels import Thresholds
 from mlplatform.monitoring.evaluation import base_rate_audit, fairness_report
-from mlplatform.monitoring.levels import Thresholds
 
 
 def _frame(groups: dict[str, tuple[int, int]], labels: bool = True) -> pd.DataFrame:

@@ -80,7 +80,7 @@ def test_files_are_what_the_generator_writes() -> None:
 def test_serve_config_v2_is_serve_apps_config_filled_in_for_the_cluster() -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    from mlplatform.serving.config import ServingConfig
+    from mlplatform.config.serve import ServeConfig
 
     served = yaml.safe_load(_load("rayservice.yaml")["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(served)  # Ray's own schema for a Serve config
@@ -92,7 +92,7 @@ def test_serve_config_v2_is_serve_apps_config_filled_in_for_the_cluster() -> Non
         assert app["args"] == {**original["args"], **filled}
         assert app["deployments"] == original["deployments"]
         assert (app["import_path"], app["route_prefix"]) == (original["import_path"], original["route_prefix"])
-        ServingConfig.parse(app["args"])
+        ServeConfig.parse(app["args"])
 
 
 def test_secrets_come_from_a_kubernetes_secret_as_files() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mlplatform.config.serve import AuthConfig, RateLimitConfig
 from mlplatform.errors import ConfigError, RateLimited, Unauthorized
 from mlplatform.serving.access import RateLimiter, TokenCheck, client_key
-from mlplatform.serving.config import AuthConfig, RateLimitConfig
 
 
 class Clock:
@@ -78,8 +78,8 @@ def test_token_check_refuses_to_start_without_its_secret(monkeypatch: pytest.Mon
 
 
 def test_pii_mask_pseudonymises_with_a_keyed_hmac(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlplatform.config.serve import PiiConfig
     from mlplatform.serving.access import PiiMask
-    from mlplatform.serving.config import PiiConfig
 
     monkeypatch.setenv("MLP_TEST_PII_KEY_A", "k1")
     mask = PiiMask(PiiConfig(fields=["email", "entity_id"], key_secret="MLP_TEST_PII_KEY_A"))
@@ -96,8 +96,8 @@ def test_pii_mask_pseudonymises_with_a_keyed_hmac(monkeypatch: pytest.MonkeyPatc
 
 
 def test_pii_mask_drops_and_refuses_to_start_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlplatform.config.serve import PiiConfig
     from mlplatform.serving.access import PiiMask
-    from mlplatform.serving.config import PiiConfig
 
     dropped = PiiMask(PiiConfig(fields=["email"], action="drop"))
     assert dropped.features({"email": "a@b.c", "age": 3}) == {"age": 3}

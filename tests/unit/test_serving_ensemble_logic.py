@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mlplatform.config.serve import ServeConfig
 from mlplatform.errors import ConfigError, InvalidInput, PayloadTooLarge
-from mlplatform.serving.config import ServingConfig, member_deployment_name
 from mlplatform.serving.ensemble import combine_classifier, combine_regressor
+from mlplatform.serving.names import member_deployment_name
 from mlplatform.serving.online_features import check_feature_views, parse_entity_ids, parse_request_values
 
 META = {"classes": [0, 1], "threshold": 0.5}
@@ -53,28 +54,28 @@ def test_regressors_average_or_vote() -> None:
 def test_bad_ensemble_configs_name_the_problem(ensemble: dict, message: str) -> None:
     entry = {"name": "e", "members": ["m:1", "m:2"], **ensemble}
     with pytest.raises(ConfigError) as info:
-        ServingConfig.parse({"ensembles": [entry]})
+        ServeConfig.parse({"ensembles": [entry]})
     assert message in info.value.message or message in (info.value.field or "")
 
 
 def test_names_unique_across_models_and_ensembles_and_something_served() -> None:
     with pytest.raises(ConfigError, match="unique"):
-        ServingConfig.parse({"models": [{"name": "m"}], "ensembles": [{"name": "m", "members": ["m:1", "m:2"]}]})
+        ServeConfig.parse({"models": [{"name": "m"}], "ensembles": [{"name": "m", "members": ["m:1", "m:2"]}]})
     with pytest.raises(ConfigError, match="at least one"):
-        ServingConfig.parse({})
+        ServeConfig.parse({})
     assert member_deployment_name("churn@champion") == "Member_churn_champion"
 
 
 def test_autoscaling_look_back_must_exceed_metrics_interval() -> None:
     with pytest.raises(ConfigError, match="look_back_period_s"):
-        ServingConfig.parse({"models": [{"name": "m"}], "autoscaling": {"look_back_period_s": 2}})
+        ServeConfig.parse({"models": [{"name": "m"}], "autoscaling": {"look_back_period_s": 2}})
 
 
 def test_online_views_must_share_an_entity() -> None:
     views = [{"name": "a", "entity": "customer_id", "features": ["x"]},
              {"name": "b", "entity": "user", "features": ["y"]}]
     with pytest.raises(ConfigError, match="one entity key"):
-        ServingConfig.parse({"models": [{"name": "m", "online_features": {"views": views}}]})
+        ServeConfig.parse({"models": [{"name": "m", "online_features": {"views": views}}]})
 
 
 def test_parse_entity_ids() -> None:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from mlplatform.config.serve import ServeConfig
 from mlplatform.entities import PredictionRecord
 from mlplatform.errors import ConfigError, InvalidInput, PayloadTooLarge
 from mlplatform.serving.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
-from mlplatform.serving.config import ServingConfig
 from mlplatform.serving.prediction_log import PredictionLogBuffer
 from mlplatform.serving.validation import parse_instances, parse_json_body
 
@@ -160,5 +160,5 @@ def test_body_limits() -> None:
 
 def test_config_refuses_batches_that_cannot_fill() -> None:
     with pytest.raises(ConfigError) as raised:
-        ServingConfig.parse({"models": [{"name": "m"}], "max_ongoing_requests": 8})
+        ServeConfig.parse({"models": [{"name": "m"}], "max_ongoing_requests": 8})
     assert "max_ongoing_requests" in str(raised.value)

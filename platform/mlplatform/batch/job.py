@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mlplatform.artifacts.model_format import ModelManifest
-from mlplatform.batch.inputs import discover_inputs, open_filesystem
+from mlplatform.batch.inputs import InputFiles, discover_inputs, open_filesystem
 from mlplatform.batch.scorer import (
     ArtifactBytesLoader,
     BatchScorer,
@@ -39,19 +39,15 @@ from mlplatform.batch.scorer import (
     score_in_task,
 )
 from mlplatform.batch.validation import check_input_schema
+from mlplatform.config.batch import BatchConfig
 from mlplatform.entities import ModelVersion, RunKind, RunStatus
-from mlplatform.errors import GateFailed, IntegrityError, InvalidInput, MLPlatformError
+from mlplatform.errors import GateFailed, IntegrityError, MLPlatformError
 from mlplatform.features.datasets import csv_convert_options
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 LoaderFactory = Callable[[ModelVersion, Path], Callable[[], Predictor]]
-DEFAULT_BATCH_SIZE = 10_000  # per-batch costs (Arrow->pandas, validation) dominate below a few thousand rows
-DEFAULT_MAX_QUARANTINE = 0.05
-# Ray Data reads ahead until its object-store budget (a share of the store, GBs) is full, so peak memory grew with
-# the input (measured: +1.8 GB for 5x the rows). A fixed budget keeps it flat; None restores Ray's default.
-DEFAULT_IN_FLIGHT_MB = 1024
 
 
 @dataclass(frozen=True)
@@ -80,22 +76,36 @@ class BatchResult:
 
 # Ray Data read/write tasks ask for 1 CPU by default; a quarter fits beside actors and Serve replicas.
 IO_TASK_ARGS = {"num_cpus": 0.25}
-COMPUTE_STRATEGIES = ("auto", "tasks", "actors")
 
 
-def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
-              concurrency: int | None = None, keep_columns: list[str] | None = None,
-              partition_by: str | None = None, max_quarantine_fraction: float = DEFAULT_MAX_QUARANTINE,
-              on_invalid: str = "quarantine", online_key: str | None = None, client: Any = None,
-              loader_factory: LoaderFactory | None = None, num_cpus_per_actor: float | None = None,
-              max_in_flight_mb: int | None = DEFAULT_IN_FLIGHT_MB, compute: str = "auto") -> BatchResult:
-    """Score ``input_uri`` with one immutable version of ``model`` (``name``, ``name:v`` or ``name@alias``).
+@dataclass(frozen=True)
+class ScoreJob:
+    """What one scoring pass needs, all decided on the driver before any Ray task starts."""
+
+    config: BatchConfig
+    inputs: InputFiles
+    loader: Callable[[], Predictor]
+    features: list[dict[str, Any]]  # the model's input schema, as stored with the version
+    framework: str  # the manifest's: torch models get a GPU each when the cluster has GPUs
+    out_fs: pafs.FileSystem
+    staging: str  # Ray writes the prediction files here; moved into place only once everything reconciles
+    parts_dir: str  # scorers write their rejected rows here, merged into one _quarantine.parquet afterwards
+    out_schema: Any
+    q_schema: Any
+    run_id: str
+    scored_at: datetime
+
+
+def run_batch(config: BatchConfig, *, client: Any = None, loader_factory: LoaderFactory | None = None) -> BatchResult:
+    """Score ``config.input`` with one immutable version of ``config.model`` (``name``, ``name:v`` or
+    ``name@alias``).
 
     Fails before any compute on an unknown model or version (NotFound), an artifact failing its SHA-256
     (IntegrityError) or an input schema that does not fit the model (InvalidInput naming the column). Invalid
     rows are quarantined; the job fails (GateFailed, nothing published, the quarantine file kept beside the
     output for inspection) when ``on_invalid="fail"`` and any row is invalid, or when the quarantined share
-    reaches ``max_quarantine_fraction`` (SPEC S5.5: 5 %), or when no row could be scored.
+    reaches ``max_quarantine_fraction`` (SPEC S5.5: 5 %), or when no row could be scored. ``client`` and
+    ``loader_factory`` (how scorers load the model; tests inject failures here) are not configuration.
 
     ``compute`` picks how the model runs: ``actors`` is an actor pool of ``concurrency`` scorers (a callable class,
     the model loaded once per actor, one GPU each when the cluster has GPUs); ``tasks`` fuses read, score and write
@@ -105,19 +115,12 @@ def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = 
     """
     from mlplatform.client import Client
 
-    if on_invalid not in {"fail", "quarantine"}:
-        raise InvalidInput(f"on_invalid must be 'fail' or 'quarantine', not {on_invalid!r}", field="on_invalid")
-    if compute not in COMPUTE_STRATEGIES:
-        raise InvalidInput(f"compute must be one of {', '.join(COMPUTE_STRATEGIES)}, not {compute!r}",
-                           field="compute")
-
     client = client or Client()
     started = time.perf_counter()
-    version = client.registry.resolve(model)  # resolved once: an alias moving mid-job changes nothing here
+    version = client.registry.resolve(config.model)  # resolved once: an alias moving mid-job changes nothing here
     features = schema_from_json(version.input_schema)
-    keys = list(dict.fromkeys([*(keep_columns or []), *([online_key] if online_key else [])]))
-    keep = list(dict.fromkeys([*keys, *([partition_by] if partition_by else [])]))
-    inputs = discover_inputs(input_uri, [f.name for f in features])
+    keep = config.output_columns
+    inputs = discover_inputs(config.input, [f.name for f in features])
     check_input_schema(inputs.schema, features, keep)
     local = client.registry.fetch(version)
     try:
@@ -126,14 +129,14 @@ def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = 
     finally:
         shutil.rmtree(local, ignore_errors=True)
 
-    out_fs, out_root = open_filesystem(output_uri)
+    out_fs, out_root = open_filesystem(config.output)
     model_dir = f"{out_root.rstrip('/')}/model={version.model_name}"
     final = f"{model_dir}/version={version.version}"
-    dataset_version = _dataset_version(client, input_uri)
+    dataset_version = _dataset_version(client, config.input)
     run = client.runs.start_run("batch", RunKind.BATCH, name=f"batch {version.ref}", config={
-        "model": model, "model_version": version.version, "input": input_uri, "output": output_uri,
-        "batch_size": batch_size, "concurrency": concurrency, "keep_columns": keep, "partition_by": partition_by,
-        "compute": compute,
+        "model": config.model, "model_version": version.version, "input": config.input, "output": config.output,
+        "batch_size": config.batch_size, "concurrency": config.concurrency, "keep_columns": keep,
+        "partition_by": config.partition_by, "compute": config.compute,
     }, tags={"model_name": version.model_name, "model_version": version.version,
              "input_fingerprint": inputs.fingerprint, "dataset_version": dataset_version, "output_path": final})
     staging = f"{model_dir}/.version={version.version}.staging-{run.id[:8]}"
@@ -145,11 +148,9 @@ def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = 
         out_schema = output_schema(inputs.schema, keep, manifest.task, manifest.classes)
         q_schema = quarantine_schema(inputs.schema, keep)
         with client.runs.keep_alive(run.id, client.settings.heartbeat_seconds):  # `runs gc` spares it
-            _score(inputs, staging, out_fs, loader, features=version.input_schema, keep=keep,
-                   required=keys, out_schema=out_schema, q_schema=q_schema, run_id=run.id,
-                   parts_dir=parts_dir, max_in_flight_mb=max_in_flight_mb,
-                   scored_at=scored_at, batch_size=batch_size, concurrency=concurrency, partition_by=partition_by,
-                   num_cpus=num_cpus_per_actor, framework=manifest.framework, compute=compute)
+            _score(ScoreJob(config=config, inputs=inputs, loader=loader, features=version.input_schema,
+                            framework=manifest.framework, out_fs=out_fs, staging=staging, parts_dir=parts_dir,
+                            out_schema=out_schema, q_schema=q_schema, run_id=run.id, scored_at=scored_at))
         scored = _count_rows(out_fs, staging)
         quarantined = _merge_quarantine(out_fs, parts_dir, staging, q_schema)
         duration = time.perf_counter() - started
@@ -159,7 +160,7 @@ def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = 
             rows_quarantined=quarantined, duration_s=round(duration, 3),
             rows_per_s=round(inputs.row_count / duration, 1) if duration > 0 else 0.0,
             input_fingerprint=inputs.fingerprint, dataset_version=dataset_version)
-        _check(result, 0.0 if on_invalid == "fail" else max_quarantine_fraction, out_fs, staging)
+        _check(result, config.quarantine_limit, out_fs, staging)
         _write_summary(out_fs, staging, result)
         _commit(out_fs, staging, final)
     except BaseException as exc:
@@ -175,11 +176,12 @@ def run_batch(model: str, input_uri: str, output_uri: str, *, batch_size: int = 
         if error is exc:
             raise
         raise error from exc
-    if online_key is not None:
+    if config.online_key is not None:
         from mlplatform.batch.online import update_online_table
 
         try:
-            online_path = update_online_table(client.settings.home, version.model_name, out_fs, final, online_key)
+            online_path = update_online_table(client.settings.home, version.model_name, out_fs, final,
+                                              config.online_key)
         except Exception as exc:
             client.runs.end_run(run.id, RunStatus.FAILED, error=f"output published to {final}, but the online "
                                 f"table update failed: {exc}")
@@ -202,12 +204,12 @@ def _bytes_loader(version: ModelVersion, local: Path) -> Callable[[], Predictor]
     return ArtifactBytesLoader.from_dir(local, version.files, version.model_name, version.version)
 
 
-def _score(inputs: Any, staging: str, out_fs: pafs.FileSystem, loader: Callable[[], Predictor], *,
-           features: list[dict[str, Any]], keep: list[str], required: list[str], out_schema: Any, q_schema: Any,
-           run_id: str, parts_dir: str, max_in_flight_mb: int | None, scored_at: datetime, batch_size: int,
-           concurrency: int | None, partition_by: str | None, num_cpus: float | None, framework: str,
-           compute: str) -> None:
+def _score(job: ScoreJob) -> None:
     import ray
+
+    config, inputs, features = job.config, job.inputs, job.features
+    keep, batch_size, partition_by = config.output_columns, config.batch_size, config.partition_by
+    concurrency, num_cpus, compute = config.concurrency, config.num_cpus_per_actor, config.compute
 
     if not ray.is_initialized():
         from mlplatform.settings import get_settings
@@ -219,7 +221,7 @@ def _score(inputs: Any, staging: str, out_fs: pafs.FileSystem, loader: Callable[
     # What is free now, not the cluster's total: Serve replicas or training may hold CPUs on every node.
     free_cpus = ray.available_resources().get("CPU", cpus)
     # Predictor computes on CPU today; GPUs are requested for torch models so actors land on GPU nodes.
-    num_gpus = 1 if framework == "torch" and resources.get("GPU", 0) >= 1 else 0
+    num_gpus = 1 if job.framework == "torch" and resources.get("GPU", 0) >= 1 else 0
     if compute == "auto":
         compute = "actors" if num_gpus else "tasks"
     if concurrency is None:  # SPEC S5: one scorer per CPU (or GPU)
@@ -257,13 +259,14 @@ def _score(inputs: Any, staging: str, out_fs: pafs.FileSystem, loader: Callable[
         options.include_columns = columns
         ds = ray.data.read_csv(inputs.paths, filesystem=inputs.filesystem, convert_options=options,
                                override_num_blocks=blocks, **io_args)
-    if max_in_flight_mb is not None:
+    if config.max_in_flight_mb is not None:
         ds.context.execution_options.resource_limits = ray.data.ExecutionResources(
-            object_store_memory=max_in_flight_mb * 1024 * 1024)
+            object_store_memory=config.max_in_flight_mb * 1024 * 1024)
     scorer_kwargs = {
-        "loader": loader, "feature_schema": features, "keep_columns": keep, "required_columns": required,
-        "output_schema": out_schema, "quarantine_schema": q_schema, "quarantine_fs": out_fs,
-        "quarantine_path": parts_dir, "run_id": run_id, "scored_at": scored_at,
+        "loader": job.loader, "feature_schema": features, "keep_columns": keep,
+        "required_columns": config.required_columns, "output_schema": job.out_schema,
+        "quarantine_schema": job.q_schema, "quarantine_fs": job.out_fs, "quarantine_path": job.parts_dir,
+        "run_id": job.run_id, "scored_at": job.scored_at,
     }
     logger.info("scoring with %d %s x %.2f CPU, %d GPU, batches of %d rows", concurrency, compute, num_cpus,
                 num_gpus, batch_size)
@@ -274,15 +277,16 @@ def _score(inputs: Any, staging: str, out_fs: pafs.FileSystem, loader: Callable[
         ds.context.op_resource_reservation_enabled = False
         # batch_size=None hands the whole block to the function (a fixed batch size stops Ray Data from fusing
         # the read into the same task); the scorer slices it into batch_size model calls itself.
-        scored = ds.map_batches(score_in_task, batch_size=None, batch_format="pyarrow",
-                                fn_kwargs={"cache_key": run_id, "batch_size": batch_size, **scorer_kwargs},
+        # Ray's stubs want a one-argument UDF; fn_kwargs supplies score_in_task's keyword-only rest at run time.
+        scored = ds.map_batches(score_in_task, batch_size=None, batch_format="pyarrow",  # type: ignore[arg-type]
+                                fn_kwargs={"cache_key": job.run_id, "batch_size": batch_size, **scorer_kwargs},
                                 **io_args)
     else:
         scored = ds.map_batches(
             BatchScorer, batch_size=batch_size, batch_format="pyarrow", num_cpus=num_cpus,
             compute=ray.data.ActorPoolStrategy(size=concurrency), num_gpus=num_gpus,
             fn_constructor_kwargs=scorer_kwargs)
-    scored.write_parquet(staging, filesystem=out_fs, partition_cols=[partition_by] if partition_by else None,
+    scored.write_parquet(job.staging, filesystem=job.out_fs, partition_cols=[partition_by] if partition_by else None,
                          filename_provider=_part_files(), mode=ray.data.SaveMode.OVERWRITE,
                          ray_remote_args=io_args)
 

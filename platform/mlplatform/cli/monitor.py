@@ -28,8 +28,8 @@ def _window_args(window_file: Path | None, last: int | None) -> None:
 def check(model: str = ModelOption, window_file: Path = WindowFileOption, last: int = LastOption,
           config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Check one model version on a window; store the drift report and alerts, notify the sinks."""
+    from mlplatform.config.monitor import load_monitor_config
     from mlplatform.monitoring.check import run_check
-    from mlplatform.monitoring.config import load_monitor_config
 
     with expected_errors():
         _window_args(window_file, last)
@@ -99,8 +99,8 @@ def report(model: str = ModelOption, window_file: Path = WindowFileOption, last:
            out: Path = typer.Option(None, "--out", help="Directory (default MLPLATFORM_HOME/reports)."),
            config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Write a self-contained HTML report (+ JSON) and print its path. Stores nothing and notifies no one."""
+    from mlplatform.config.monitor import load_monitor_config
     from mlplatform.monitoring.check import run_check
-    from mlplatform.monitoring.config import load_monitor_config
     from mlplatform.monitoring.report import write_report
 
     with expected_errors():
@@ -135,8 +135,8 @@ def retrain(model: str = typer.Option(..., "--model", help="Registered model nam
     """Retrain on the newest window from the champion; a winner becomes the challenger in shadow. Guarded:
     never while one runs, >= 6 h apart, <= 2 per UTC day. Exit 0 done/skipped, 3 lost to the champion,
     5 refused by a guard, 1 failed."""
+    from mlplatform.config.monitor import load_monitor_config
     from mlplatform.loop import RetrainResult, run_retrain
-    from mlplatform.monitoring.config import load_monitor_config
     from mlplatform.monitoring.retrain import find_trigger
 
     with expected_errors():

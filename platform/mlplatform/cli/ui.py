@@ -21,8 +21,8 @@ def ui(port: int = typer.Option(8080, "--port", help="HTTP port."),
     """Browse models, lineage, alias history, runs, datasets, rollouts and alerts in a web page."""
     import uvicorn
 
+    from mlplatform.config.serve import AuthConfig
     from mlplatform.console.app import ConsoleConfig, create_app
-    from mlplatform.serving.config import AuthConfig
 
     with expected_errors():
         app = create_app(ConsoleConfig(store_url=store_url, reports_dir=str(reports_dir) if reports_dir else None,

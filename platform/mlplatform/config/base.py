@@ -65,6 +65,8 @@ def config_from_dict(data: dict[str, Any], model: type[M], source: str = "<confi
         config = model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(source, exc) from None
+    except InvalidInput as exc:  # a validator that raised a platform error (it names its own field) passes through
+        raise semantic_error(source, exc) from None
     check = getattr(config, "validate_semantics", None)
     if check is not None:
         try:

@@ -27,12 +27,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlplatform import charts
+from mlplatform.config.base import StrictModel
+from mlplatform.config.serve import AuthConfig
 from mlplatform.errors import InvalidInput, MLPlatformError, NotFound, Unauthorized
-from mlplatform.serving.config import AuthConfig
 from mlplatform.store.sql.console import Page, SqlConsoleQueries, key_metrics
 from mlplatform.store.sql.runs import flatten
 from mlplatform.store.sql.session import SessionScope
@@ -43,10 +44,8 @@ REPORT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(html|json)$")
 PSI_FEATURES_SHOWN = 8
 
 
-class ConsoleConfig(BaseModel):
+class ConsoleConfig(StrictModel):
     """Where the console reads from and who may use it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     store_url: str | None = Field(None, description="Store URL (default: the settings' store).")
     artifact_uri: str | None = None

@@ -12,6 +12,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from mlplatform.config.base import config_from_dict
 from mlplatform.console.app import ConsoleConfig, create_app
 
 ROUTE_PREFIX = "/console"
@@ -30,5 +31,6 @@ class ConsoleDeployment:
 
 def build_app(args: dict[str, Any]) -> Application:
     """Serve calls this with the application's ``args`` (a :class:`ConsoleConfig` as a plain dict)."""
-    config = ConsoleConfig.model_validate(args or {})  # a bad config fails the deploy, not the first page
+    # a bad config fails the deploy (naming the field), not the first page
+    config = config_from_dict(args or {}, ConsoleConfig, "console app args")
     return ConsoleDeployment.bind(config.model_dump(mode="json"))  # type: ignore[attr-defined]  # @serve.deployment adds bind

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 
 from mlplatform._internal.retry import REQUEST_POLICY, call_with_retry
+from mlplatform.config.monitor import MonitorConfig, SinkConfig
 from mlplatform.entities import Alert, AlertLevel
+from mlplatform.entities.levels import parse_level
 from mlplatform.errors import MLPlatformError, Unavailable
-from mlplatform.monitoring.config import MonitorConfig, SinkConfig
-from mlplatform.monitoring.levels import parse_level
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mlplatform.config.monitor import MonitorConfig
 from mlplatform.entities import AlertLevel, ModelVersion
+from mlplatform.entities.levels import Thresholds, overall_level
 from mlplatform.errors import InvalidInput, NotFound
 from mlplatform.features.reference import DriftReference, load_drift_reference
 from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertOutcome, AlertType
-from mlplatform.monitoring.config import MonitorConfig
 from mlplatform.monitoring.drift import DriftResult, DriftSettings, FeatureDrift, compute_drift
 from mlplatform.monitoring.estimation import estimate_performance
 from mlplatform.monitoring.evaluation import (
@@ -32,7 +33,6 @@ from mlplatform.monitoring.evaluation import (
     fairness_report,
     relative_drop,
 )
-from mlplatform.monitoring.levels import Thresholds, overall_level
 from mlplatform.monitoring.retrain import (
     RetrainDecision,
     decide_retrain,

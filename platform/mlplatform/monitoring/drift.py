@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from scipy import special, stats
 
 from mlplatform.entities import AlertLevel
+from mlplatform.entities.levels import Thresholds, overall_level
 from mlplatform.features.reference import (
     RARE,
     UNSEEN,
@@ -43,7 +44,6 @@ from mlplatform.features.reference import (
     pooling_of,
     summary_statistics,
 )
-from mlplatform.monitoring.levels import Thresholds, overall_level
 
 EPSILON = 1e-4
 MIN_SAMPLES = 100

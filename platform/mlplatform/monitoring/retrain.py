@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mlplatform.config.monitor import RetrainConfig
 from mlplatform.entities import AlertLevel
-from mlplatform.monitoring.config import RetrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from mlplatform.config.serve import AuthConfig, PiiConfig, RateLimitConfig
 from mlplatform.errors import ConfigError, RateLimited, Unauthorized
-from mlplatform.serving.config import AuthConfig, PiiConfig, RateLimitConfig
 
 
 class TokenCheck:

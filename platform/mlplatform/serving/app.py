@@ -14,15 +14,11 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
 
-from mlplatform.serving.config import (
-    ServingConfig,
-    deployment_name,
-    ensemble_deployment_name,
-    member_deployment_name,
-)
+from mlplatform.config.serve import ServeConfig
 from mlplatform.serving.ensemble import EnsembleServer
 from mlplatform.serving.http_api import _FEEDBACK_BODY, _INFER_BODY, _PREDICT_BODY, ServingAPI, api
 from mlplatform.serving.model_server import ModelServer
+from mlplatform.serving.names import deployment_name, ensemble_deployment_name, member_deployment_name
 
 INGRESS_NAME = "Ingress"
 
@@ -100,7 +96,7 @@ ModelDeployment: Any = serve.deployment(ModelServer)
 EnsembleDeployment: Any = serve.deployment(EnsembleServer)
 
 
-def model_deployment_options(cfg: ServingConfig, name: str) -> dict[str, Any]:
+def model_deployment_options(cfg: ServeConfig, name: str) -> dict[str, Any]:
     entry = next(m for m in cfg.models if m.name == name)
     options: dict[str, Any] = {
         "name": deployment_name(name),
@@ -118,13 +114,13 @@ def model_deployment_options(cfg: ServingConfig, name: str) -> dict[str, Any]:
     return options
 
 
-def _replica_options(cfg: ServingConfig, num_replicas: int | None) -> dict[str, Any]:
+def _replica_options(cfg: ServeConfig, num_replicas: int | None) -> dict[str, Any]:
     if num_replicas is not None:
         return {"num_replicas": num_replicas}
     return {"autoscaling_config": cfg.autoscaling.model_dump(exclude_none=True)}
 
 
-def ensemble_bindings(cfg: ServingConfig, plain: dict[str, Any]) -> dict[str, Any]:
+def ensemble_bindings(cfg: ServeConfig, plain: dict[str, Any]) -> dict[str, Any]:
     """One deployment per distinct member ref (shared by the ensembles naming it), one per ensemble."""
     from mlplatform.client import parse_model_ref
 
@@ -150,8 +146,8 @@ def ensemble_bindings(cfg: ServingConfig, plain: dict[str, Any]) -> dict[str, An
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """Application builder: ``args`` follow :class:`ServingConfig` (models, ensembles, store_url, ...)."""
-    cfg = ServingConfig.parse(args)
+    """Application builder: ``args`` follow :class:`ServeConfig` (models, ensembles, store_url, ...)."""
+    cfg = ServeConfig.parse(args)
     cfg = cfg.for_cluster(ray.cluster_resources() if ray.is_initialized() else {})
     plain = cfg.model_dump(mode="json")  # replicas re-validate the same plain dict
     # colocated: the ingress builds the models itself (serving/local_handle.py), no model deployments

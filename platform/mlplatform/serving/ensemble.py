@@ -18,8 +18,8 @@ from typing import Any, cast
 
 import numpy as np
 
+from mlplatform.config.serve import EnsembleEntry, ServeConfig
 from mlplatform.errors import ConfigError, InvalidInput, Timeout, Unavailable
-from mlplatform.serving.config import EnsembleEntry, ServingConfig
 
 ENSEMBLE_VARIANT = "ensemble"
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class EnsembleServer:
     """Serve deployment body; ``members`` are DeploymentHandles in the order of ``entry.members``."""
 
     def __init__(self, name: str, members: list[Any], config: dict[str, Any]) -> None:
-        self.cfg = ServingConfig.parse(config)
+        self.cfg = ServeConfig.parse(config)
         self.entry: EnsembleEntry = next(e for e in self.cfg.ensembles if e.name == name)
         self.name = name
         self._members = members

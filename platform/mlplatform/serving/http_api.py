@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from mlplatform.config.serve import ServeConfig as ServingConfig
 from mlplatform.entities import PredictionRecord
 from mlplatform.errors import (
     InvalidInput,
@@ -32,7 +33,6 @@ from mlplatform.errors import (
 )
 from mlplatform.rollouts.routing import SHADOW, routing_key
 from mlplatform.serving import v2
-from mlplatform.serving.config import ServingConfig
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
 from mlplatform.serving.prediction_log import PredictionLogBuffer
 from mlplatform.serving.request_id import REQUEST_ID, clean_request_id

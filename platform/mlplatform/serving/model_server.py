@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from mlplatform.config.serve import ModelEntry
+from mlplatform.config.serve import ServeConfig as ServingConfig
 from mlplatform.errors import InvalidInput, MLPlatformError, NotFound, Unavailable
 from mlplatform.features.rows import CheckedRows
 from mlplatform.features.schema import FeatureSpec, schema_from_json
@@ -28,7 +30,6 @@ from mlplatform.rollouts.routing import SHADOW
 from mlplatform.rollouts.window import VersionStats
 from mlplatform.serving.breaker import CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
-from mlplatform.serving.config import ModelEntry, ServingConfig
 from mlplatform.serving.online_features import check_feature_views
 from mlplatform.serving.rollout.faults import FaultInjector
 from mlplatform.serving.rollout.follower import RegistryFollower, Routes, current_replica_id

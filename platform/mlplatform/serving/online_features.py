@@ -21,10 +21,10 @@ from typing import Any
 import pandas as pd
 
 from mlplatform._internal.retry import RetryPolicy, acall_with_retry
+from mlplatform.config.serve import OnlineFeaturesConfig
 from mlplatform.errors import ConfigError, Conflict, InvalidInput, PayloadTooLarge, Timeout, Unavailable
 from mlplatform.features.pit_join import FeatureView, feature_column, get_online_features
 from mlplatform.features.repo import get_view, views_record
-from mlplatform.serving.config import OnlineFeaturesConfig
 
 ONLINE_STORE_POLICY = RetryPolicy(max_attempts=3, base_seconds=0.02, cap_seconds=0.2, deadline_seconds=2.0)
 MAX_ENTITY_ID_CHARS = 255  # the prediction log column holds 255

@@ -142,10 +142,10 @@ class PredictionLogWriter:
     that, in a thread of the replica, held the GIL the request loop needs."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        from mlplatform.serving.config import ServingConfig
+        from mlplatform.config.serve import ServeConfig
         from mlplatform.serving.model_server import build_client
 
-        self._client = build_client(ServingConfig.parse(config))
+        self._client = build_client(ServeConfig.parse(config))
 
     def write(self, records: Sequence[PredictionRecord]) -> int:
         return self._client.monitoring.log_predictions(records)

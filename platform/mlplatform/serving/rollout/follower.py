@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlplatform._internal.retry import RetryPolicy, call_with_retry, is_retryable
+from mlplatform.config.serve import RolloutConfig
 from mlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from mlplatform.rollouts import control
 from mlplatform.rollouts.guard import (
@@ -30,7 +31,6 @@ from mlplatform.rollouts.guard import (
 )
 from mlplatform.rollouts.routing import CHALLENGER, CHAMPION, assign
 from mlplatform.rollouts.window import VersionStats, WindowStats
-from mlplatform.serving.config import RolloutConfig
 from mlplatform.store.sql.rollouts import RolloutState
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Typed app arguments of the serving application (the ``args`` of ``build_app`` and of the Serve YAML).
+"""``ServeConfig``: the typed arguments of the serving application (the ``args`` of ``build_app`` and of the Serve
+YAML), loaded through :func:`mlplatform.config.base.config_from_dict` like every other config.
 
 Defaults follow SPEC S6 (batching 32 / 2 ms, queue 100, deadline 10 s, cache 10,000 x 300 s, breaker 5 / 30 s,
 log queue 10,000 flushed every 1 s or 500 rows, 1 MiB / 1,000 instances). Every replica builds its own store
@@ -10,26 +11,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from mlplatform.errors import ConfigError
+from mlplatform.config.base import StrictModel, config_from_dict
+from mlplatform.features.pit_join import FeatureView
 
 # The custom resource serving nodes advertise (cluster.yaml's head and GPU types, the KubeRay serve groups).
 SERVE_RESOURCE = "serve"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BatchingConfig(_Strict):
+class BatchingConfig(StrictModel):
     enabled: bool = True
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     # SPEC S6.6 allows 1-5 ms; 0 is accepted so the benchmark can measure the bare cost.
     batch_wait_timeout_s: float = Field(default=0.002, ge=0.0, le=0.005)
 
 
-class AutoscalingConfig(_Strict):
+class AutoscalingConfig(StrictModel):
     min_replicas: int = Field(default=2, ge=0)
     max_replicas: int = Field(default=10, ge=1)
     target_ongoing_requests: float = Field(default=16, gt=0)
@@ -50,18 +48,18 @@ class AutoscalingConfig(_Strict):
         return self
 
 
-class CacheConfig(_Strict):
+class CacheConfig(StrictModel):
     enabled: bool = True
     max_entries: int = Field(default=10_000, ge=1)
     ttl_s: float = Field(default=300.0, gt=0)
 
 
-class BreakerConfig(_Strict):
+class BreakerConfig(StrictModel):
     failure_threshold: int = Field(default=5, ge=1)
     reset_timeout_s: float = Field(default=30.0, gt=0)
 
 
-class PredictionLogConfig(_Strict):
+class PredictionLogConfig(StrictModel):
     enabled: bool = True
     queue_size: int = Field(default=10_000, ge=1)
     flush_rows: int = Field(default=500, ge=1)
@@ -73,7 +71,7 @@ class PredictionLogConfig(_Strict):
         "of the throughput and most of the p99); thread: write from a thread inside the replica.")
 
 
-class AuthConfig(_Strict):
+class AuthConfig(StrictModel):
     """Bearer-token authentication (SPEC S6.12; off by default) of the routes that read or write: predict, pinned
     predict and feedback, and the model metadata routes when ``metadata`` is set."""
 
@@ -83,7 +81,7 @@ class AuthConfig(_Strict):
     metadata: bool = Field(default=False, description="Also require the token for GET /v1/models[/{name}].")
 
 
-class RateLimitConfig(_Strict):
+class RateLimitConfig(StrictModel):
     """Per-client request budget of predict and feedback (SPEC S6.12; off by default). The client is the
     authenticated principal (the bearer token), else the peer address. A client-supplied header (X-User-ID, else
     the first X-Forwarded-For address) names the client only when the peer is in ``trusted_proxies``: otherwise a
@@ -107,7 +105,7 @@ class RateLimitConfig(_Strict):
         return value
 
 
-class PinnedConfig(_Strict):
+class PinnedConfig(StrictModel):
     """Which registered versions ``POST /v1/models/{name}/versions/{v}:predict`` may load beside the routed ones:
     a version with an alias, or one of the last ``last_n`` registered. Loads are single-flight; a request that
     finds its version still loading after ``wait_s`` gets 503 with Retry-After."""
@@ -117,7 +115,7 @@ class PinnedConfig(_Strict):
     wait_s: float = Field(default=5.0, ge=0, description="How long a request waits for its version to load.")
 
 
-class PiiConfig(_Strict):
+class PiiConfig(StrictModel):
     """Features that are personal data (SPEC S6.12): dropped, or pseudonymised with HMAC-SHA256 keyed by a secret,
     before any write of the prediction log. The model still sees the real values."""
 
@@ -127,7 +125,7 @@ class PiiConfig(_Strict):
                             description="Secret name of the HMAC key: file in NAME_FILE, else env NAME.")
 
 
-class RolloutConfig(_Strict):
+class RolloutConfig(StrictModel):
     """How replicas follow the registry and guard a rollout (SPEC S7); the rollout itself lives in the store."""
 
     follow_registry: bool = Field(default=True, description="Poll aliases and the rollout state.")
@@ -155,7 +153,7 @@ class RolloutConfig(_Strict):
         return self
 
 
-class OnlineFeaturesConfig(_Strict):
+class OnlineFeaturesConfig(StrictModel):
     """Where ``{"entity_ids": [...]}`` requests find their features: the online table that ``materialize``
     writes under ``home`` (default: the app's ``home``), one or more feature views merged per entity."""
 
@@ -169,8 +167,6 @@ class OnlineFeaturesConfig(_Strict):
 
     @model_validator(mode="after")
     def _views(self) -> OnlineFeaturesConfig:
-        from mlplatform.features.pit_join import FeatureView
-
         # raises on a bad view; applied views (names) are resolved, and checked, when the ingress starts
         entities = {FeatureView.model_validate(v).entity for v in self.views if isinstance(v, dict)}
         if len(entities) > 1:
@@ -178,7 +174,7 @@ class OnlineFeaturesConfig(_Strict):
         return self
 
 
-class ModelEntry(_Strict):
+class ModelEntry(StrictModel):
     name: str = Field(description="Registered model name; the URL segment in /v1/models/{name}.")
     ref: str | None = Field(default=None, description="name, name:version or name@alias; default name@champion.")
     fallback: str | None = Field(default=None, description="Model ref answering while the breaker is open.")
@@ -189,7 +185,7 @@ class ModelEntry(_Strict):
         return self.ref or f"{self.name}@champion"
 
 
-class EnsembleEntry(_Strict):
+class EnsembleEntry(StrictModel):
     """An ensemble served at /v1/models/{name}: one deployment per member (scaling on its own), called
     concurrently through DeploymentHandles, answers combined by ``combine``."""
 
@@ -221,7 +217,7 @@ class EnsembleEntry(_Strict):
         return self
 
 
-class ServingConfig(_Strict):
+class ServeConfig(StrictModel):
     models: list[ModelEntry] = Field(default_factory=list)
     ensembles: list[EnsembleEntry] = Field(default_factory=list)
     store_url: str | None = None
@@ -258,7 +254,7 @@ class ServingConfig(_Strict):
     health_check_period_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
-    def _consistent(self) -> ServingConfig:
+    def _consistent(self) -> ServeConfig:
         # With max_ongoing_requests below the batch size, batches can never fill (ray issue #43288).
         if self.batching.enabled and self.max_ongoing_requests < self.batching.max_batch_size:
             raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be at least "
@@ -270,7 +266,7 @@ class ServingConfig(_Strict):
             raise ValueError(f"model and ensemble names must be unique, got {names}")
         return self
 
-    def for_cluster(self, available: Mapping[str, float]) -> ServingConfig:
+    def for_cluster(self, available: Mapping[str, float]) -> ServeConfig:
         """Resolve ``replica_resources: None`` against the cluster's resources (the app builder runs on it)."""
         if self.replica_resources is not None:
             return self
@@ -287,28 +283,11 @@ class ServingConfig(_Strict):
         return options
 
     def online_features(self, name: str) -> OnlineFeaturesConfig | None:
-        entry = next((e for e in [*self.models, *self.ensembles] if e.name == name), None)
+        entries: list[ModelEntry | EnsembleEntry] = [*self.models, *self.ensembles]
+        entry = next((e for e in entries if e.name == name), None)
         return None if entry is None else entry.online_features
 
     @classmethod
-    def parse(cls, args: dict[str, Any], source: str = "serve app args") -> ServingConfig:
-        try:
-            return cls.model_validate(args or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "args"
-            raise ConfigError(f"{source}: {where}: {first.get('msg')}", field=where) from None
-
-
-def deployment_name(model_name: str) -> str:
-    """Stable per-model deployment name, so a YAML ``deployments:`` entry can override its ``user_config``."""
-    return f"Model_{model_name}"
-
-
-def member_deployment_name(ref: str) -> str:
-    """One deployment per distinct member ref (``churn:3`` -> ``Member_churn_3``), shared by ensembles."""
-    return "Member_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in ref)
-
-
-def ensemble_deployment_name(name: str) -> str:
-    return f"Ensemble_{name}"
+    def parse(cls, args: dict[str, Any] | None, source: str = "serve app args") -> ServeConfig:
+        """The app's ``args`` (a Serve YAML's ``applications[].args`` or ``build_app``'s) through the one loader."""
+        return config_from_dict(args or {}, cls, source)

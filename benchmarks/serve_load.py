@@ -106,11 +106,10 @@ end
 def v2_body(instance: dict[str, Any]) -> dict[str, Any]:
     """The Open Inference Protocol v2 body of one row: one tensor per feature (BYTES for categoricals, FP64 for
     numbers), the columnar form ``tritonclient`` and KServe's client send."""
-    inputs = []
-    for key, value in instance.items():
-        datatype = "BYTES" if isinstance(value, str) else "FP64"
-        inputs.append({"name": key, "datatype": datatype, "shape": [1], "data": [value]})
-    return {"inputs": inputs}
+    from mlplatform.datasets.synthetic import CATEGORICAL_FEATURES
+
+    return {"inputs": [{"name": key, "datatype": "BYTES" if key in CATEGORICAL_FEATURES else "FP64", "shape": [1],
+                        "data": [value]} for key, value in instance.items()]}
 
 
 def wrk_load(name: str, url: str, bodies: list[bytes], concurrency: int, protocol: str = "v1") -> dict[str, Any]:
@@ -277,7 +276,7 @@ def fastapi_child(kind: str, artifact_dir: str, port: int) -> None:
     uvicorn.run(api, host="127.0.0.1", port=port, log_level="warning")
 
 
-def wait_http(url: str, timeout_s: float = 60) -> None:
+def wait_http(url: str, timeout_s: float = 180) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
@@ -342,7 +341,9 @@ def start_ray(throughput_optimized: bool) -> str:
         os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "2"
     else:
         os.environ.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED", None)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {
+    # address="local": always a fresh Ray of our own; without it ray.init joins whatever cluster another process on
+    # this machine last started (/tmp/ray/ray_current_cluster), and serve.shutdown would then stop theirs
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {
         "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT)])}})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})

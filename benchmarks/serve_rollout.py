@@ -64,7 +64,7 @@ def main() -> None:
 
     client, where = two_version_store("rollout-bench-", "challenger")
     bodies, _ = request_bodies(20_000)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {
         "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT)])}})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -252,8 +252,8 @@ def fastapi_child(kind: str, artifact_dir: str, port: int) -> None:
     """``kind`` "batched": the same model and micro-batching as the platform; "noop": HTTP overhead only."""
     import uvicorn
     from fastapi.responses import JSONResponse
-    from mlplatform.config.serve import BatchingConfig
 
+    from mlplatform.config.serve import BatchingConfig
     from mlplatform.predictor import Predictor
 
     api = FastAPI()
@@ -291,8 +291,9 @@ def wait_http(url: str, timeout_s: float = 180) -> None:
 
 def bare_serve_app(artifact_dir: str) -> Any:
     """A bare Serve deployment with the platform's ``@serve.batch`` settings around the same Predictor call."""
-    from mlplatform.config.serve import BatchingConfig
     from ray import serve
+
+    from mlplatform.config.serve import BatchingConfig
 
     batching = BatchingConfig()
 

@@ -11,28 +11,16 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "platform"), str(ROOT)]
 from _report import emit_target, print_table  # noqa: E402
-from serve_load import free_port, load, request_bodies  # noqa: E402 - serve_latency.py was renamed
+from serve_load import free_port, load, request_bodies, wait_routing  # noqa: E402 - serve_latency.py was renamed
 
 BENCH = "serve_rollout"
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
-
-
-def wait_routing(url: str, check: Any, timeout_s: float = 30) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check(httpx.get(url, timeout=5).json().get("routing") or {}):
-            return
-        time.sleep(0.2)
-    raise RuntimeError("the app did not pick up the rollout state")
 
 
 def two_version_store(prefix: str, second_alias: str | None) -> tuple[Any, dict[str, str]]:

@@ -100,8 +100,11 @@ def make_data() -> dict[str, Path]:
              "recent": data / "churn_recent.parquet"}
     make_churn(8000, seed=42).to_parquet(paths["train"], index=False)
     make_churn(3000, seed=43).drop(columns=["churned"]).to_parquet(paths["scoring"], index=False)
-    # The newest window: the same customers' world after a price rise (drift in features and labels).
-    make_churn(4000, seed=44, drift=1.0).to_parquet(paths["recent"], index=False)
+    # The newest window: the same customers' world after a price rise (drift in the features, and a new relation
+    # between them and churn). With only the features shifted, the champion still ranked the new window as well as
+    # a retrained model (ROC AUC within 0.005 on a 2-in-100 minority), so whether the retrained challenger passed
+    # its gate against the champion was a coin toss.
+    make_churn(4000, seed=44, drift=1.0, concept=1.0).to_parquet(paths["recent"], index=False)
     return paths
 
 

@@ -54,6 +54,12 @@ logger = logging.getLogger(__name__)
 
 RETRAIN_EXPERIMENT = "retrain"
 ABANDONED_AFTER = timedelta(hours=24)  # a "running" retrain this old died without ending its run
+# Ray failed to set up the job's workers (e.g. "Failed to download runtime_env file package ... from the GCS",
+# seen under load): no model was trained or judged, so the attempt does not count against the cooldown, and the
+# loop submits the job again (a new submission uploads the working dir again).
+INFRASTRUCTURE_ERRORS = frozenset({"RuntimeEnvSetupError"})
+INFRASTRUCTURE_OUTCOME = "infrastructure_failed"
+JOB_RESUBMISSIONS = 1
 ROOT = Path(__file__).resolve().parents[2]  # the repository (train_jobs/ lives here) when run from a checkout
 
 
@@ -190,10 +196,12 @@ def _utc(t: datetime) -> datetime:
 
 
 def _attempts(client: Any, model_name: str) -> list[Any]:
-    """Retraining runs of this model that really started (refused triggers do not count), newest first: the
-    clock of the cooldown and the daily cap, for the loop and `mlplatform monitor retrain` alike."""
+    """Retraining runs of this model that really started (refused triggers and attempts Ray could not start do
+    not count), newest first: the clock of the cooldown and the daily cap, for the loop and `mlplatform monitor
+    retrain` alike."""
     runs = client.runs.list_runs(kind="retrain", limit=1000)
-    return [r for r in runs if r.tags.get("model") == model_name and r.tags.get("outcome") != "refused"]
+    return [r for r in runs if r.tags.get("model") == model_name
+            and r.tags.get("outcome") not in ("refused", INFRASTRUCTURE_OUTCOME)]
 
 
 def evidence_of(check: Any) -> dict[str, Any]:
@@ -251,7 +259,7 @@ def _job_env(client: Any) -> dict[str, str]:
     return env
 
 
-def submit_retrain(client: Any, config: LoopConfig, decision: LoopDecision, jobs: Any) -> str:
+def submit_retrain(client: Any, config: LoopConfig, decision: LoopDecision, jobs: Any, attempt: int = 1) -> str:
     working_dir = config.working_dir or str(ROOT)
     if not (Path(working_dir) / "train_jobs" / "retrain.py").is_file():
         raise NotFound(f"{working_dir} holds no train_jobs/retrain.py; set working_dir in the loop config",
@@ -261,7 +269,8 @@ def submit_retrain(client: Any, config: LoopConfig, decision: LoopDecision, jobs
         try:
             return jobs.submit_job(
                 entrypoint=f"python train_jobs/retrain.py --decision {decision.id}",
-                submission_id=f"retrain-{decision.model_name}-{decision.id[:8]}",
+                submission_id=f"retrain-{decision.model_name}-{decision.id[:8]}"
+                              + (f"-{attempt}" if attempt > 1 else ""),
                 runtime_env={"working_dir": working_dir, "env_vars": _job_env(client),
                              "excludes": ["demo_output", ".mlplatform", "*.parquet", ".git"]},
                 metadata={"model": decision.model_name, "decision": decision.id})
@@ -377,12 +386,51 @@ def _follow_job(client: Any, config: LoopConfig, entry: LoopModel, decision: Loo
             "step": "failed", "error": f"retrain job {decision.job_id} ran over {entry.job_timeout_s:g} s; stopped"})
     if decision.status != "retraining" or decision.challenger_version is not None:
         return decision
+    if _resubmittable(decision):
+        return _resubmit(client, config, entry, decision, jobs=jobs, wait=wait)
+    last = decision.timeline[-1] if decision.timeline else {}
+    if last.get("step") == INFRASTRUCTURE_OUTCOME:
+        return client.loop.update(decision.id, status="failed", step={
+            "step": "failed", "error": f"Ray could not start the retrain job's workers "
+                                       f"{1 + JOB_RESUBMISSIONS} times: {last.get('reason')}"})
     tail = ""
     with contextlib.suppress(Exception):  # the logs are a courtesy; the status is the fact
         tail = jobs.get_job_logs(decision.job_id)[-1500:]
     return client.loop.update(decision.id, status="failed", step={
         "step": "failed", "error": f"retrain job {decision.job_id} ended {status} without an outcome",
         "log_tail": tail})
+
+
+def _resubmittable(decision: LoopDecision) -> bool:
+    """The job ended because Ray could not start its workers, and it has not been submitted again too often."""
+    steps = decision.timeline
+    resubmitted = sum(1 for s in steps if s.get("step") == "job_resubmitted")
+    return bool(steps) and steps[-1].get("step") == INFRASTRUCTURE_OUTCOME and resubmitted < JOB_RESUBMISSIONS
+
+
+def _resubmit(client: Any, config: LoopConfig, entry: LoopModel, decision: LoopDecision, *, jobs: Any,
+              wait: bool) -> LoopDecision:
+    attempt = 2 + sum(1 for s in decision.timeline if s.get("step") == "job_resubmitted")
+    try:
+        job_id = submit_retrain(client, config, decision, jobs, attempt=attempt)
+    except Exception as exc:
+        return client.loop.update(decision.id, step={"step": "submit_failed", "error": str(exc)})
+    logger.warning("loop: %s -> retrain job %s again: Ray could not start the last one", entry.model, job_id)
+    decision = client.loop.update(decision.id, status="retraining", job_id=job_id,
+                                  step={"step": "job_resubmitted", "job_id": job_id, "attempt": attempt})
+    return _follow_job(client, config, entry, decision, jobs=jobs, wait=wait)
+
+
+def _infrastructure_failure(exc: BaseException) -> bool:
+    """Ray, not the model, failed: the exception or one it was raised from is a Ray setup error."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a bounded walk down the cause chain
+        if seen is None:
+            return False
+        if type(seen).__name__ in INFRASTRUCTURE_ERRORS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _start_rollout(client: Any, entry: LoopModel, decision: LoopDecision) -> LoopDecision:
@@ -434,7 +482,7 @@ def status_rows(client: Any, model: str, limit: int = 50) -> list[dict[str, Any]
 @dataclass
 class RetrainResult:
     model: str
-    status: str  # completed | rejected | failed | refused | skipped
+    status: str  # completed | rejected | failed | infrastructure_failed | refused | skipped
     trigger: str
     alert_id: str | None = None
     window: dict[str, Any] = field(default_factory=dict)
@@ -543,7 +591,8 @@ def run_retrain(client: Any, model_name: str, train_config: Any, *, trigger: str
                        monitor_config, champion.version, actor)
     except Exception as exc:  # any failure is recorded and alerted, never silent
         logger.exception("retraining of %s failed", model_name)
-        return _finish(client, result, RunStatus.FAILED, "failed", f"{type(exc).__name__}: {exc}",
+        label = INFRASTRUCTURE_OUTCOME if _infrastructure_failure(exc) else "failed"
+        return _finish(client, result, RunStatus.FAILED, label, f"{type(exc).__name__}: {exc}",
                        monitor_config, champion.version, actor)
     result.training_run_id, result.challenger, result.gate = outcome.run_id, outcome.model_version, outcome.gate
     client.runs.update_tags(outcome.run_id, {"retrain_run_id": run.id, "trigger": trigger, "alert_id": alert_id})
@@ -579,7 +628,7 @@ def _finish(client: Any, result: RetrainResult, status: Any, label: str, reason:
     if label != "completed":
         client.monitoring.audit(actor, f"retrain_{label}", f"model:{result.model}:{version}", reason)
         # a failure pages (ORANGE); a candidate that lost to the champion is worth a look (YELLOW)
-        level = AlertLevel.ORANGE if label == "failed" else AlertLevel.YELLOW
+        level = AlertLevel.ORANGE if label in ("failed", INFRASTRUCTURE_OUTCOME) else AlertLevel.YELLOW
         AlertManager(client.monitoring, monitor_config).record(AlertCheck(
             AlertType.RETRAIN, level, result.model, version, f"retrain_{label}",
             f"retraining run {result.run_id} {label}: {reason}", method="retrain_loop"))
@@ -613,6 +662,9 @@ def run_retrain_job(client: Any, decision_id: str) -> RetrainResult:
         client.loop.update(decision.id, challenger_version=version, step={
             "step": "challenger_registered", "version": version, "gate": result.gate,
             "retrain_run_id": result.run_id, "training_run_id": result.training_run_id})
+    elif result.status == INFRASTRUCTURE_OUTCOME:  # the decision stays open: the loop submits the job again
+        client.loop.update(decision.id, step={"step": result.status, "reason": result.reason,
+                                              "retrain_run_id": result.run_id})
     else:
         status = "rejected" if result.status in ("rejected", "refused") else "failed"
         client.loop.update(decision.id, status=status, step={

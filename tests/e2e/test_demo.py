@@ -25,7 +25,9 @@ def test_demo_runs_the_whole_life_of_a_model(isolated_env: Path, tmp_path: Path)
     env.pop("RAY_ADDRESS", None)
     result = subprocess.run([sys.executable, "-m", "mlplatform.demo", "--in-process-ray", "--facts", str(facts_file)],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=880)
-    assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-3000:])
+    if result.returncode != 0:  # pytest.fail keeps the whole text; an assert message's repr is cut in the middle
+        pytest.fail(f"demo exited {result.returncode}\n--- stdout (tail) ---\n{result.stdout[-6000:]}\n"
+                    f"--- stderr (tail) ---\n{result.stderr[-4000:]}", pytrace=False)
     facts = json.loads(facts_file.read_text())
     assert f":{port}" in facts["endpoint"] and "curl" in facts["curl"]
     assert facts["console"] == f"http://127.0.0.1:{port}/console/"

@@ -50,3 +50,69 @@ def test_the_cooldown_holds_a_retrain_and_loop_status_shows_the_decisions(client
              "evaluation": {}, "fairness": [], "retrain": None, "alerts": []}
     page = render_html(build_report_data(check, [], [], client.loop.list("churn")))
     assert "Loop decisions" in page and "held" in page and "noted" in page
+
+
+class _JobsThatLostTheirPackage:
+    """The Jobs API as the loop sees it after Ray failed to start a retrain job's workers (in CI: "Failed to download
+    runtime_env file package ... from the GCS"). Ray cannot be made to lose a package on demand, so this stands in
+    for the Jobs client only; the decision, the store and the loop's reconciliation are the real ones."""
+
+    def __init__(self, failed: set[str]) -> None:
+        self.submitted: list[dict[str, object]] = []
+        self.failed = failed  # the jobs that ended FAILED; any other is still running
+
+    def submit_job(self, **kwargs: object) -> str:
+        self.submitted.append(kwargs)
+        return str(kwargs["submission_id"])
+
+    def get_job_status(self, job_id: str) -> object:
+        from ray.job_submission import JobStatus
+
+        return JobStatus.FAILED if job_id in self.failed else JobStatus.RUNNING
+
+    def get_job_logs(self, job_id: str) -> str:
+        return "RuntimeEnvSetupError"
+
+
+def test_a_retrain_job_ray_could_not_start_is_submitted_once_more_and_does_not_count_as_an_attempt(
+        client, tmp_path) -> None:
+    import ray.exceptions
+
+    from mlplatform.entities import RunKind
+    from mlplatform.loop import LoopConfig, _attempts, _infrastructure_failure, reconcile
+
+    # the retrain job tells Ray's failures from the model's, wrapped or not
+    setup = ray.exceptions.RuntimeEnvSetupError("Failed to download runtime_env file package")
+    try:
+        try:
+            raise setup
+        except ray.exceptions.RuntimeEnvSetupError as inner:
+            raise RuntimeError("Training failed") from inner
+    except RuntimeError as wrapped:
+        assert _infrastructure_failure(setup) and _infrastructure_failure(wrapped)
+    assert not _infrastructure_failure(ValueError("bad rows"))
+
+    config = LoopConfig.model_validate({"jobs_address": "http://127.0.0.1:1", "working_dir": str(ROOT), "models": [
+        {"model": "churn", "train_config": "x.yaml", "data": {"path": str(tmp_path)}}]})
+    entry = config.models[0]
+    decision = client.loop.add("churn", action="retrain", status="retraining", trigger="decay", reason="decay",
+                               champion_version=1, evidence={}, details={"timeline": [{"step": "decided"}]})
+    decision = client.loop.update(decision.id, job_id=f"retrain-churn-{decision.id[:8]}",
+                                  step={"step": "job_submitted"})
+    # what the job wrote before it exited 1: the attempt, tagged so the cooldown does not count it
+    run = client.runs.start_run("retrain", RunKind.RETRAIN, name="retrain-churn",
+                                tags={"model": "churn", "outcome": "infrastructure_failed"})
+    assert run.id not in {r.id for r in _attempts(client, "churn")}
+    client.loop.update(decision.id, step={"step": "infrastructure_failed", "reason": "RuntimeEnvSetupError: ..."})
+    jobs = _JobsThatLostTheirPackage(failed={decision.job_id})
+    again = reconcile(client, config, entry, client.loop.get(decision.id), jobs=jobs, wait=False)
+    assert [s["submission_id"] for s in jobs.submitted] == [f"retrain-churn-{decision.id[:8]}-2"]
+    assert again.status == "retraining" and again.job_id == f"retrain-churn-{decision.id[:8]}-2"
+    assert again.timeline[-1]["step"] == "job_resubmitted"
+
+    # the second attempt fails the same way: once is enough, the decision fails and says why
+    jobs.failed.add(again.job_id)
+    client.loop.update(decision.id, step={"step": "infrastructure_failed", "reason": "again"})
+    final = reconcile(client, config, entry, client.loop.get(decision.id), jobs=jobs, wait=False)
+    assert final.status == "failed" and len(jobs.submitted) == 1
+    assert "could not start" in final.timeline[-1]["error"] and "again" in final.timeline[-1]["error"]

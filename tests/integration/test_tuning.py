@@ -211,8 +211,11 @@ def test_pbt_records_every_mutation_and_register_best_replays_the_recorded_sched
         data={"source": "synthetic_churn", "n_rows": 400},
         patterns={"mlp": {"params": {"hidden": [8], "dropout": 0.0},
                           "training": {"lr": {"loguniform": [1e-5, 0.05]}, "batch_size": 64, "epochs": 8}}},
+        # Synchronous PBT: asynchronous PBT exploits only when a weak trial reports while a strong one holds a
+        # checkpoint, which timing decides (under CI load it once mutated nothing); in step every interval compares
+        # the whole population, so the bottom half always exploits.
         preprocessing={}, search={"algorithm": "random", "scheduler": "pbt", "perturbation_interval": 2,
-                                  "quantile_fraction": 0.5, "mutations": ["lr"]},
+                                  "quantile_fraction": 0.5, "mutations": ["lr"], "synch": True},
         budget={"num_samples": 5}, max_concurrent_trials=2, early_stopping_patience=0,
         gate={"metric": "roc_auc", "min_lift": 0.0}))
     outcome = runner.run_search(config, client=client, register_best=True, force=True)

@@ -117,7 +117,7 @@ def report(model: str = ModelOption, window_file: Path = WindowFileOption, last:
          lambda: typer.echo(str(html_path)))
 
 
-_RETRAIN_EXIT = {"completed": 0, "skipped": 0, "refused": 5, "rejected": 3, "failed": 1}
+_RETRAIN_EXIT = {"completed": 0, "skipped": 0, "refused": 5, "rejected": 3, "failed": 1, "infrastructure_failed": 1}
 
 
 @app.command()

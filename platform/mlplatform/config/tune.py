@@ -142,6 +142,8 @@ class SearchSection(StrictModel):
                                        "the one-iteration baseline trial never takes part).")
     quantile_fraction: float = Field(default=0.25, gt=0.0, le=0.5, description="PBT: bottom/top fraction.")
     mutations: list[str] = Field(default_factory=lambda: ["lr"], description="PBT: training keys to perturb.")
+    synch: bool = Field(default=False, description="PBT: every trial waits at each perturbation point for the "
+                        "others, so every interval compares the whole population (slower, reproducible).")
 
 
 class BudgetSection(StrictModel):

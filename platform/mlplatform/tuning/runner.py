@@ -241,7 +241,7 @@ def _scheduler(config: TuneSearchConfig) -> Any:
 
         return PopulationBasedTraining(time_attr="training_iteration",
                                        perturbation_interval=search.perturbation_interval,
-                                       quantile_fraction=search.quantile_fraction,
+                                       quantile_fraction=search.quantile_fraction, synch=search.synch,
                                        hyperparam_mutations=pbt_mutations(config))
     return FIFOScheduler()
 

@@ -116,3 +116,45 @@ def test_a_retrain_job_ray_could_not_start_is_submitted_once_more_and_does_not_c
     final = reconcile(client, config, entry, client.loop.get(decision.id), jobs=jobs, wait=False)
     assert final.status == "failed" and len(jobs.submitted) == 1
     assert "could not start" in final.timeline[-1]["error"] and "again" in final.timeline[-1]["error"]
+
+
+def test_the_traffic_source_decides_from_logged_predictions_and_their_labels(client, model_artifact_dir,
+                                                                             tmp_path) -> None:
+    """data.kind traffic: the loop checks the champion on its own logged predictions joined to the labels that
+    arrived, decides on significant decay, submits the job, and the job's window is those labelled rows."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from mlplatform.datasets.synthetic import FEATURES, TARGET, make_churn
+    from mlplatform.entities import PredictionRecord
+    from mlplatform.loop import LoopConfig, newest_window, step_model
+
+    client.registry.register("churn", model_artifact_dir, alias="champion")
+    predictor = client.registry.load("churn@champion")
+    frame = make_churn(400, seed=31)[FEATURES]
+    result = predictor.predict(frame)
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    records = [PredictionRecord(
+        request_id=f"req-{i}", model_name="churn", version=1, latency_ms=1.0, timestamp=t0 + timedelta(seconds=i),
+        features={k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()},
+        prediction=result.predictions[i], confidence=float(result.confidence[i]),
+        probabilities=[float(p) for p in result.probabilities[i]])
+        for i, row in enumerate(frame.to_dict("records"))]
+    client.monitoring.log_predictions(records)
+    for i, record in enumerate(records[:300]):  # 300 labels arrived; the model was right on a third of them
+        client.monitoring.add_label(record.prediction if i % 3 == 0 else 1 - record.prediction,
+                                    request_id=record.request_id)
+
+    config = LoopConfig.model_validate({"jobs_address": "http://127.0.0.1:1", "working_dir": str(ROOT), "wait": False,
+                                        "models": [{"model": "churn", "train_config": "x.yaml",
+                                                    "data": {"kind": "traffic", "last_n": 400, "min_rows": 200}}]})
+    jobs = _JobsThatLostTheirPackage(failed=set())  # every job it is given is still running
+    decision = step_model(client, config, config.models[0], jobs=jobs)
+    assert decision.trigger == "decay" and decision.status == "retraining", decision
+    assert decision.evidence["window"] == {"source": "traffic", "last_n": 400}
+    assert decision.evidence["decay"]["decayed"] and decision.evidence["decay"]["n"] == 300
+    assert [s["submission_id"] for s in jobs.submitted] == [decision.job_id]
+
+    window = newest_window(client, config.models[0], TARGET)  # what the retrain job trains on
+    assert len(window) == 300 and set(FEATURES) <= set(window.columns) and window[TARGET].notna().all()

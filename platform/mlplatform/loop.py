@@ -42,13 +42,13 @@ from mlplatform.config.base import StrictModel, load_config, read_yaml
 from mlplatform.config.monitor import MonitorConfig, RetrainConfig, load_monitor_config
 from mlplatform.config.train import load_train_config, train_config_from_dict
 from mlplatform.entities import AlertLevel, RunKind, RunStatus
+from mlplatform.entities.loop import OPEN_STATUSES, LoopDecision
 from mlplatform.errors import GateFailed, InvalidInput, MLPlatformError, NotFound
 from mlplatform.models.factory import default_factory
 from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertType
 from mlplatform.monitoring.check import run_check
 from mlplatform.monitoring.evaluation import join_labels, predictions_frame
 from mlplatform.monitoring.retrain import guard_verdict
-from mlplatform.store.sql.loop import OPEN_STATUSES, LoopDecision
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from typing import Any
 
 from croniter import croniter
 
+from mlplatform.entities.schedules import ACTIVE, PAUSED, Schedule
 from mlplatform.errors import InvalidInput
-from mlplatform.store.sql.schedules import ACTIVE, PAUSED, Schedule
 
 logger = logging.getLogger(__name__)
 

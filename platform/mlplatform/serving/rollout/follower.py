@@ -18,6 +18,7 @@ from typing import Any
 
 from mlplatform._internal.retry import RetryPolicy, call_with_retry, is_retryable
 from mlplatform.config.serve import RolloutConfig
+from mlplatform.entities.rollouts import RolloutState
 from mlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from mlplatform.rollouts import control
 from mlplatform.rollouts.guard import (
@@ -31,7 +32,6 @@ from mlplatform.rollouts.guard import (
 )
 from mlplatform.rollouts.routing import CHALLENGER, CHAMPION, assign
 from mlplatform.rollouts.window import VersionStats, WindowStats
-from mlplatform.store.sql.rollouts import RolloutState
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlplatform._internal.retry import RetryPolicy, call_with_retry, is_retryable
+from mlplatform.client import Client
 from mlplatform.config.serve import RolloutConfig
 from mlplatform.entities.rollouts import RolloutState
 from mlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound
@@ -106,7 +107,7 @@ class Routes:
 
 
 class RegistryFollower:
-    def __init__(self, model_name: str, client: Any, load_version: Callable[[Any, str], Any], cfg: RolloutConfig,
+    def __init__(self, model_name: str, client: Client, load_version: Callable[[Any, str], Any], cfg: RolloutConfig,
                  stats: VersionStats, replica_id: str) -> None:
         self.model_name = model_name
         self.cfg = cfg

@@ -12,23 +12,32 @@ import getpass
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mlplatform._internal import lineage as lineage_capture
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.artifacts.storage import ArtifactStore
-from mlplatform.entities import ModelVersion
+from mlplatform.entities import AliasChange, Evaluation, ModelVersion, RegisteredModel
 from mlplatform.entities.names import parse_model_ref, validate_model_name
 from mlplatform.predictor import Predictor
 from mlplatform.rollouts import Rollouts
 from mlplatform.settings import Settings, get_settings
+from mlplatform.store.interfaces import (
+    DatasetStore,
+    LoopStore,
+    MonitoringStore,
+    RegistryStore,
+    RunStore,
+    ScheduleStore,
+)
 from mlplatform.store.sql import migrate
 from mlplatform.store.sql.datasets import SqlDatasetStore
 from mlplatform.store.sql.loop import SqlLoopStore
 from mlplatform.store.sql.monitoring import SqlMonitoringStore
 from mlplatform.store.sql.registry import SqlRegistryStore
+from mlplatform.store.sql.rollouts import SqlRolloutStore
 from mlplatform.store.sql.runs import SqlRunStore
 from mlplatform.store.sql.schedules import SqlScheduleStore
 from mlplatform.store.sql.session import SessionScope, create_store_engine
@@ -44,14 +53,10 @@ def current_actor() -> str:
 class Registry:
     """Model registry: SQL records + verified artifacts."""
 
-    def __init__(self, store: SqlRegistryStore, artifacts: ArtifactStore, cache_dir: Path) -> None:
+    def __init__(self, store: RegistryStore, artifacts: ArtifactStore, cache_dir: Path) -> None:
         self._store = store
         self._artifacts = artifacts
         self._cache_dir = cache_dir
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        # Reads and alias moves are the store's own methods (list_models, promote, rollback, archive, ...).
-        return getattr(self._store, name)
 
     def register(self, name: str, artifact_dir: Path | str, *, source_run_id: str | None = None,
                  parent: str | None = None, alias: str | None = None, lineage: dict[str, Any] | None = None,
@@ -97,6 +102,73 @@ class Registry:
             shutil.rmtree(local, ignore_errors=True)
 
 
+    # Reads, alias moves and evaluations are the store's own rules; the registry adds the artifacts around them.
+
+    def list_models(self) -> list[RegisteredModel]:
+        return self._store.list_models()
+
+    def get_model(self, name: str) -> RegisteredModel:
+        return self._store.get_model(name)
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        return self._store.list_versions(name)
+
+    def get_version(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
+        """By number, by alias, or (neither) the champion."""
+        return self._store.get_version(name, version=version, alias=alias)
+
+    def in_service(self, since: datetime) -> set[tuple[str, int]]:
+        """Versions being served: in an active rollout, or that answered a logged prediction since ``since``."""
+        return self._store.in_service(since)
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasChange]:
+        return self._store.alias_history(name, alias)
+
+    def create_version(
+        self, name: str, *, framework: str, task: str | None, artifact_uri: str, artifact_sha256: str,
+        files: dict[str, dict[str, Any]], input_schema: list[dict[str, Any]], metrics: dict[str, float],
+        lineage: dict[str, Any], source_run_id: str | None = None, parent: tuple[str, int] | None = None,
+        actor: str = "unknown",
+    ) -> ModelVersion:
+        """The bare record of a version whose artifact is already stored; :meth:`register` uploads and checks
+        the artifact first and is what callers want."""
+        return self._store.create_version(
+            name, framework=framework, task=task, artifact_uri=artifact_uri, artifact_sha256=artifact_sha256,
+            files=files, input_schema=input_schema, metrics=metrics, lineage=lineage, source_run_id=source_run_id,
+            parent=parent, actor=actor,
+        )
+
+    def set_alias(self, name: str, alias: str, version: int, *, actor: str = "unknown",
+                  reason: str | None = None) -> ModelVersion:
+        return self._store.set_alias(name, alias, version, actor=actor, reason=reason)
+
+    def delete_alias(self, name: str, alias: str, *, actor: str = "unknown", reason: str | None = None) -> None:
+        self._store.delete_alias(name, alias, actor=actor, reason=reason)
+
+    def promote(self, name: str, *, actor: str = "unknown", reason: str | None = None) -> ModelVersion:
+        """Challenger becomes champion; the old champion stays restorable (status ``standby``)."""
+        return self._store.promote(name, actor=actor, reason=reason)
+
+    def rollback(self, name: str, *, actor: str = "unknown", reason: str | None = None) -> ModelVersion:
+        """Champion goes back to its previous holder: never a never-served or archived version."""
+        return self._store.rollback(name, actor=actor, reason=reason)
+
+    def archive(self, name: str, version: int, *, actor: str = "unknown", reason: str | None = None) -> ModelVersion:
+        return self._store.archive(name, version, actor=actor, reason=reason)
+
+    def add_evaluation(self, name: str, version: int, metrics: dict[str, float], *, dataset_version: str | None,
+                       slice: str = "all", n: int | None = None) -> None:
+        self._store.add_evaluation(name, version, metrics, dataset_version=dataset_version, slice=slice, n=n)
+
+    def evaluations(self, name: str, version: int | None = None) -> list[Evaluation]:
+        return self._store.evaluations(name, version)
+
+    def leaderboard(self, name: str, metric: str, *, dataset_version: str | None = None, mode: str = "max",
+                    slice: str = "all") -> list[dict[str, Any]]:
+        """Versions ranked on one metric of one dataset version; versions lacking it are left out, never 0."""
+        return self._store.leaderboard(name, metric, dataset_version=dataset_version, mode=mode, slice=slice)
+
+
 class Client:
     def __init__(self, settings: Settings | None = None, *, store_url: str | None = None,
                  artifact_uri: str | None = None, auto_init: bool = True) -> None:
@@ -112,12 +184,12 @@ class Client:
         migrate.ensure_schema(self.engine, self.display_url, auto_init=auto_init)
         self._scope = SessionScope(self.engine, self.display_url, busy_timeout_s=busy_timeout_s)
         self.artifacts = ArtifactStore(artifact_uri or self.settings.resolved_artifact_uri())
-        self.runs = SqlRunStore(self._scope)
-        self.datasets = SqlDatasetStore(self._scope)
-        self.monitoring = SqlMonitoringStore(self._scope)
-        self.schedules = SqlScheduleStore(self._scope)
-        self.loop = SqlLoopStore(self._scope)  # the automatic loop's decisions (mlplatform.loop)
-        self.rollouts = Rollouts(self)
+        self.runs: RunStore = SqlRunStore(self._scope)
+        self.datasets: DatasetStore = SqlDatasetStore(self._scope)
+        self.monitoring: MonitoringStore = SqlMonitoringStore(self._scope)
+        self.schedules: ScheduleStore = SqlScheduleStore(self._scope)
+        self.loop: LoopStore = SqlLoopStore(self._scope)  # the automatic loop's decisions (mlplatform.loop)
+        self.rollouts = Rollouts(self, SqlRolloutStore(self._scope))
         cache = self.settings.home / "cache" if self.artifacts.is_local else Path(tempfile.gettempdir())
         self.registry = Registry(SqlRegistryStore(self._scope), self.artifacts, cache / "artifacts")
 

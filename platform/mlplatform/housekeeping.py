@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from mlplatform.artifacts.storage import join_uri
+from mlplatform.client import Client
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import InvalidInput
 from mlplatform.store.sql.models import utcnow
@@ -36,13 +37,13 @@ class GcItem:
         return asdict(self)
 
 
-def plan(client: Any, keep_last: int) -> list[GcItem]:
+def plan(client: Client, keep_last: int) -> list[GcItem]:
     if keep_last < 1:
         raise InvalidInput("--keep-last must be at least 1", field="keep_last")
     return [*_model_versions(client, keep_last), *_checkpoints(client, keep_last)]
 
 
-def apply(client: Any, items: list[GcItem], *, actor: str) -> None:
+def apply(client: Client, items: list[GcItem], *, actor: str) -> None:
     for item in items:
         client.artifacts.delete_dir(item.uri)
         if item.kind == "model_version":
@@ -53,7 +54,7 @@ def apply(client: Any, items: list[GcItem], *, actor: str) -> None:
         logger.info("gc removed %s %s (%s)", item.kind, item.target, item.uri)
 
 
-def _model_versions(client: Any, keep_last: int) -> list[GcItem]:
+def _model_versions(client: Client, keep_last: int) -> list[GcItem]:
     registry = client.registry
     since = utcnow() - timedelta(seconds=client.settings.retention_served_window_s)
     served = registry.in_service(since)
@@ -71,7 +72,7 @@ def _model_versions(client: Any, keep_last: int) -> list[GcItem]:
     return items
 
 
-def _checkpoints(client: Any, keep_last: int) -> list[GcItem]:
+def _checkpoints(client: Client, keep_last: int) -> list[GcItem]:
     items = []
     finished = [r for r in client.runs.list_runs(limit=100_000) if r.status != RunStatus.RUNNING.value]
     for run in finished:
@@ -88,7 +89,7 @@ def _checkpoints(client: Any, keep_last: int) -> list[GcItem]:
     return items
 
 
-def _old_checkpoints(client: Any, folder: str, keep_last: int, kind: str, target: str) -> list[GcItem]:
+def _old_checkpoints(client: Client, folder: str, keep_last: int, kind: str, target: str) -> list[GcItem]:
     # Ray names checkpoints checkpoint_<index or timestamp>: zero-padded, so name order is age order.
     names = [n for n in client.artifacts.list_dirs(folder) if n.startswith(CHECKPOINT_PREFIX)]
     return [GcItem(kind, target, join_uri(folder, name), f"older than the newest {keep_last} checkpoints")

@@ -38,17 +38,18 @@ import pandas as pd
 from pydantic import Field, model_validator
 from sqlalchemy.engine import make_url
 
+from mlplatform.client import Client
 from mlplatform.config.base import StrictModel, load_config, read_yaml
 from mlplatform.config.monitor import MonitorConfig, RetrainConfig, load_monitor_config
 from mlplatform.config.train import load_train_config, train_config_from_dict
 from mlplatform.entities import AlertLevel, RunKind, RunStatus
+from mlplatform.entities.loop import OPEN_STATUSES, LoopDecision
 from mlplatform.errors import GateFailed, InvalidInput, MLPlatformError, NotFound
 from mlplatform.models.factory import default_factory
 from mlplatform.monitoring.alerts import AlertCheck, AlertManager, AlertType
 from mlplatform.monitoring.check import run_check
 from mlplatform.monitoring.evaluation import join_labels, predictions_frame
 from mlplatform.monitoring.retrain import guard_verdict
-from mlplatform.store.sql.loop import OPEN_STATUSES, LoopDecision
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def guards_of(entry: LoopModel) -> RetrainConfig:
 # -- the newest labelled window --------------------------------------------------------------------------------
 
 
-def newest_window(client: Any, entry: LoopModel, target: str) -> pd.DataFrame:
+def newest_window(client: Client, entry: LoopModel, target: str) -> pd.DataFrame:
     """The newest labelled rows of the model's data source (rows without a label left out)."""
     source = entry.data
     if source.kind == "traffic":
@@ -170,7 +171,7 @@ def _parquet_window(source: DataSource) -> pd.DataFrame:
     return table.to_pandas().sort_values(column, kind="stable").reset_index(drop=True)
 
 
-def _traffic_window(client: Any, model: str, last_n: int, target: str) -> pd.DataFrame:
+def _traffic_window(client: Client, model: str, last_n: int, target: str) -> pd.DataFrame:
     """The last ``last_n`` logged predictions of ``model`` with their features, joined to the labels that
     arrived (by request id, or by entity and time)."""
     records = client.monitoring.predictions(model, limit=last_n)
@@ -195,7 +196,7 @@ def _utc(t: datetime) -> datetime:
     return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def _attempts(client: Any, model_name: str) -> list[Any]:
+def _attempts(client: Client, model_name: str) -> list[Any]:
     """Retraining runs of this model that really started (refused triggers and attempts Ray could not start do
     not count), newest first: the clock of the cooldown and the daily cap, for the loop and `mlplatform monitor
     retrain` alike."""
@@ -244,7 +245,7 @@ def jobs_client(config: LoopConfig) -> Any:
     return JobSubmissionClient(config.jobs_address or os.environ.get("RAY_API_SERVER_ADDRESS") or None)
 
 
-def _job_env(client: Any) -> dict[str, str]:
+def _job_env(client: Client) -> dict[str, str]:
     """The job's view of this store: the MLPLATFORM_* settings of this process, and the store and artifacts the
     client really uses (a Ray worker has neither this process's environment nor its settings)."""
     env = {k: v for k, v in os.environ.items() if k.startswith("MLPLATFORM_")}
@@ -259,7 +260,7 @@ def _job_env(client: Any) -> dict[str, str]:
     return env
 
 
-def submit_retrain(client: Any, config: LoopConfig, decision: LoopDecision, jobs: Any, attempt: int = 1) -> str:
+def submit_retrain(client: Client, config: LoopConfig, decision: LoopDecision, jobs: Any, attempt: int = 1) -> str:
     working_dir = config.working_dir or str(ROOT)
     if not (Path(working_dir) / "train_jobs" / "retrain.py").is_file():
         raise NotFound(f"{working_dir} holds no train_jobs/retrain.py; set working_dir in the loop config",
@@ -281,7 +282,7 @@ def submit_retrain(client: Any, config: LoopConfig, decision: LoopDecision, jobs
             time.sleep(2)
 
 
-def tick(client: Any, config: LoopConfig, *, jobs: Any = None, now: datetime | None = None,
+def tick(client: Client, config: LoopConfig, *, jobs: Any = None, now: datetime | None = None,
          wait: bool | None = None) -> list[LoopDecision]:
     """One pass over every model of the config (see the module docstring); one model's error is recorded and
     the others go on."""
@@ -297,7 +298,7 @@ def tick(client: Any, config: LoopConfig, *, jobs: Any = None, now: datetime | N
     return out
 
 
-def step_model(client: Any, config: LoopConfig, entry: LoopModel, *, jobs: Any = None, now: datetime | None = None,
+def step_model(client: Client, config: LoopConfig, entry: LoopModel, *, jobs: Any = None, now: datetime | None = None,
                wait: bool | None = None) -> LoopDecision:
     wait = config.wait if wait is None else wait
     now = now or datetime.now(UTC)
@@ -354,7 +355,7 @@ def _wait_for_job(jobs: Any, job_id: str, timeout_s: float) -> str:
         time.sleep(1.0)
 
 
-def reconcile(client: Any, config: LoopConfig, entry: LoopModel, decision: LoopDecision, *, jobs: Any = None,
+def reconcile(client: Client, config: LoopConfig, entry: LoopModel, decision: LoopDecision, *, jobs: Any = None,
               wait: bool = False) -> LoopDecision:
     """Move an open decision on as far as it can go now."""
     if decision.status == "retraining":
@@ -366,7 +367,7 @@ def reconcile(client: Any, config: LoopConfig, entry: LoopModel, decision: LoopD
     return decision
 
 
-def _follow_job(client: Any, config: LoopConfig, entry: LoopModel, decision: LoopDecision, *, jobs: Any,
+def _follow_job(client: Client, config: LoopConfig, entry: LoopModel, decision: LoopDecision, *, jobs: Any,
                 wait: bool) -> LoopDecision:
     if decision.job_id is None:
         return client.loop.update(decision.id, status="failed", step={"step": "failed", "error": "no job id"})
@@ -408,7 +409,7 @@ def _resubmittable(decision: LoopDecision) -> bool:
     return bool(steps) and steps[-1].get("step") == INFRASTRUCTURE_OUTCOME and resubmitted < JOB_RESUBMISSIONS
 
 
-def _resubmit(client: Any, config: LoopConfig, entry: LoopModel, decision: LoopDecision, *, jobs: Any,
+def _resubmit(client: Client, config: LoopConfig, entry: LoopModel, decision: LoopDecision, *, jobs: Any,
               wait: bool) -> LoopDecision:
     attempt = 2 + sum(1 for s in decision.timeline if s.get("step") == "job_resubmitted")
     try:
@@ -433,7 +434,7 @@ def _infrastructure_failure(exc: BaseException) -> bool:
     return False
 
 
-def _start_rollout(client: Any, entry: LoopModel, decision: LoopDecision) -> LoopDecision:
+def _start_rollout(client: Client, entry: LoopModel, decision: LoopDecision) -> LoopDecision:
     try:
         state = client.rollouts.start(entry.model, stage="shadow", policy=entry.rollout_policy or None,
                                       actor=f"loop (decision {decision.id[:8]})")
@@ -445,7 +446,7 @@ def _start_rollout(client: Any, entry: LoopModel, decision: LoopDecision) -> Loo
         "challenger_version": state.challenger_version})
 
 
-def _follow_rollout(client: Any, decision: LoopDecision) -> LoopDecision:
+def _follow_rollout(client: Client, decision: LoopDecision) -> LoopDecision:
     state = client.rollouts.state(decision.model_name)
     if state is None or state.challenger_version != decision.challenger_version:
         return client.loop.update(decision.id, status="failed", step={
@@ -464,7 +465,7 @@ def _follow_rollout(client: Any, decision: LoopDecision) -> LoopDecision:
     return decision
 
 
-def status_rows(client: Any, model: str, limit: int = 50) -> list[dict[str, Any]]:
+def status_rows(client: Client, model: str, limit: int = 50) -> list[dict[str, Any]]:
     """The decisions of ``model``, newest first, for `mlplatform loop status` and the report."""
     rows = []
     for d in client.loop.list(model, limit=limit):
@@ -498,7 +499,7 @@ class RetrainResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-def _blocked(client: Any, model_name: str, mine: Any, config: RetrainConfig) -> str | None:
+def _blocked(client: Client, model_name: str, mine: Any, config: RetrainConfig) -> str | None:
     """Judged after our own run row exists, against the runs created before it: of two racing triggers, the
     later one always sees the earlier and stands down, so two retrains never run at once."""
     earlier = [r for r in _attempts(client, model_name) if r.id != mine.id
@@ -526,13 +527,13 @@ def _window_info(window_file: Path | None, config: Any) -> dict[str, Any]:
     return info
 
 
-def _step(result: RetrainResult, client: Any, name: str, **details: Any) -> None:
+def _step(result: RetrainResult, client: Client, name: str, **details: Any) -> None:
     result.steps.append({"step": name, "at": datetime.now(UTC).isoformat(), **details})
     if result.run_id:
         client.runs.update_tags(result.run_id, {"steps": result.steps})
 
 
-def run_retrain(client: Any, model_name: str, train_config: Any, *, trigger: str = "manual",
+def run_retrain(client: Client, model_name: str, train_config: Any, *, trigger: str = "manual",
                 alert_id: str | None = None, window_file: Path | str | None = None,
                 monitor_config: Any = None, start_rollout: bool = True, actor: str = "monitor") -> RetrainResult:
     """One guarded retraining of ``model_name`` (see the module docstring). Never promotes: the best it does is
@@ -607,7 +608,7 @@ def run_retrain(client: Any, model_name: str, train_config: Any, *, trigger: str
     return _finish(client, result, RunStatus.COMPLETED, "completed", None, monitor_config, champion.version, actor)
 
 
-def _start_shadow(client: Any, model_name: str, actor: str, run_id: str) -> dict[str, Any]:
+def _start_shadow(client: Client, model_name: str, actor: str, run_id: str) -> dict[str, Any]:
     try:
         state = client.rollouts.start(model_name, stage="shadow", actor=f"{actor} (retrain {run_id})")
     except ImportError:  # a platform without the rollout feature: the challenger waits for a human
@@ -619,8 +620,9 @@ def _start_shadow(client: Any, model_name: str, actor: str, run_id: str) -> dict
             "challenger_version": state.challenger_version}
 
 
-def _finish(client: Any, result: RetrainResult, status: Any, label: str, reason: str | None, monitor_config: Any,
+def _finish(client: Client, result: RetrainResult, status: Any, label: str, reason: str | None, monitor_config: Any,
             version: int, actor: str) -> RetrainResult:
+    assert result.run_id is not None, "_finish ends the retraining run that run_retrain started"
     result.status, result.reason = label, reason
     _step(result, client, label, **({"reason": reason} if reason else {}))
     client.runs.update_tags(result.run_id, {"outcome": label, "training_run_id": result.training_run_id})
@@ -635,7 +637,7 @@ def _finish(client: Any, result: RetrainResult, status: Any, label: str, reason:
     return result
 
 
-def run_retrain_job(client: Any, decision_id: str) -> RetrainResult:
+def run_retrain_job(client: Client, decision_id: str) -> RetrainResult:
     """The body of ``train_jobs/retrain.py --decision ID``: retrain on the decision's model's newest window and
     write the outcome into the decision (challenger, or rejected/failed with the reason)."""
     decision = client.loop.get(decision_id)

@@ -31,8 +31,9 @@ from typing import Any
 
 from croniter import croniter
 
+from mlplatform.client import Client
+from mlplatform.entities.schedules import ACTIVE, PAUSED, Schedule
 from mlplatform.errors import InvalidInput
-from mlplatform.store.sql.schedules import ACTIVE, PAUSED, Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def add_schedule(client: Any, name: str, *, cron: str, command: list[str] | str, kind: str = "command",
+def add_schedule(client: Client, name: str, *, cron: str, command: list[str] | str, kind: str = "command",
                  timeout_s: float = DEFAULT_TIMEOUT_S, now: datetime | None = None,
                  due_now: bool = False) -> Schedule:
     """A new active schedule; its first slot is the first cron time after ``now`` (``due_now``: ``now`` itself,
@@ -85,7 +86,7 @@ def add_schedule(client: Any, name: str, *, cron: str, command: list[str] | str,
                                 timeout_s=timeout_s)
 
 
-def set_paused(client: Any, name: str, paused: bool, *, now: datetime | None = None) -> Schedule:
+def set_paused(client: Client, name: str, paused: bool, *, now: datetime | None = None) -> Schedule:
     """Pause, or resume: a resumed schedule starts at its next slot after now (paused slots are not caught up)."""
     schedule = client.schedules.get(name)
     if paused:
@@ -122,7 +123,7 @@ class TickOutcome:
         return data
 
 
-def run_due(client: Any, *, owner: str | None = None, execute: Executor | None = None,
+def run_due(client: Client, *, owner: str | None = None, execute: Executor | None = None,
             clock: Callable[[], datetime] | None = None, max_catchup: int = MAX_CATCHUP,
             retry_after_s: float = RETRY_AFTER_S) -> list[TickOutcome]:
     """One scheduler tick over every due schedule (see the module docstring)."""
@@ -136,7 +137,7 @@ def run_due(client: Any, *, owner: str | None = None, execute: Executor | None =
     return outcomes
 
 
-def _run_schedule(client: Any, name: str, owner: str, execute: Executor, clock: Callable[[], datetime],
+def _run_schedule(client: Client, name: str, owner: str, execute: Executor, clock: Callable[[], datetime],
                   tick: datetime, max_catchup: int, retry_after_s: float) -> list[TickOutcome]:
     store = client.schedules
     schedule = store.get(name)
@@ -180,7 +181,7 @@ def _run_schedule(client: Any, name: str, owner: str, execute: Executor, clock: 
     return outcomes
 
 
-def _execute(client: Any, schedule: Schedule, slot: datetime, run_id: str, execute: Executor,
+def _execute(client: Client, schedule: Schedule, slot: datetime, run_id: str, execute: Executor,
              clock: Callable[[], datetime], retry_after_s: float, following: datetime) -> TickOutcome:
     store = client.schedules
     name = schedule.name

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -45,6 +45,10 @@ from mlplatform.errors import GateFailed, IntegrityError, MLPlatformError
 from mlplatform.features.datasets import csv_convert_options
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
+
+if TYPE_CHECKING:
+    # Ray Data workers import mlplatform.batch; the client (SQLAlchemy, Alembic) stays out of them
+    from mlplatform.client import Client
 
 logger = logging.getLogger(__name__)
 LoaderFactory = Callable[[ModelVersion, Path], Callable[[], Predictor]]
@@ -96,7 +100,8 @@ class ScoreJob:
     scored_at: datetime
 
 
-def run_batch(config: BatchConfig, *, client: Any = None, loader_factory: LoaderFactory | None = None) -> BatchResult:
+def run_batch(config: BatchConfig, *, client: Client | None = None,
+              loader_factory: LoaderFactory | None = None) -> BatchResult:
     """Score ``config.input`` with one immutable version of ``config.model`` (``name``, ``name:v`` or
     ``name@alias``).
 
@@ -113,7 +118,7 @@ def run_batch(config: BatchConfig, *, client: Any = None, loader_factory: Loader
     store between stages (measured on 2 cores: 3x the actor pool's throughput). ``auto`` takes the actor pool for
     torch models on a GPU cluster and fused tasks otherwise.
     """
-    from mlplatform.client import Client
+    from mlplatform.client import Client  # the driver's store client; Ray Data workers import this package without it
 
     client = client or Client()
     started = time.perf_counter()
@@ -451,7 +456,7 @@ def _translate(exc: BaseException, final: str) -> BaseException:
     return MLPlatformError(f"batch scoring failed in a worker: {name}: {message}; {where}")
 
 
-def _dataset_version(client: Any, input_uri: str) -> str | None:
+def _dataset_version(client: Client, input_uri: str) -> str | None:
     """The registered dataset version whose URI is this input, when there is one (a cheap lookup)."""
     try:
         for dataset in client.datasets.list(limit=500):

@@ -8,13 +8,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mlplatform.errors import MLPlatformError
+
+if TYPE_CHECKING:
+    # client() builds it on first use: a CLI command that needs no store never loads SQLAlchemy and Alembic
+    from mlplatform.client import Client
 
 T = TypeVar("T")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -81,7 +85,7 @@ def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:
 
 
 @lru_cache(maxsize=1)
-def client() -> Any:
+def client() -> Client:
     from mlplatform.client import Client
 
     return Client()

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from mlplatform.cli._output import JsonOption, _cell, client, console, emit, expected_errors, print_json
+from mlplatform.entities import DatasetVersion
 from mlplatform.errors import InvalidInput, NotFound
 
 app = typer.Typer(help="Dataset versions, profiles and validation against a model's schema.", no_args_is_help=True)
@@ -75,11 +76,11 @@ def _reference_profile(ref: str | None, version: Any) -> tuple[dict[str, Any], s
     entry = (version.lineage or {}).get("dataset") or {}
     if entry.get("name") and entry.get("version"):
         try:
-            record = datasets.get(entry["name"], entry["version"])
+            trained: DatasetVersion | None = datasets.get(entry["name"], entry["version"])
         except NotFound:
-            record = None
-        if record is not None and record.profile:
-            return record.profile, f"{record.name}@{record.version[:12]} (the training data of {version.ref})"
+            trained = None
+        if trained is not None and trained.profile:
+            return trained.profile, f"{trained.name}@{trained.version[:12]} (the training data of {version.ref})"
     raise InvalidInput(f"{version.ref} has no reference profile (its training dataset was not recorded with one); "
                        "pass --reference NAME[@VERSION], or --no-reference for the schema checks alone",
                        field="--reference")

@@ -77,7 +77,9 @@ def status(as_json: bool = JsonOption) -> None:
         for registered in client().registry.list_models():
             versions = sorted({v for (name, v) in levels if name == registered.name and v is not None})
             champion = registered.aliases.get("champion")
-            for version in versions or [champion or registered.latest_version]:
+            # a model with no version yet still gets its row (version None)
+            shown: list[int | None] = [*versions] or [champion or registered.latest_version]
+            for version in shown:
                 level = levels.get((registered.name, version), AlertLevel.GREEN)
                 open_alerts = [a for a in store.alerts(registered.name, status="open", limit=10_000)
                                if a.version == version and a.level != AlertLevel.GREEN.name]

@@ -31,6 +31,7 @@ from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlplatform import charts
+from mlplatform.client import Client
 from mlplatform.config.base import StrictModel
 from mlplatform.config.serve import AuthConfig
 from mlplatform.errors import InvalidInput, MLPlatformError, NotFound, Unauthorized
@@ -75,11 +76,10 @@ def _environment() -> Environment:
     return env
 
 
-def create_app(config: ConsoleConfig | None = None, client: Any = None) -> FastAPI:
+def create_app(config: ConsoleConfig | None = None, client: Client | None = None) -> FastAPI:
     """The console app; ``client`` lets a caller share its :class:`mlplatform.client.Client` (tests)."""
     cfg = config or ConsoleConfig()
     if client is None:
-        from mlplatform.client import Client
         from mlplatform.settings import Settings
 
         settings = Settings(home=cfg.home) if cfg.home else None  # a Serve replica knows the home from its args
@@ -323,7 +323,7 @@ def _check_action(action: str) -> None:
         raise NotFound(f"unknown action {action!r}; the console can {', '.join(ACTIONS)}", field="action")
 
 
-def _act(client: Any, name: str, action: str, actor: str, reason: str | None) -> str:
+def _act(client: Client, name: str, action: str, actor: str, reason: str | None) -> str:
     """The CLI's own functions: ``models rollback`` and ``rollout advance|abort``."""
     from mlplatform.rollouts import control
 
@@ -337,7 +337,7 @@ def _act(client: Any, name: str, action: str, actor: str, reason: str | None) ->
     return f"rollout of {name}: {state.status} at stage {state.stage}"
 
 
-def _rollout_status(client: Any, name: str) -> dict[str, Any] | None:
+def _rollout_status(client: Client, name: str) -> dict[str, Any] | None:
     from mlplatform.rollouts import control
 
     if control.rollout_store(client).get(name) is None:

@@ -12,7 +12,7 @@ import logging
 import math
 import struct
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, Protocol, overload
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 from mlplatform.entities import DatasetVersion
 from mlplatform.errors import IntegrityError, InvalidInput, NotFound
 from mlplatform.features.schema import dtype_family
+from mlplatform.store.interfaces import DatasetStore
 
 logger = logging.getLogger(__name__)
 
@@ -218,17 +219,24 @@ def schema_of(df: pd.DataFrame) -> dict[str, Any]:
 
 
 # -- store -------------------------------------------------------------------------------------------------------
+class DatasetClient(Protocol):
+    """All that versioning needs of a client (features sits below :mod:`mlplatform.client`): the dataset store."""
+
+    @property
+    def datasets(self) -> DatasetStore: ...
+
+
 @overload
-def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any, uri: str | None = None,
+def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: DatasetClient, uri: str | None = None,
                     register: Literal[True] = True, digest: str | None = None) -> DatasetVersion: ...
 
 
 @overload
-def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any, uri: str | None = None,
+def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: DatasetClient, uri: str | None = None,
                     register: Literal[False], digest: str | None = None) -> dict[str, Any]: ...
 
 
-def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any, uri: str | None = None,
+def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: DatasetClient, uri: str | None = None,
                     register: bool = True, digest: str | None = None) -> DatasetVersion | dict[str, Any]:
     """Hash, profile and (by default) register a dataset; returns the store's :class:`DatasetVersion`, or the
     would-be record as a dict when ``register`` is false. ``mlplatform data version`` and training both call this,
@@ -241,8 +249,8 @@ def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any
         df = read_table(source)
         uri = uri or (str(source) if "://" in str(source) else str(Path(source).expanduser().resolve()))
     digest = digest or content_hash(df)
-    record = {"name": name, "version": digest, "uri": uri, "schema": schema_of(df), "row_count": len(df),
-              "profile": profile_frame(df)}
+    record: dict[str, Any] = {"name": name, "version": digest, "uri": uri, "schema": schema_of(df),
+                              "row_count": len(df), "profile": profile_frame(df)}
     if not register:
         return record
     version = client.datasets.register(name, digest, uri=uri, schema=record["schema"], row_count=record["row_count"],
@@ -251,7 +259,7 @@ def version_dataset(source: str | Path | pd.DataFrame, name: str, *, client: Any
     return version
 
 
-def load_dataset(name: str, version: str, *, client: Any) -> pd.DataFrame:
+def load_dataset(name: str, version: str, *, client: DatasetClient) -> pd.DataFrame:
     """Read a registered version from its URI and verify its content hash: changed data is refused."""
     record = client.datasets.get(name, version)
     if record.name != name or (len(version) == 64 and record.version != version):

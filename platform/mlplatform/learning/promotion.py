@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.client import Client
 from mlplatform.config.train import TrainConfig
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import GateFailed, MLPlatformError, NotFound
@@ -46,7 +47,7 @@ class Promotion:
     alias: str | None = None
 
 
-def evaluate_gate_and_register(config: TrainConfig, client: Any, candidate: Candidate, *, splits: Splits,
+def evaluate_gate_and_register(config: TrainConfig, client: Client, candidate: Candidate, *, splits: Splits,
                                features: list[str], work: Path, force: bool, subject: str,
                                register: bool = True) -> Promotion:
     """Baselines, gate and registration. A failed gate ends the run REJECTED and raises ``GateFailed`` naming
@@ -67,7 +68,7 @@ def evaluate_gate_and_register(config: TrainConfig, client: Any, candidate: Cand
     return promotion
 
 
-def fit_baselines(config: TrainConfig, client: Any, run_id: str, splits: Splits, features: list[str],
+def fit_baselines(config: TrainConfig, client: Client, run_id: str, splits: Splits, features: list[str],
                   work: Path) -> dict[str, dict[str, float]]:
     """Baselines through the same split, transform fitting and evaluation code, each recorded as a child run
     tagged ``baseline``."""
@@ -88,7 +89,7 @@ def fit_baselines(config: TrainConfig, client: Any, run_id: str, splits: Splits,
     return results
 
 
-def judge(config: TrainConfig, client: Any, candidate: Candidate, baselines: dict[str, dict[str, float]],
+def judge(config: TrainConfig, client: Client, candidate: Candidate, baselines: dict[str, dict[str, float]],
           force: bool) -> GateResult:
     """The gate's verdict on the candidate, with the champion scored on the candidate's own holdout."""
     test = candidate.test
@@ -123,7 +124,7 @@ def judge(config: TrainConfig, client: Any, candidate: Candidate, baselines: dic
     return gate
 
 
-def register_candidate(config: TrainConfig, client: Any, candidate: Candidate, promotion: Promotion) -> None:
+def register_candidate(config: TrainConfig, client: Client, candidate: Candidate, promotion: Promotion) -> None:
     """Write the test metrics and lineage into the manifest, register (champion if none, else challenger) and
     record the evaluations overall and per slice."""
     artifact = candidate.artifact

@@ -23,6 +23,7 @@ from mlplatform.config.monitor import MonitorConfig, SinkConfig
 from mlplatform.entities import Alert, AlertLevel
 from mlplatform.entities.levels import parse_level
 from mlplatform.errors import MLPlatformError, Unavailable
+from mlplatform.store.interfaces import MonitoringStore
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _utcnow() -> datetime:
 class AlertManager:
     """Applies checks to the alert table and notifies the sinks routed for each level."""
 
-    def __init__(self, store: Any, config: MonitorConfig | None = None, *,
+    def __init__(self, store: MonitoringStore, config: MonitorConfig | None = None, *,
                  now: Callable[[], datetime] = _utcnow, sinks: dict[str, Sink] | None = None) -> None:
         self.store = store
         self.config = config or MonitorConfig()
@@ -196,7 +197,7 @@ class AlertManager:
                 outcome.failed_sinks.append(name)
 
 
-def current_levels(store: Any, model_name: str | None = None) -> dict[tuple[str, int | None], AlertLevel]:
+def current_levels(store: MonitoringStore, model_name: str | None = None) -> dict[tuple[str, int | None], AlertLevel]:
     """The highest level of the open alerts per (model, version)."""
     levels: dict[tuple[str, int | None], AlertLevel] = {}
     for alert in store.alerts(model_name, status="open", limit=10_000):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mlplatform.client import Client
 from mlplatform.config.monitor import MonitorConfig
 from mlplatform.entities import AlertLevel, ModelVersion
 from mlplatform.entities.levels import Thresholds, overall_level
@@ -76,7 +77,7 @@ class CheckResult:
         }
 
 
-def load_version_reference(client: Any, version: ModelVersion) -> tuple[DriftReference, Any]:
+def load_version_reference(client: Client, version: ModelVersion) -> tuple[DriftReference, Any]:
     """The stored reference profile and the predictor of a registered version (from its verified artifact)."""
     from mlplatform.predictor import Predictor
 
@@ -246,7 +247,7 @@ def _fairness(window: Window, version: ModelVersion, config: MonitorConfig,
     return reports, checks
 
 
-def run_check(client: Any, ref: str, *, config: MonitorConfig | None = None, window_file: Path | str | None = None,
+def run_check(client: Client, ref: str, *, config: MonitorConfig | None = None, window_file: Path | str | None = None,
               last_n: int | None = None, start: datetime | None = None, end: datetime | None = None,
               record: bool = True, now: Callable[[], datetime] | None = None) -> CheckResult:
     """Check ``ref`` on a window. ``record=False`` computes everything and stores nothing (reports)."""

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.client import Client
 from mlplatform.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def score_records(predictor: Any, records: list[Any], batch_size: int) -> tuple[
     return predictions, (np.concatenate(confidences) if confidences else None)
 
 
-def run_replay(client: Any, model_ref: str, candidate_ref: str, *, start: datetime | None = None,
+def run_replay(client: Client, model_ref: str, candidate_ref: str, *, start: datetime | None = None,
                end: datetime | None = None, batch_size: int = 4096, record: bool = True) -> dict[str, Any]:
     """Replay the requests ``model_ref`` answered in ``[start, end)`` through ``candidate_ref``."""
     import shutil
@@ -95,12 +96,12 @@ def run_replay(client: Any, model_ref: str, candidate_ref: str, *, start: dateti
     return summary
 
 
-def _labelled(client: Any, records: list[Any], new_predictions: list[Any]) -> dict[str, Any]:
+def _labelled(client: Client, records: list[Any], new_predictions: list[Any]) -> dict[str, Any]:
     """Accuracy of the logged answers and of the candidate's on the rows with a label (joined by request id and
     instance index; the latest label wins, as in continuous evaluation)."""
     if not records:
         return {"n": 0, "logged_accuracy": None, "candidate_accuracy": None}
-    labels: dict[tuple[str, int], Any] = {}
+    labels: dict[tuple[str | None, int], Any] = {}
     ids = sorted({r.request_id for r in records})
     for offset in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
         for label in client.monitoring.labels(request_ids=ids[offset:offset + 900]):
@@ -114,7 +115,7 @@ def _labelled(client: Any, records: list[Any], new_predictions: list[Any]) -> di
     return {"n": len(pairs), "logged_accuracy": old_hits / len(pairs), "candidate_accuracy": new_hits / len(pairs)}
 
 
-def _record(client: Any, summary: dict[str, Any], kind: Any, status: Any) -> str:
+def _record(client: Client, summary: dict[str, Any], kind: Any, status: Any) -> str:
     run = client.runs.start_run("replay", kind, name=f"replay-{summary['candidate']}",
                                 config={"model": summary["model"], "candidate": summary["candidate"],
                                         "start": summary["start"], "end": summary["end"]},

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mlplatform.client import Client
 from mlplatform.config.monitor import RetrainConfig
 from mlplatform.entities import AlertLevel
+from mlplatform.store.interfaces import MonitoringStore
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +78,13 @@ def guard_verdict(previous: list[datetime], now: datetime, config: RetrainConfig
     return None
 
 
-def previous_recommendations(store: Any, model_name: str) -> list[datetime]:
+def previous_recommendations(store: MonitoringStore, model_name: str) -> list[datetime]:
     target = f"model:{model_name}:"
     return [e.created_at for e in store.audit_log(action=AUDIT_ACTION, limit=1000) if e.target.startswith(target)]
 
 
-def record_recommendation(store: Any, model_name: str, version: int | None, decision: RetrainDecision) -> None:
+def record_recommendation(store: MonitoringStore, model_name: str, version: int | None,
+                          decision: RetrainDecision) -> None:
     """The audit entry is the guard clock; the RETRAIN alert is raised by the caller through the AlertManager."""
     store.audit("monitor", AUDIT_ACTION, f"model:{model_name}:{version}", reason="; ".join(decision.reasons))
     logger.warning("retraining recommended for %s:%s: %s", model_name, version, "; ".join(decision.reasons))
@@ -93,7 +96,7 @@ TRIGGER_TYPES = {"decay": "decay", "estimated_decay": "decay", "retrain": "drift
                  "prediction_drift": "drift"}
 
 
-def find_trigger(client: Any, model_name: str, version: int | None = None) -> tuple[str | None, Any]:
+def find_trigger(client: Client, model_name: str, version: int | None = None) -> tuple[str | None, Any]:
     """The open RED drift/decay alert that calls for a retrain (decay first), or (None, None)."""
     alerts = [a for a in client.monitoring.alerts(model_name, status="open", limit=1000)
               if a.level == AlertLevel.RED.name and a.type in TRIGGER_TYPES

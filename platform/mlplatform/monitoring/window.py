@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.client import Client
 from mlplatform.entities import ModelVersion
 from mlplatform.errors import InvalidInput, NotFound
 from mlplatform.monitoring.evaluation import JoinResult, join_labels, predictions_frame
@@ -56,7 +57,7 @@ def scores_from_log(records: list[Any], classes: list[Any] | None, threshold: fl
     return np.where(is_positive, conf, 1.0 - conf)
 
 
-def window_from_log(client: Any, version: ModelVersion, *, last_n: int | None = None,
+def window_from_log(client: Client, version: ModelVersion, *, last_n: int | None = None,
                     start: datetime | None = None, end: datetime | None = None,
                     classes: list[Any] | None = None, threshold: float | None = None) -> Window:
     records = client.monitoring.predictions(version.model_name, version=version.version, start=start, end=end,

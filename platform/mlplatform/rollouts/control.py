@@ -11,28 +11,45 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from mlplatform.entities.rollouts import ACTIVE, RolloutState
 from mlplatform.errors import Conflict, InvalidInput, NotFound
 from mlplatform.rollouts.guard import Decision, GuardPolicy
 from mlplatform.rollouts.routing import DEFAULT_STAGES, validate_stages
-from mlplatform.store.sql.rollouts import ACTIVE, RolloutState, SqlRolloutStore
-from mlplatform.store.sql.session import SessionScope
+from mlplatform.store.interfaces import MonitoringStore, RegistryStore, RolloutStore
+
+if TYPE_CHECKING:
+    from mlplatform.rollouts import Rollouts
 
 logger = logging.getLogger(__name__)
 ROLLED_BACK, ABORTED, COMPLETED = "rolled_back", "aborted", "completed"
 ALERT_TYPE = "rollout"
 
 
-def rollout_store(client: Any) -> SqlRolloutStore:
-    return SqlRolloutStore(SessionScope(client.engine, client.display_url))
+class RolloutClient(Protocol):
+    """What rollout control needs of a client (the rollouts layer sits below :mod:`mlplatform.client`): the
+    registry's aliases, the audit trail and alerts, and the rollout rows."""
+
+    @property
+    def registry(self) -> RegistryStore: ...
+
+    @property
+    def monitoring(self) -> MonitoringStore: ...
+
+    @property
+    def rollouts(self) -> Rollouts: ...
 
 
-def _aliases(client: Any, name: str) -> dict[str, int]:
+def rollout_store(client: RolloutClient) -> RolloutStore:
+    return client.rollouts.store
+
+
+def _aliases(client: RolloutClient, name: str) -> dict[str, int]:
     return dict(client.registry.get_model(name).aliases)
 
 
-def start(client: Any, name: str, *, stage: str | None = None, stages: list[dict[str, Any]] | None = None,
+def start(client: RolloutClient, name: str, *, stage: str | None = None, stages: list[dict[str, Any]] | None = None,
           policy: dict[str, Any] | None = None, actor: str = "unknown", replace_active: bool = False,
           salt: str | None = None) -> RolloutState:
     """Route between the current champion and challenger, starting at ``stage`` (default: the first). A fresh
@@ -76,7 +93,7 @@ def next_stage(state: RolloutState) -> dict[str, Any] | None:
     return state.stages[index + 1] if index + 1 < len(state.stages) else None
 
 
-def advance(client: Any, name: str, *, actor: str = "unknown", reason: str = "manual",
+def advance(client: RolloutClient, name: str, *, actor: str = "unknown", reason: str = "manual",
             expected_revision: int | None = None) -> RolloutState:
     """Next stage; the last one (weight 100) promotes the challenger to champion."""
     store = rollout_store(client)
@@ -132,7 +149,7 @@ def in_probation(state: RolloutState, now: datetime | None = None) -> bool:
     return (now or datetime.now(UTC)) < datetime.fromisoformat(found["until"])
 
 
-def probation_rollback(client: Any, state: RolloutState, decision: Decision, *,
+def probation_rollback(client: RolloutClient, state: RolloutState, decision: Decision, *,
                        actor: str = "rollout-guard") -> RolloutState:
     """A trigger during probation moves the champion alias back to the previous champion through the registry's
     alias history (the failed version is marked rolled back), records it like a canary rollback and raises a RED
@@ -166,7 +183,8 @@ def probation_rollback(client: Any, state: RolloutState, decision: Decision, *,
     return updated
 
 
-def abort(client: Any, name: str, *, actor: str = "unknown", reason: str = "aborted by operator") -> RolloutState:
+def abort(client: RolloutClient, name: str, *, actor: str = "unknown",
+          reason: str = "aborted by operator") -> RolloutState:
     """Challenger weight to 0 at once; champion untouched."""
     store = rollout_store(client)
     current = store.get(name)
@@ -178,7 +196,8 @@ def abort(client: Any, name: str, *, actor: str = "unknown", reason: str = "abor
     return state
 
 
-def rollback(client: Any, state: RolloutState, decision: Decision, *, actor: str = "rollout-guard") -> RolloutState:
+def rollback(client: RolloutClient, state: RolloutState, decision: Decision, *,
+             actor: str = "rollout-guard") -> RolloutState:
     """The guard's automatic rollback: weight 0, state ``rolled_back``, a RED alert with the measured values."""
     store = rollout_store(client)
     now = datetime.now(UTC)
@@ -197,7 +216,7 @@ def rollback(client: Any, state: RolloutState, decision: Decision, *, actor: str
     return updated
 
 
-def alert(client: Any, state: RolloutState, decision: Decision, record: dict[str, Any] | None = None, *,
+def alert(client: RolloutClient, state: RolloutState, decision: Decision, record: dict[str, Any] | None = None, *,
           version: int | None = None) -> None:
     """A RED alert with the measured values, about ``version`` (default: the challenger, or the champion for the
     champion alarm)."""
@@ -232,7 +251,7 @@ def merged_metrics(state: RolloutState) -> dict[str, dict[str, Any]]:
     return out
 
 
-def status(client: Any, name: str) -> dict[str, Any]:
+def status(client: RolloutClient, name: str) -> dict[str, Any]:
     state = rollout_store(client).get(name)
     aliases = _aliases(client, name)
     if state is None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.client import Client
 from mlplatform.config.train import TrainConfig, load_train_config, train_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import Conflict, GateFailed, IntegrityError, InvalidInput, NotFound
@@ -51,13 +52,13 @@ class TrainOutcome:
         return asdict(self)
 
 
-def train_from_file(path: Path | str, *, client: Any = None, warm_start: str | None = None, force: bool = False,
-                    epoch_hook: Any = None) -> TrainOutcome:
+def train_from_file(path: Path | str, *, client: Client | None = None, warm_start: str | None = None,
+                    force: bool = False, epoch_hook: Any = None) -> TrainOutcome:
     return train(load_train_config(path), client=client, warm_start=warm_start, force=force,
                  epoch_hook=epoch_hook)
 
 
-def resume(run_id: str, *, client: Any = None, force: bool = False, epoch_hook: Any = None) -> TrainOutcome:
+def resume(run_id: str, *, client: Client | None = None, force: bool = False, epoch_hook: Any = None) -> TrainOutcome:
     """Continue a stopped or failed torch run from its latest checkpoint, with its recorded config."""
     client = client or _client()
     run = client.runs.get_run(run_id)
@@ -72,13 +73,11 @@ def resume(run_id: str, *, client: Any = None, force: bool = False, epoch_hook: 
     return train(config, client=client, force=force, resume_run_id=run_id, epoch_hook=epoch_hook)
 
 
-def _client() -> Any:
-    from mlplatform.client import Client
-
+def _client() -> Client:
     return Client()
 
 
-def train(config: TrainConfig, *, client: Any = None, warm_start: str | None = None, force: bool = False,
+def train(config: TrainConfig, *, client: Client | None = None, warm_start: str | None = None, force: bool = False,
           resume_run_id: str | None = None, epoch_hook: Any = None, parent: str | None = None,
           kind: RunKind = RunKind.TRAIN, parent_run_id: str | None = None, expect_data_version: str | None = None,
           tags: dict[str, Any] | None = None) -> TrainOutcome:
@@ -122,7 +121,7 @@ def train(config: TrainConfig, *, client: Any = None, warm_start: str | None = N
     return outcome
 
 
-def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, storage_path: str, force: bool,
+def _run(config: TrainConfig, client: Client, run: Any, outcome: TrainOutcome, storage_path: str, force: bool,
          resuming: bool, epoch_hook: Any, expect_data_version: str | None = None) -> None:
     target, task = config.data.target, config.task
     data = load_data(config)
@@ -232,7 +231,7 @@ def _run(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, stor
     outcome.status = RunStatus.COMPLETED.value
 
 
-def _validate_input(config: TrainConfig, client: Any, run: Any, data: Any, force: bool) -> tuple[pd.DataFrame,
+def _validate_input(config: TrainConfig, client: Client, run: Any, data: Any, force: bool) -> tuple[pd.DataFrame,
                                                                                                dict[str, Any]]:
     """The training data check (SPEC S4.7): the one validator against the champion's schema and training profile
     when warm-starting, else the declared (or inferred) schema. ERROR-level data is refused with the report;
@@ -275,7 +274,7 @@ def _validate_input(config: TrainConfig, client: Any, run: Any, data: Any, force
     return data.frame[~refused], summary
 
 
-def _training_profile(client: Any, lineage: dict[str, Any]) -> dict[str, Any] | None:
+def _training_profile(client: Client, lineage: dict[str, Any]) -> dict[str, Any] | None:
     entry = lineage.get("dataset") or {}
     if not entry.get("name") or not entry.get("version"):
         return None
@@ -285,7 +284,7 @@ def _training_profile(client: Any, lineage: dict[str, Any]) -> dict[str, Any] | 
         return None
 
 
-def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutcome, storage_path: str,
+def _train_torch(config: TrainConfig, client: Client, run: Any, outcome: TrainOutcome, storage_path: str,
                  splits: Splits, labels: dict[str, np.ndarray], classes: list[Any] | None, params: dict[str, Any],
                  transform: TabularTransform, warm: Any, artifact: Path, lineage: dict[str, Any],
                  epoch_hook: Any, reference: pd.DataFrame) -> None:
@@ -358,7 +357,7 @@ def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutco
                              config.data.target, artifact, config.seed, holdout=splits.validation)
 
 
-def _log_epoch(client: Any, run_id: str, item: dict[str, Any]) -> None:
+def _log_epoch(client: Client, run_id: str, item: dict[str, Any]) -> None:
     epoch = int(item["epoch"])
     rows = []
     for key, value in item.items():
@@ -370,7 +369,7 @@ def _log_epoch(client: Any, run_id: str, item: dict[str, Any]) -> None:
     client.runs.heartbeat(run_id)
 
 
-def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, params: dict[str, Any],
+def _train_sklearn(config: TrainConfig, client: Client, run: Any, splits: Splits, params: dict[str, Any],
                    features: list[str], artifact: Path, lineage: dict[str, Any], reference: pd.DataFrame) -> None:
     from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
@@ -382,7 +381,7 @@ def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, p
     client.runs.log_metrics(run.id, {f"val_{k}": v for k, v in manifest.metrics.items()}, split="validation")
 
 
-def _tune_threshold(config: TrainConfig, client: Any, run: Any, artifact: Path, validation: pd.DataFrame,
+def _tune_threshold(config: TrainConfig, client: Client, run: Any, artifact: Path, validation: pd.DataFrame,
                     lineage: dict[str, Any]) -> None:
     """Choose the binary decision threshold on the validation split (never test) and write it into the artifact's
     manifest, so evaluation, batch scoring and serving all apply it; recorded in the run tags and the lineage."""

@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlplatform.client import Client
 from mlplatform.config.train import train_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import InvalidInput
@@ -61,7 +62,7 @@ class ReplayReport:
         return asdict(self) | {"mismatches": [m.name for m in self.mismatches]}
 
 
-def replay(run_id: str, *, client: Any = None) -> ReplayReport:
+def replay(run_id: str, *, client: Client | None = None) -> ReplayReport:
     """Re-run ``run_id`` and compare; the caller decides what a mismatch means (the CLI exits 3)."""
     from mlplatform.training import pipeline
 
@@ -109,7 +110,7 @@ def replay(run_id: str, *, client: Any = None) -> ReplayReport:
     return report
 
 
-def _test_metrics(client: Any, run_id: str) -> dict[tuple[str, str | None], float]:
+def _test_metrics(client: Client, run_id: str) -> dict[tuple[str, str | None], float]:
     """The last value of every test metric, overall and per slice."""
     latest: dict[tuple[str, str | None], float] = {}
     for metric in client.runs.get_metrics(run_id):  # ordered by key, step, id: the last one wins

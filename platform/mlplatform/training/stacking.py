@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.client import Registry
 from mlplatform.errors import InvalidInput
 from mlplatform.models.stacking import is_version_ref
 
 
-def resolve_members(members: list[Any], registry: Any) -> list[dict[str, Any]]:
+def resolve_members(members: list[Any], registry: Registry) -> list[dict[str, Any]]:
     resolved: list[dict[str, Any]] = []
     for index, member in enumerate(members):
         if not is_version_ref(member):

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.client import Registry
 from mlplatform.entities import ModelVersion
 from mlplatform.errors import InvalidInput
 from mlplatform.features.transform import TabularTransform
@@ -28,7 +29,7 @@ class WarmStart:
     state_dict: dict[str, Any]
 
 
-def load_warm_start(registry: Any, ref: str, *, family: str, task: str, features: list[str],
+def load_warm_start(registry: Registry, ref: str, *, family: str, task: str, features: list[str],
                     train: pd.DataFrame) -> WarmStart:
     import torch
 

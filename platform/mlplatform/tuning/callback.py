@@ -35,6 +35,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from mlplatform.client import Client
 from mlplatform.entities import RunKind, RunStatus
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class StoreCallback(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self._client: Any = None
+        self._client: Client | None = None
         self._runs: dict[str, str] = {}  # Tune trial id -> run id (known to exist)
         self._steps: dict[str, set[int]] = {}  # run id -> steps in the store or in the buffer
         self._buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -96,10 +97,8 @@ class StoreCallback(Callback):
 
     # -- store access ------------------------------------------------------------------------------------------
     @property
-    def client(self) -> Any:
+    def client(self) -> Client:
         if self._client is None:
-            from mlplatform.client import Client
-
             self._client = Client(store_url=self.store_url, artifact_uri=self.artifact_uri)
         return self._client
 

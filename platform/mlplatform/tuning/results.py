@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.client import Client
 from mlplatform.config.tune import BASELINE_PATTERN, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import GateFailed, NotFound
@@ -49,11 +50,11 @@ def config_at(history: list[dict[str, Any]], step: int | None) -> dict[str, Any]
     return current
 
 
-def leaderboard(client: Any, sweep_run_id: str) -> dict[str, Any]:
+def leaderboard(client: Client, sweep_run_id: str) -> dict[str, Any]:
     sweep = client.runs.get_run(sweep_run_id)
     metric, mode = sweep.tags["metric"], sweep.tags["mode"]
     trials = client.runs.list_runs(parent_run_id=sweep_run_id, kind=RunKind.TUNE_TRIAL.value, limit=100_000)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for run in trials:
         values = [(m.step, m.value) for m in client.runs.get_metrics(run.id, metric)]
         scored = _score(values, mode)
@@ -86,7 +87,7 @@ def leaderboard(client: Any, sweep_run_id: str) -> dict[str, Any]:
             "trials": sorted(rows, key=lambda r: (r.get("rank") or 10**9, r["run_id"]))}
 
 
-def warm_start_configs(client: Any, sources: list[str], dataset_version: str, *, top_k: int = 3
+def warm_start_configs(client: Client, sources: list[str], dataset_version: str, *, top_k: int = 3
                        ) -> list[dict[str, Any]]:
     """The best ``top_k`` configs (baseline excluded) of earlier searches on the same dataset version. A source
     is a sweep run id or a store experiment name (all its searches)."""
@@ -114,7 +115,7 @@ def warm_start_configs(client: Any, sources: list[str], dataset_version: str, *,
     return configs
 
 
-def register_best_trial(client: Any, sweep_run_id: str, *, force: bool = False, prepared: Any = None
+def register_best_trial(client: Client, sweep_run_id: str, *, force: bool = False, prepared: Any = None
                         ) -> dict[str, Any]:
     """Retrain the best config on train + validation, score it on the untouched test split, pass the promotion
     gate and register it (challenger when a champion exists), through the one gate-and-register ending

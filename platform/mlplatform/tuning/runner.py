@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplatform.artifacts.storage import join_uri
+from mlplatform.client import Client
 from mlplatform.config.tune import BASELINE_PATTERN, TuneSearchConfig, load_tune_config, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import Conflict, InvalidInput, MLPlatformError, NotFound
@@ -48,9 +49,7 @@ class SearchOutcome:
         return asdict(self)
 
 
-def _client() -> Any:
-    from mlplatform.client import Client
-
+def _client() -> Client:
     return Client()
 
 
@@ -71,7 +70,7 @@ def search_from_file(path: Path | str, **kwargs: Any) -> SearchOutcome:
     return run_search(load_tune_config(path), **kwargs)
 
 
-def run_search(config: TuneSearchConfig, *, client: Any = None, warm_start_from: list[str] | None = None,
+def run_search(config: TuneSearchConfig, *, client: Client | None = None, warm_start_from: list[str] | None = None,
                register_best: bool = False, force: bool = False, storage_path: str | None = None,
                trainable: Any = None, callbacks: list[Any] | None = None) -> SearchOutcome:
     """Start a new search. ``trainable`` replaces the standard one (tests, benchmarks); it receives
@@ -109,7 +108,7 @@ def run_search(config: TuneSearchConfig, *, client: Any = None, warm_start_from:
                            register_best=register_best, force=force)
 
 
-def resume_search(experiment: str, *, client: Any = None, register_best: bool = False, force: bool = False,
+def resume_search(experiment: str, *, client: Client | None = None, register_best: bool = False, force: bool = False,
                   trainable: Any = None) -> SearchOutcome:
     """Continue a stopped search with ``Tuner.restore``: finished trials are not rerun, errored ones resume from
     their latest checkpoint, and the store gets no duplicate rows (see the callback)."""
@@ -140,7 +139,7 @@ def resume_search(experiment: str, *, client: Any = None, register_best: bool = 
                            force=force)
 
 
-def find_sweep(client: Any, experiment: str) -> Any:
+def find_sweep(client: Client, experiment: str) -> Any:
     """A sweep by run id, or the newest sweep whose Tune experiment name is ``experiment``."""
     try:
         uuid.UUID(experiment)
@@ -246,7 +245,7 @@ def _scheduler(config: TuneSearchConfig) -> Any:
     return FIFOScheduler()
 
 
-def _fit_and_finish(tuner: Any, config: TuneSearchConfig, client: Any, sweep_run_id: str, path: str,
+def _fit_and_finish(tuner: Any, config: TuneSearchConfig, client: Client, sweep_run_id: str, path: str,
                     prepared: PreparedData, *, register_best: bool, force: bool) -> SearchOutcome:
     from mlplatform.tuning.results import leaderboard, register_best_trial
     from mlplatform.tuning.space import grid_configs
@@ -300,7 +299,7 @@ def _fit_and_finish(tuner: Any, config: TuneSearchConfig, client: Any, sweep_run
     return outcome
 
 
-def _counts(client: Any, sweep_run_id: str) -> dict[str, int]:
+def _counts(client: Client, sweep_run_id: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for run in client.runs.list_runs(parent_run_id=sweep_run_id, kind=RunKind.TUNE_TRIAL.value, limit=100_000):
         counts[run.status] = counts.get(run.status, 0) + 1

@@ -17,7 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlplatform._internal.retry import RetryPolicy, call_with_retry, is_retryable
+from mlplatform.client import Client
 from mlplatform.config.serve import RolloutConfig
+from mlplatform.entities.rollouts import RolloutState
 from mlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from mlplatform.rollouts import control
 from mlplatform.rollouts.guard import (
@@ -31,7 +33,6 @@ from mlplatform.rollouts.guard import (
 )
 from mlplatform.rollouts.routing import CHALLENGER, CHAMPION, assign
 from mlplatform.rollouts.window import VersionStats, WindowStats
-from mlplatform.store.sql.rollouts import RolloutState
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Routes:
 
 
 class RegistryFollower:
-    def __init__(self, model_name: str, client: Any, load_version: Callable[[Any, str], Any], cfg: RolloutConfig,
+    def __init__(self, model_name: str, client: Client, load_version: Callable[[Any, str], Any], cfg: RolloutConfig,
                  stats: VersionStats, replica_id: str) -> None:
         self.model_name = model_name
         self.cfg = cfg

@@ -73,8 +73,8 @@ def _serve_until(client: Any, faults: dict[int, float], done: set[str], timeout:
             for i in range(40):
                 out = await server.predict([row], routing_key=f"user-{i}")
                 # the user's answer: from the fallback (the champion) when the picked version failed
-                answered.add(int(out.get("fallback_version") or out["model_version"]))
-                for version in out["mirror_versions"]:  # what the ingress does: a copy to the shadow
+                answered.add(int(out.fallback_version or out.model_version))
+                for version in out.mirror_versions:  # what the ingress does: a copy to the shadow
                     with contextlib.suppress(Exception):  # a broken shadow fails only itself
                         await server.predict([row], shadow_version=version)
             await server.guard_now()

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlplatform.errors import ConfigError, Conflict, InvalidInput, NotFound
+from mlplatform.features.schema import dtype_family, is_number_family
 
 logger = logging.getLogger(__name__)
 
@@ -200,10 +201,6 @@ def _asof_positions(label_keys: pd.Series, label_times: pd.Series, feature_keys:
     return positions
 
 
-def _is_number_dtype(dtype: Any) -> bool:
-    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-
-
 def align_entity_keys(label_keys: pd.Series, feature_keys: pd.Series,
                       declared: str | None = None) -> tuple[pd.Series, pd.Series]:
     """The entity keys of both sides in one type, so that equal ids compare equal (SPEC S4.10).
@@ -221,9 +218,10 @@ def align_entity_keys(label_keys: pd.Series, feature_keys: pd.Series,
         return _string_keys(label_keys), _string_keys(feature_keys)
     if label_keys.dtype == feature_keys.dtype:
         return label_keys, feature_keys
-    if _is_number_dtype(label_keys.dtype) and _is_number_dtype(feature_keys.dtype):
-        label_int = pd.api.types.is_integer_dtype(label_keys.dtype)
-        feature_int = pd.api.types.is_integer_dtype(feature_keys.dtype)
+    label_family, feature_family = dtype_family(label_keys), dtype_family(feature_keys)
+    if is_number_family(label_family) and is_number_family(feature_family):
+        label_int = label_family == "int"
+        feature_int = feature_family == "int"
         if label_int and feature_int:
             return label_keys.astype("Int64"), feature_keys.astype("Int64")
         if label_int or feature_int:
@@ -244,10 +242,11 @@ def align_entity_keys(label_keys: pd.Series, feature_keys: pd.Series,
 
 
 def _int_keys(keys: pd.Series, side: str) -> pd.Series:
-    if pd.api.types.is_integer_dtype(keys.dtype):
+    family = dtype_family(keys)
+    if family == "int":
         return keys.astype("Int64")
     present = keys[keys.notna()]
-    numbers = pd.to_numeric(present, errors="coerce") if not pd.api.types.is_bool_dtype(keys.dtype) else None
+    numbers = pd.to_numeric(present, errors="coerce") if family != "bool" else None
     if numbers is not None:
         values = numbers.to_numpy(dtype="float64", na_value=np.nan)
         exact = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2.0 ** 53)

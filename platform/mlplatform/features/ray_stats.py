@@ -16,29 +16,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from mlplatform.errors import InvalidInput
 from mlplatform.features.rows import RowRules, coerced_frame
-from mlplatform.features.schema import MAX_CATEGORIES, FeatureSpec, schema_from_json, schema_to_json
+from mlplatform.features.schema import (
+    MAX_CATEGORIES,
+    FeatureSpec,
+    arrow_logical_dtype,
+    schema_from_json,
+    schema_to_json,
+)
 from mlplatform.features.stats import ColumnStats, merge_all, quantile_ranks, quantiles_from_order_stats
 from mlplatform.features.transform import FitStatistics, TabularTransform, TransformConfig
 
 logger = logging.getLogger(__name__)
 
 HISTOGRAM_BINS = 4096
-
-
-def _logical_dtype(arrow_type: pa.DataType, has_nulls: bool) -> str:
-    # Mirrors what pandas would infer after Arrow -> pandas: ints with nulls become float64, bools with nulls
-    # become object (a category); so both fits see the same schema.
-    if pa.types.is_boolean(arrow_type):
-        return "category" if has_nulls else "bool"
-    if pa.types.is_integer(arrow_type):
-        return "float" if has_nulls else "int"
-    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
-        return "float"
-    return "category"
 
 
 def _partials(batch: pd.DataFrame, schema_json: str, missing_tokens: str = "[]") -> dict[str, np.ndarray]:
@@ -154,11 +147,11 @@ def dataset_statistics(ds: Any, features: list[str],
     types = dict(zip(names, arrow_schema.types, strict=True))
     ds = ds.select_columns(features)
     # First pass with provisional dtypes (ints without nulls); the null counts it returns settle the final ones.
-    provisional = [FeatureSpec(name=f, dtype=_logical_dtype(types[f], has_nulls=False)) for f in features]
+    provisional = [FeatureSpec(name=f, dtype=arrow_logical_dtype(types[f], has_nulls=False)) for f in features]
     parts = _collect(ds, _partials, schema_json=json.dumps(schema_to_json(provisional)),
                      missing_tokens=json.dumps(list(missing_tokens)))
     nulls = {f: sum(p["nulls"][f] for p in parts) for f in features}
-    dtypes = {f: _logical_dtype(types[f], nulls[f] > 0) for f in features}
+    dtypes = {f: arrow_logical_dtype(types[f], nulls[f] > 0) for f in features}
     if any(dtypes[s.name] != s.dtype and "category" in (dtypes[s.name], s.dtype) for s in provisional):
         provisional = [FeatureSpec(name=f, dtype=dtypes[f]) for f in features]
         parts = _collect(ds, _partials, schema_json=json.dumps(schema_to_json(provisional)),

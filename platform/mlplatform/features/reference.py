@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from mlplatform.errors import IntegrityError, InvalidInput
+from mlplatform.features.schema import dtype_family, is_number_family
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ MIN_EXPECTED = 5  # ... and so do those expected fewer than 5 times in the monit
 
 
 def is_numeric_series(series: pd.Series) -> bool:
-    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
+    return is_number_family(dtype_family(series))
 
 
 def quantile_edges(values: np.ndarray, n_bins: int = N_BINS) -> list[float]:

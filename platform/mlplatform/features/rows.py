@@ -38,7 +38,14 @@ import pandas as pd
 import pyarrow as pa
 
 from mlplatform.errors import InvalidInput
-from mlplatform.features.schema import MAX_CATEGORIES, NUMERIC_KINDS, FeatureSpec, logical_dtype
+from mlplatform.features.schema import (
+    MAX_CATEGORIES,
+    NUMERIC_KINDS,
+    FeatureSpec,
+    dtype_family,
+    is_number_family,
+    logical_dtype,
+)
 
 MISSING_FIELD = "missing_field"
 MISSING_VALUE = "missing_value"
@@ -410,7 +417,7 @@ def _numeric_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowRu
     if kind == "number":
         values = _as_float64(raw)
         missing = np.isnan(values)
-        if rules.strict_dtypes and spec.dtype == "float" and pd.api.types.is_integer_dtype(raw.dtype):
+        if rules.strict_dtypes and spec.dtype == "float" and dtype_family(raw) == "int":
             reason.set(~missing, WRONG_TYPE)
         shown = _shown_numbers(values, raw)
     elif kind == "bool":
@@ -478,7 +485,7 @@ def _category_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowR
             values[tokens] = None
             missing |= tokens
         return _Parsed(values, missing, reason, lambda i: values[i])
-    if kind == "number" and pd.api.types.is_integer_dtype(raw.dtype):
+    if kind == "number" and dtype_family(raw) == "int":
         if isinstance(raw, pd.Series):
             missing = raw.isna().to_numpy()
             values = np.full(n, None, dtype=object)
@@ -507,17 +514,18 @@ def _category_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowR
 
 def _kind(raw: pd.Series | np.ndarray) -> str:
     dtype = raw.dtype
-    if isinstance(raw, np.ndarray):  # numpy dtypes: no pandas dtype machinery per call
+    family = dtype_family(dtype)
+    if family == "bool":
+        return "bool"
+    if is_number_family(family):
+        return "number"
+    if isinstance(raw, np.ndarray):
         if dtype.kind != "O":
-            return "bool" if dtype.kind == "b" else "number" if dtype.kind in "iuf" else "object"
+            return "object"  # datetimes, timedeltas, complex, fixed-width bytes: no feature value of ours
         # infer_dtype's "string" or "empty": every value text or a null (what the text route handles alike)
         if set(map(type, raw)) <= _TEXT_TYPES:
             return "plain_text"  # only str and None: None is the one missing value
         return "text" if all(isinstance(v, str) or _is_null(v) for v in raw) else "object"
-    if pd.api.types.is_bool_dtype(dtype):
-        return "bool"
-    if pd.api.types.is_numeric_dtype(dtype):
-        return "number"
     if pd.api.types.is_object_dtype(dtype):
         inferred = pd.api.types.infer_dtype(raw, skipna=True)
         return "text" if inferred in {"string", "empty"} else "object"
@@ -588,7 +596,7 @@ def _numeric_shown(value: Any) -> Any:
 
 
 def _shown_numbers(values: np.ndarray, raw: pd.Series | np.ndarray) -> Any:
-    integer = pd.api.types.is_integer_dtype(raw.dtype)
+    integer = dtype_family(raw) == "int"
 
     def shown(i: int) -> Any:
         if integer:

@@ -44,6 +44,7 @@ from mlplatform.features.reference import (
     pooling_of,
     summary_statistics,
 )
+from mlplatform.features.schema import NUMERIC_KINDS, arrow_dtype_family
 
 EPSILON = 1e-4
 MIN_SAMPLES = 100
@@ -157,8 +158,8 @@ def float_values(column: Column) -> np.ndarray:
     """A column as float64, nulls and unparseable values as NaN (``pd.to_numeric(errors="coerce")``). An Arrow
     float64 column without nulls comes back as a read-only view of its buffer, not a copy."""
     if isinstance(column, pa.ChunkedArray | pa.Array):
-        kind = column.type
-        if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        # a column that reads as numbers (or bools) converts straight from its buffers; the rest goes the pandas way
+        if arrow_dtype_family(column.type, column.null_count > 0) in NUMERIC_KINDS:
             return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
         column = column.to_pandas()
     return pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()

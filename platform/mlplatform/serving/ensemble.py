@@ -20,6 +20,7 @@ import numpy as np
 
 from mlplatform.config.serve import EnsembleEntry, ServeConfig
 from mlplatform.errors import ConfigError, InvalidInput, Timeout, Unavailable
+from mlplatform.serving.answer import ModelAnswer, RowResult
 
 ENSEMBLE_VARIANT = "ensemble"
 logger = logging.getLogger(__name__)
@@ -33,34 +34,36 @@ class EnsembleServer:
         self.entry: EnsembleEntry = next(e for e in self.cfg.ensembles if e.name == name)
         self.name = name
         self._members = members
-        self._meta: dict[tuple[int, int], dict[str, Any]] = {}  # (member index, version) -> classes, threshold
+        self._meta: dict[tuple[int, int | None], dict[str, Any]] = {}  # (member index, version) -> classes, threshold
 
-    async def _member_call(self, index: int, instances: list[dict[str, Any]], routing_key: str | None) -> dict:
+    async def _member_call(self, index: int, instances: list[dict[str, Any]],
+                           routing_key: str | None) -> ModelAnswer:
         from mlplatform.serving.http_api import unwrap
 
         response = self._members[index].predict.remote(instances, routing_key=routing_key)
         try:
-            answer = await asyncio.wait_for(_await(response), self.entry.member_timeout_s)
+            answer: ModelAnswer = await asyncio.wait_for(_await(response), self.entry.member_timeout_s)
         except TimeoutError:
             response.cancel()
             raise Timeout(f"member {self.entry.members[index]} did not answer within "
                           f"{self.entry.member_timeout_s:g} s") from None
         except Exception as exc:
             raise unwrap(exc) from None
-        key = (index, answer["model_version"])
+        key = (index, answer.model_version)
         if key not in self._meta:
             meta = await asyncio.wait_for(_await(self._members[index].metadata.remote()),
                                           self.entry.member_timeout_s)
             self._meta[key] = {"classes": meta.get("classes"), "threshold": meta.get("threshold")}
         return answer
 
-    async def predict(self, instances: list[dict[str, Any]], routing_key: str | None = None) -> dict[str, Any]:
+    async def predict(self, instances: list[dict[str, Any]], routing_key: str | None = None) -> ModelAnswer:
         outcomes = await asyncio.gather(*[self._member_call(i, instances, routing_key)
                                           for i in range(len(self._members))], return_exceptions=True)
         for outcome in outcomes:  # the client's mistake, whatever the policy
             if isinstance(outcome, InvalidInput):
                 raise outcome
-        members, ok = [], []
+        members: list[dict[str, Any]] = []
+        ok: list[int] = []
         for i, (ref, outcome) in enumerate(zip(self.entry.members, outcomes, strict=True)):
             if isinstance(outcome, BaseException):
                 # the client learns which member failed and how, never the member's own error text (it can hold
@@ -70,8 +73,8 @@ class EnsembleServer:
                 members.append({"ref": ref, "model_name": None, "model_version": None, "status": "failed",
                                 "error": _failure_kind(outcome)})
             else:
-                members.append({"ref": ref, "model_name": outcome["model_name"],
-                                "model_version": outcome["model_version"], "status": "ok"})
+                members.append({"ref": ref, "model_name": outcome.model_name,
+                                "model_version": outcome.model_version, "status": "ok"})
                 ok.append(i)
         failed = [m for m in members if m["status"] == "failed"]
         if failed and (self.entry.on_member_failure == "fail" or len(ok) < self.entry.min_members):
@@ -80,17 +83,17 @@ class EnsembleServer:
                                 f"{len(ok)} of {len(members)} members answered", retry_after_s=1,
                                 field=f"members[{members.index(first)}]")
             raise error
-        answers = [cast(dict[str, Any], outcomes[i]) for i in ok]  # ok: the indices whose outcome is an answer
+        answers = [cast(ModelAnswer, outcomes[i]) for i in ok]  # ok: the indices whose outcome is an answer
         weights = ([self.entry.weights[i] for i in ok] if self.entry.weights else [1.0] * len(ok))
-        metas = [self._meta[(i, answer["model_version"])] for i, answer in zip(ok, answers, strict=True)]
-        results = [self._combine([a["results"][r] for a in answers], weights, metas)
+        metas = [self._meta[(i, answer.model_version)] for i, answer in zip(ok, answers, strict=True)]
+        results = [self._combine([a.results[r] for a in answers], weights, metas)
                    for r in range(len(instances))]
-        return {"model_name": self.name, "model_version": None, "ensemble": self.entry.combine,
-                "members": members, "degraded": bool(failed),
-                "cached": [all(a["cached"][r] for a in answers) for r in range(len(instances))],
-                "results": results, "variant": ENSEMBLE_VARIANT}
+        return ModelAnswer(model_name=self.name, model_version=None, results=results,
+                           cached=[all(a.cached[r] for a in answers) for r in range(len(instances))],
+                           variant=ENSEMBLE_VARIANT, ensemble=self.entry.combine, members=members,
+                           degraded=bool(failed))
 
-    def _combine(self, rows: list[dict[str, Any]], weights: list[float], metas: list[dict[str, Any]]) -> dict:
+    def _combine(self, rows: list[RowResult], weights: list[float], metas: list[dict[str, Any]]) -> RowResult:
         if all(r["probabilities"] is not None for r in rows):
             return combine_classifier(rows, weights, metas, self.entry.combine)
         if any(r["probabilities"] is not None for r in rows):
@@ -122,8 +125,8 @@ def _failure_kind(exc: BaseException) -> str:
     return "error"
 
 
-def combine_classifier(rows: list[dict[str, Any]], weights: list[float], metas: list[dict[str, Any]],
-                       how: str) -> dict[str, Any]:
+def combine_classifier(rows: list[RowResult], weights: list[float], metas: list[dict[str, Any]],
+                       how: str) -> RowResult:
     classes = metas[0]["classes"]
     if any(m["classes"] != classes for m in metas):
         raise ConfigError("ensemble members disagree on the classes", field="members")
@@ -147,7 +150,7 @@ def combine_classifier(rows: list[dict[str, Any]], weights: list[float], metas: 
     return {"prediction": classes[index], "probabilities": probabilities, "confidence": max(probabilities)}
 
 
-def combine_regressor(predictions: list[Any], weights: list[float], how: str) -> dict[str, Any]:
+def combine_regressor(predictions: list[Any], weights: list[float], how: str) -> RowResult:
     if how == "vote":
         counts = Counter(_hashable(p) for p in predictions)
         top = max(counts.values())

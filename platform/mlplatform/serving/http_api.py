@@ -33,6 +33,7 @@ from mlplatform.errors import (
 )
 from mlplatform.rollouts.routing import SHADOW, routing_key
 from mlplatform.serving import v2
+from mlplatform.serving.answer import ModelAnswer
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
 from mlplatform.serving.prediction_log import PredictionLogBuffer
 from mlplatform.serving.request_id import REQUEST_ID, clean_request_id
@@ -308,14 +309,12 @@ class ServingAPI:
             return (handle.predict.remote(instances, routing_key=key, **views) if pinned is None
                     else handle.predict.remote(instances, pinned_version=pinned, **views))
 
-        answer = await self._call_once_more_if_replica_died(call, started, f"model {name}")
-        results = answer.pop("results")
-        mirrors = answer.pop("mirror_versions", None) or []
+        answer: ModelAnswer = await self._call_once_more_if_replica_died(call, started, f"model {name}")
         latency_ms = (time.perf_counter() - started) * 1000
-        self._log_answer(request_id, answer, instances, results, latency_ms, entity_ids)
-        for mirrored in mirrors:  # queued only: sent after this response, in batches
+        self._log_answer(request_id, answer, instances, latency_ms, entity_ids)
+        for mirrored in answer.mirror_versions:  # queued only: sent after this response, in batches
             self._mirror(name, handle, request_id, instances, mirrored)
-        return _Answered(parsed, answer, results, entity_ids)
+        return _Answered(parsed, answer, entity_ids)
 
     async def _read_v1(self, name: str, request: Request, raw: bytes) -> tuple[Any, list[dict[str, Any]],
                                                                                 list[str | int] | None,
@@ -331,16 +330,13 @@ class ServingAPI:
         return None, parse_instances(payload, self.cfg.max_instances), None, {}
 
     def _render_v1(self, name: str, request_id: str, answered: _Answered) -> JSONResponse:
-        answer, results = answered.answer, answered.results
-        if answered.entity_ids is not None:
-            answer["entity_ids"] = answered.entity_ids
-        body = {"predictions": [r["prediction"] for r in results], **answer, "request_id": request_id,
-                "served_by": self._replica, "timestamp": datetime.now(UTC).isoformat()}
+        answer = answered.answer
+        results = answer.results
+        body = {"predictions": [r["prediction"] for r in results], **answer.v1_fields(answered.entity_ids),
+                "request_id": request_id, "served_by": self._replica, "timestamp": datetime.now(UTC).isoformat()}
         if any(r["probabilities"] is not None for r in results):
             body["probabilities"] = [r["probabilities"] for r in results]
-        hits = sum(answer["cached"])
-        cache_header = "hit" if hits == len(results) else "miss" if hits == 0 else "partial"
-        return JSONResponse(body, headers={"X-Cache": cache_header})
+        return JSONResponse(body, headers={"X-Cache": _cache_header(answer)})
 
     # -- Open Inference Protocol v2 (serving/v2.py translates; the predict path above is shared) -----------------
     async def infer_v2(self, name: str, request: Request, version: str | None = None) -> JSONResponse:
@@ -357,10 +353,8 @@ class ServingAPI:
         return parsed, parsed.instances(schema), None, {}
 
     def _render_v2(self, name: str, request_id: str, answered: _Answered) -> JSONResponse:
-        hits = sum(answered.answer["cached"])
-        cache_header = "hit" if hits == len(answered.results) else "miss" if hits == 0 else "partial"
-        return JSONResponse(v2.infer_response(name, answered.parsed, answered.answer, answered.results, request_id),
-                            headers={"X-Cache": cache_header})
+        return JSONResponse(v2.infer_response(name, answered.parsed, answered.answer, request_id),
+                            headers={"X-Cache": _cache_header(answered.answer)})
 
     async def v2_model_metadata(self, name: str, request: Request, version: str | None = None) -> JSONResponse:
         try:
@@ -401,14 +395,14 @@ class ServingAPI:
 
     def _mirror(self, name: str, handle: Any, request_id: str, instances: list[dict[str, Any]],
                 version: int) -> None:
-        def done(answer: dict[str, Any] | None, error: BaseException | None, latency_ms: float) -> None:
+        def done(answer: ModelAnswer | None, error: BaseException | None, latency_ms: float) -> None:
             if error is not None:
                 logger.info("shadow copy of %s to version %s failed: %s", request_id, version, unwrap(error))
                 cause = unwrap(error)
                 self._log_error_row(name, request_id, http_status_for(cause), cause, latency_ms, version, SHADOW)
                 return
             assert answer is not None
-            self._log_answer(request_id, answer, instances, answer.pop("results"), latency_ms)
+            self._log_answer(request_id, answer, instances, latency_ms)
 
         queue = self._shadows.get(name)
         if queue is None:
@@ -421,25 +415,22 @@ class ServingAPI:
                 on_drop=lambda: self._metrics.shadow_dropped(name))
         queue.submit(version, instances, done)
 
-    def _log_answer(self, request_id: str, answer: dict[str, Any], instances: list[dict[str, Any]],
-                    results: list[dict[str, Any]], latency_ms: float,
-                    entity_ids: list[str | int] | None = None) -> None:
+    def _log_answer(self, request_id: str, answer: ModelAnswer, instances: list[dict[str, Any]],
+                    latency_ms: float, entity_ids: list[str | int] | None = None) -> None:
         if self._log is None:
             return
         now = datetime.now(UTC)
-        variant = "fallback" if answer.get("fallback") else answer.get("variant")
-        if answer.get("degraded"):
-            variant = f"{variant}-degraded"
+        variant = answer.logged_variant
         # an ensemble has no registry version of its own: logged as version 0 (its members are in the response)
-        version = answer.get("fallback_version", answer["model_version"]) or 0
+        version = answer.answered_version or 0
         pii = self._pii  # personal fields never reach the store in the clear (SPEC S6.12)
         self._log.add([PredictionRecord(
-            request_id=request_id, model_name=answer["model_name"], version=version,
+            request_id=request_id, model_name=answer.model_name, version=version,
             features=pii.features(instances[i]), prediction=r["prediction"], confidence=r["confidence"],
             latency_ms=latency_ms, timestamp=now, instance_index=i, variant=variant,
             probabilities=r.get("probabilities"),
             entity_id=None if entity_ids is None else pii.entity(str(entity_ids[i])))
-            for i, r in enumerate(results)])
+            for i, r in enumerate(answer.results)])
 
     def _log_error(self, name: str, request_id: str, status: int, exc: BaseException, started: float,
                    pinned_version: int | None) -> None:
@@ -522,9 +513,13 @@ class _Answered:
     """What the shared predict path hands the protocol that renders it."""
 
     parsed: Any  # the protocol's parsed request (V2's outputs and id), None for V1
-    answer: dict[str, Any]  # the model deployment's answer: name, version, variant, cached, fallback
-    results: list[dict[str, Any]]  # per row: prediction, probabilities, confidence
+    answer: ModelAnswer
     entity_ids: list[str | int] | None
+
+
+def _cache_header(answer: ModelAnswer) -> str:
+    hits = sum(answer.cached)
+    return "hit" if hits == len(answer.results) else "miss" if hits == 0 else "partial"
 
 
 def _v2_error(exc: BaseException, request_id: str) -> JSONResponse:

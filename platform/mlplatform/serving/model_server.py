@@ -15,7 +15,7 @@ import os
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from ray import serve
@@ -28,6 +28,7 @@ from mlplatform.features.schema import FeatureSpec, schema_from_json
 from mlplatform.predictor import Predictor
 from mlplatform.rollouts.routing import SHADOW
 from mlplatform.rollouts.window import VersionStats
+from mlplatform.serving.answer import ModelAnswer, RowResult
 from mlplatform.serving.breaker import CircuitBreaker, CircuitOpenError
 from mlplatform.serving.cache import MISS, PredictionCache, cache_key
 from mlplatform.serving.online_features import check_feature_views
@@ -71,12 +72,12 @@ def build_client(cfg: ServingConfig) -> Any:
     return Client(settings, store_url=cfg.store_url, artifact_uri=cfg.artifact_uri)
 
 
-def predict_rows(predictor: Predictor, rows: list[tuple[Any, ...]], schema: list[FeatureSpec]) -> list[dict]:
+def predict_rows(predictor: Predictor, rows: list[tuple[Any, ...]], schema: list[FeatureSpec]) -> list[RowResult]:
     """Plain-data results per row: label (type kept), probabilities in class order (classifiers). ``rows`` passed
     the row validator in :meth:`ModelServer._predict_with` (as :meth:`CheckedRows.tuples`): not checked again."""
     result = predictor.predict_checked(CheckedRows.of_tuples(rows, schema))
     probabilities = result.probabilities
-    out = []
+    out: list[RowResult] = []
     for i, label in enumerate(result.predictions):
         proba = None if probabilities is None else [float(p) for p in probabilities[i]]
         out.append({"prediction": _plain(label), "probabilities": proba,
@@ -283,7 +284,7 @@ class ModelServer:
 
     async def predict(self, instances: list[dict[str, Any]], routing_key: str | None = None,
                       shadow_version: int | None = None, pinned_version: int | None = None,
-                      feature_views: dict[str, Any] | None = None) -> dict[str, Any]:
+                      feature_views: dict[str, Any] | None = None) -> ModelAnswer:
         """Answer from the version the routing table picks for ``routing_key`` (sticky), or, for a shadow copy,
         from the mirrored ``shadow_version``. The answer names the version and the variant; a primary answer also
         lists the versions the ingress should mirror the request to. ``feature_views``: the online views that
@@ -303,38 +304,38 @@ class ModelServer:
         if feature_views is not None:
             check_feature_views(model.predictor.manifest.lineage.get("feature_views"), feature_views,
                                 f"{model.name}:{model.version}")
+        # a primary (routed) answer names the shadows the ingress mirrors the request to
+        mirrors = (tuple(m.version for m in routes.mirrors) if shadow_version is None and pinned_version is None
+                   else ())
         started = time.perf_counter()
         ok: bool | None = False
         try:
-            # a shadow answers only for itself: the fallback would make a broken shadow look healthy
-            answer = await self._predict_with(model, instances, allow_fallback=variant != SHADOW)
+            answer = await self._predict_with(model, instances, variant, mirrors)
             # an answer from the fallback is a failure of the version that should have answered (SPEC S7.5)
-            ok = not answer.get("fallback")
+            ok = not answer.fallback
         except InvalidInput:
             ok = None  # the client's mistake says nothing about the version
             raise
         finally:
             if ok is not None:  # one event per request, not per row (SPEC S7.5); cancelled and timed out count
                 self._version_stats.record(model.version, variant, (time.perf_counter() - started) * 1000, ok)
-        answer["variant"] = variant
-        if shadow_version is None and pinned_version is None:
-            answer["mirror_versions"] = [m.version for m in routes.mirrors]
         return answer
 
-    async def predict_shadow(self, version: int, batch: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    async def predict_shadow(self, version: int,
+                             batch: list[list[dict[str, Any]]]) -> list[ModelAnswer | dict[str, str]]:
         """Many queued shadow copies in one call, each in the shadow version's own lane and under its own deadline
         (``rollout.shadow_timeout_s``). A failed copy becomes ``{"error": message}`` so one bad copy cannot fail
         the others, and nothing of it reaches the champion's lane or breaker."""
         timeout_s = self.cfg.rollout.shadow_timeout_s
 
-        async def one(instances: list[dict[str, Any]]) -> dict[str, Any]:
+        async def one(instances: list[dict[str, Any]]) -> ModelAnswer:
             return await asyncio.wait_for(self.predict(instances, shadow_version=version), timeout_s)
 
         answers = await asyncio.gather(*[one(instances) for instances in batch], return_exceptions=True)
-        return [a if isinstance(a, dict) else {"error": f"{type(a).__name__}: {a}"} for a in answers]
+        return [a if isinstance(a, ModelAnswer) else {"error": f"{type(a).__name__}: {a}"} for a in answers]
 
-    async def _predict_with(self, model: LoadedModel, instances: list[dict[str, Any]],
-                            allow_fallback: bool = True) -> dict[str, Any]:
+    async def _predict_with(self, model: LoadedModel, instances: list[dict[str, Any]], variant: str,
+                            mirrors: tuple[int, ...] = ()) -> ModelAnswer:
         rows = model.predictor.check(instances).raise_for_issues("instances").tuples()
         cache_on = self.cfg.cache.enabled
         keys = [cache_key(model.name, model.version, model.schema_version, r) for r in rows] if cache_on else []
@@ -342,17 +343,18 @@ class ModelServer:
         cached = [r is not MISS for r in results]
         self._metrics.cache(sum(cached), len(rows) - sum(cached))
         misses = [i for i, hit in enumerate(cached) if not hit]
-        answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "cached": cached}
+        fallback: LoadedModel | None = None
         if misses:
-            fresh, fallback = await self._call_model(model, [rows[i] for i in misses], allow_fallback)
+            # a shadow answers only for itself: the fallback would make a broken shadow look healthy
+            fresh, fallback = await self._call_model(model, [rows[i] for i in misses], variant != SHADOW)
             for i, row_result in zip(misses, fresh, strict=True):
                 results[i] = row_result
                 if cache_on and fallback is None:
                     self._cache.put(keys[i], row_result)
-            if fallback is not None:
-                answer.update(fallback=True, fallback_version=fallback.version, fallback_model=fallback.name)
-        answer["results"] = results
-        return answer
+        return ModelAnswer(model_name=model.name, model_version=model.version,
+                           results=cast(list[RowResult], results), cached=cached, variant=variant,
+                           fallback_version=None if fallback is None else fallback.version,
+                           fallback_model=None if fallback is None else fallback.name, mirror_versions=mirrors)
 
     def _lane(self, version: int) -> _Lane:
         """The batch queue and breaker of one version, made on first use. Lanes of versions no longer served are
@@ -380,13 +382,13 @@ class ModelServer:
                             batch_wait_timeout_s=batching.batch_wait_timeout_s)(run))
         return lane
 
-    async def _fallback_answer(self, rows: list[tuple[Any, ...]]) -> tuple[list[dict], LoadedModel]:
+    async def _fallback_answer(self, rows: list[tuple[Any, ...]]) -> tuple[list[RowResult], LoadedModel]:
         assert self._fallback is not None
         return await asyncio.to_thread(predict_rows, self._fallback.predictor, rows,
                                        self._fallback.schema), self._fallback
 
     async def _call_model(self, model: LoadedModel, rows: list[tuple[Any, ...]],
-                          allow_fallback: bool = True) -> tuple[list[dict], LoadedModel | None]:
+                          allow_fallback: bool = True) -> tuple[list[RowResult], LoadedModel | None]:
         lane = self._lane(model.version)
         fallback = self._fallback is not None and allow_fallback
         try:

@@ -24,6 +24,7 @@ import numpy as np
 from fastapi.responses import JSONResponse
 
 from mlplatform.errors import InvalidInput, PayloadTooLarge
+from mlplatform.serving.answer import ModelAnswer
 from mlplatform.serving.validation import parse_json_body
 
 BINARY_HEADER = "inference-header-content-length"
@@ -224,23 +225,22 @@ def _requested_outputs(payload: dict[str, Any]) -> tuple[str, ...]:
     return names
 
 
-def infer_response(name: str, parsed: InferRequest, answer: dict[str, Any], results: list[dict[str, Any]],
-                   request_id: str) -> dict[str, Any]:
+def infer_response(name: str, parsed: InferRequest, answer: ModelAnswer, request_id: str) -> dict[str, Any]:
     """The V2 answer of the rows' results; ``model_version`` is the version whose numbers these are."""
-    version = answer.get("fallback_version", answer.get("model_version"))
+    version = answer.answered_version
+    results = answer.results
     outputs = []
     labels = [r["prediction"] for r in results]
     if "predict" in parsed.outputs:
         outputs.append({"name": "predict", "datatype": _datatype_of(labels), "shape": [len(labels)],
                         "data": labels})
-    probabilities = [r["probabilities"] for r in results]
-    if "predict_proba" in parsed.outputs and all(p is not None for p in probabilities):
+    probabilities = [r["probabilities"] for r in results if r["probabilities"] is not None]
+    if "predict_proba" in parsed.outputs and len(probabilities) == len(results):
         width = len(probabilities[0])
         outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [len(labels), width],
                         "data": [p for row in probabilities for p in row]})
-    parameters = {"request_id": request_id, "variant": answer.get("variant"),
-                  "cached": sum(answer.get("cached") or ())}
-    if answer.get("fallback"):
+    parameters = {"request_id": request_id, "variant": answer.variant, "cached": sum(answer.cached)}
+    if answer.fallback:
         parameters["fallback"] = True
     return {"model_name": name, "model_version": "" if version is None else str(version),
             "id": parsed.id if parsed.id is not None else request_id, "parameters": parameters, "outputs": outputs}

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.errors import InvalidInput
-from mlplatform.features.schema import logical_dtype
+from mlplatform.features.schema import dtype_family, logical_dtype
 
 
 def numeric_features(frame: pd.DataFrame, features: list[str]) -> list[str]:
@@ -97,6 +97,6 @@ def _nearest(points: np.ndarray, k: int) -> np.ndarray:
 def _like(column: pd.Series, values: np.ndarray) -> pd.api.extensions.ExtensionArray:
     """``values`` in ``column``'s dtype; integer columns are rounded so that they stay integers. An array, not a
     Series, so that assigning it never aligns on the (possibly repeated) index labels."""
-    if pd.api.types.is_integer_dtype(column):
+    if dtype_family(column) == "int":
         values = np.rint(values)
     return pd.Series(values).astype(column.dtype).array

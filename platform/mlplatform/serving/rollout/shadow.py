@@ -36,7 +36,7 @@ class _Copy:
 class ShadowQueue:
     def __init__(self, send: Send, *, max_queued: int = 1000, max_batch: int = 32, timeout_s: float = 5.0,
                  on_drop: Callable[[], None] | None = None) -> None:
-        self._send = send  # (version, [instances, ...]) -> [answer dict | {"error": message}, ...]
+        self._send = send  # (version, [instances, ...]) -> [ModelAnswer | {"error": message}, ...]
         self.max_queued = max_queued
         self.max_batch = max_batch
         self.timeout_s = timeout_s

@@ -49,6 +49,10 @@ class Predictor:
         self.model = model
         self.name = name
         self.version = version
+        classes = list(manifest.classes or [])
+        self._classes = np.asarray(classes, dtype=object)
+        # classes 0..k-1 (ints, not bools): a row's prediction is its class index itself, no object array to index
+        self._index_classes = classes == list(range(len(classes))) and all(type(c) is int for c in classes)
 
     @property
     def input_schema(self) -> list[dict[str, Any]]:
@@ -112,7 +116,7 @@ class Predictor:
             index = (proba[:, 1] >= self.manifest.threshold).astype(int)
         else:
             index = proba.argmax(axis=1)
-        return Prediction(np.asarray(classes, dtype=object)[index].tolist(), proba, classes)
+        return Prediction(index.tolist() if self._index_classes else self._classes[index].tolist(), proba, classes)
 
     def _predict_torch(self, matrix: np.ndarray, codes: np.ndarray | None) -> Prediction:
         import torch

@@ -19,6 +19,7 @@ from mlplatform.features.rows import (
     UNKNOWN_CATEGORY,
     WRONG_TYPE,
     RowRules,
+    check_arrow,
     check_frame,
     check_records,
     infer_schema,
@@ -127,3 +128,54 @@ def test_infer_schema_reads_values_as_the_validator_does() -> None:
     assert schema["n"].dtype == "int" and (schema["n"].min, schema["n"].max) == (1.0, 1.0)
     assert schema["c"].dtype == "category" and schema["c"].categories == ["7", "a"]
     assert schema["f"].dtype == "float" and schema["f"].max == 2.0
+
+
+# Several features refused in the same rows: the block routes (numeric features checked together, JSON rows read in
+# one pass, clean Arrow text kept as Arrow) must give what one feature at a time gives, in schema order per row.
+WIDE = [FeatureSpec(name="c", dtype="category", nullable=False, categories=["a", "b"]),
+        FeatureSpec(name="x", dtype="float", min=0.0, max=10.0), FeatureSpec(name="n", dtype="int", nullable=False),
+        FeatureSpec(name="d", dtype="category"), FeatureSpec(name="b", dtype="bool")]
+WIDE_ROWS = [
+    {"c": "a", "x": 1.0, "n": 2, "d": "p", "b": 1},
+    {"c": None, "x": 50, "n": 1.5, "d": None, "b": 2},  # every feature of this row has something to say
+    {"c": "zzz", "x": math.inf, "n": None, "d": "NA", "b": 0.0},
+    {"c": "b", "x": None, "n": 7, "d": "q", "b": None},
+]
+STRICT = RowRules.of(["NA"], checks=["type", "null", "range", "category"])
+
+
+@pytest.mark.parametrize("rules", [RowRules(), STRICT], ids=["default", "strict"])
+def test_block_routes_give_the_per_feature_verdicts(rules: RowRules) -> None:
+    per_feature = [(i.row, i.field, i.reason, i.message) for spec in WIDE
+                   for i in check_records([{spec.name: r[spec.name]} for r in WIDE_ROWS], [spec], rules).issues]
+    expected = sorted(per_feature, key=lambda i: (i[0], [s.name for s in WIDE].index(i[1])))
+    assert expected  # the rows do refuse something under either rules
+    frame = pd.DataFrame({s.name: pd.Series([r[s.name] for r in WIDE_ROWS], dtype=object) for s in WIDE})
+    for checked in (check_records(WIDE_ROWS, WIDE, rules), check_frame(frame, WIDE, rules)):
+        assert [(i.row, i.field, i.reason, i.message) for i in checked.issues] == expected
+    with pytest.raises(InvalidInput) as raised:
+        check_records(WIDE_ROWS, WIDE, rules).raise_for_issues("instances")
+    assert raised.value.field == f"instances[{expected[0][0]}].{expected[0][1]}"
+
+
+def test_a_json_row_lacking_a_feature_takes_the_per_feature_route() -> None:
+    rows = [OK, {k: v for k, v in OK.items() if k != "n"}, OK | {"x": "2"}]
+    checked = check_records(rows, SCHEMA)
+    assert [(i.row, i.field, i.reason) for i in checked.issues] == [(1, "n", MISSING_FIELD)]
+    assert checked.frame["x"].tolist() == [1.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("rules", [RowRules(), RowRules.of(["NA"]), STRICT], ids=["kept", "tokens", "strict"])
+def test_arrow_text_kept_as_arrow_reads_as_the_numpy_route(rules: RowRules) -> None:
+    schema = [FeatureSpec(name="c", dtype="category", categories=["a", "NA"]), X]
+    values = ["a", None, "NA", "zzz"]
+    for kind in (pa.string(), pa.large_string()):
+        table = pa.table({"c": pa.array(values, kind), "x": [1.0, 2.0, None, 4.0]})
+        arrow = check_arrow(table, schema, rules)
+        numpy_route = check_frame(pd.DataFrame({"c": pd.Series(values, dtype=object), "x": [1.0, 2.0, None, 4.0]}),
+                                  schema, rules)
+        assert (arrow.arrow("c") is not None) == (rules == RowRules())  # only when no rule can change the text
+        assert [(i.row, i.reason, i.message) for i in arrow.issues] == \
+            [(i.row, i.reason, i.message) for i in numpy_route.issues]
+        assert arrow.columns["c"].tolist() == numpy_route.columns["c"].tolist()
+        pd.testing.assert_frame_equal(arrow.frame, numpy_route.frame)

@@ -26,12 +26,14 @@ text), with the same messages on both routes.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -104,19 +106,29 @@ class RowIssue:
         return {"index": self.row, "field": self.field, "reason": self.reason, "message": self.message}
 
 
-@dataclass
 class CheckedRows:
     """Every input row in schema order: numeric features float64 (NaN = missing), categorical ``str`` or ``None``.
     Refused rows are present too, with their bad values missing; :attr:`refused` says which they are.
 
     The checked values are plain numpy arrays (:attr:`columns`), which the compiled transform reads directly;
-    :attr:`frame` builds a DataFrame of them only when a caller asks for one."""
+    :attr:`frame` builds a DataFrame of them only when a caller asks for one. A clean text column of an Arrow batch
+    stays an Arrow array (:meth:`arrow`) until someone asks for :attr:`columns`: the transform looks its categories
+    up in Arrow, so a batch's strings never become Python objects."""
 
-    columns: dict[str, np.ndarray]  # schema order; float64 or object (str | None)
-    issues: list[RowIssue]
-    unknown_fields: list[str] = field(default_factory=list)
-    n_rows: int = 0
-    index: pd.Index | None = None  # the input DataFrame's index (a RangeIndex for JSON rows and Arrow batches)
+    def __init__(self, columns: Mapping[str, np.ndarray | pa.Array], issues: list[RowIssue],
+                 unknown_fields: list[str] | None = None, n_rows: int = 0, index: pd.Index | None = None) -> None:
+        self.columns: Mapping[str, np.ndarray] = _Columns(columns)  # schema order; float64 or object (str | None)
+        self._arrow = {name: values for name, values in columns.items() if not isinstance(values, np.ndarray)}
+        self.issues = issues
+        self.unknown_fields = list(unknown_fields or [])
+        self.n_rows = n_rows
+        self.index = index  # the input DataFrame's index (None: a RangeIndex, for JSON rows and Arrow batches)
+        # the numeric features in schema order as one (k, n) float64 block and its missing mask, when checked so
+        self.numeric: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
+
+    def arrow(self, name: str) -> pa.Array | None:
+        """The checked column ``name`` as Arrow text (nulls: missing), if it was kept so; else None."""
+        return self._arrow.get(name)
 
     def __len__(self) -> int:
         return self.n_rows
@@ -172,57 +184,37 @@ class CheckedRows:
         return cls(columns, [], [], len(rows))
 
 
+class _Columns(Mapping[str, np.ndarray]):
+    """Checked columns as numpy arrays; an Arrow text column becomes one (``str`` or ``None`` objects) only when
+    read, once."""
+
+    def __init__(self, stored: Mapping[str, np.ndarray | pa.Array]) -> None:
+        self._stored = dict(stored)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        values = self._stored[name]
+        if not isinstance(values, np.ndarray):
+            values = self._stored[name] = values.to_numpy(zero_copy_only=False)
+        return values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+
 # -- entry points --------------------------------------------------------------------------------------------------
 def check_frame(df: pd.DataFrame, schema: Sequence[FeatureSpec], rules: RowRules | None = None) -> CheckedRows:
     """Check the feature columns of a DataFrame (an Arrow batch converted with ``to_pandas`` works the same)."""
-    rules = rules or RowRules()
-    names = {s.name for s in schema}
-    columns: dict[str, np.ndarray] = {}
-    issues: list[RowIssue] = []
-    n = len(df)
-    for spec in schema:
-        if spec.name not in df.columns:
-            message = _absent_message(spec.name, map(str, df.columns))
-            issues.extend(RowIssue(i, spec.name, MISSING_FIELD, message) for i in range(n))
-            columns[spec.name] = _empty(spec, n)
-            continue
-        checked = check_column(df[spec.name], spec, rules)
-        columns[spec.name] = checked.values
-        issues.extend(checked.issues)
-    issues.sort(key=lambda i: i.row)  # stable: schema order within a row
-    return CheckedRows(columns, issues, [str(c) for c in df.columns if c not in names], n, df.index)
+    return RowChecker(schema, rules).frame(df)
 
 
 def check_records(records: Sequence[Mapping[str, Any]], schema: Sequence[FeatureSpec],
                   rules: RowRules | None = None) -> CheckedRows:
     """Check JSON-style rows (a list of objects). Values keep their Python types, so ``7`` stays an int and ``"7"``
     text; no DataFrame inference runs (pandas would turn ``[7, None]`` into floats)."""
-    rules = rules or RowRules()
-    n = len(records)
-    names = {s.name for s in schema}
-    absent = _ABSENT
-    columns: dict[str, np.ndarray] = {}
-    issues: list[RowIssue] = []
-    unknown: dict[str, None] = {}
-    for record in records:
-        if len(record) != len(names) or not names.issuperset(record):
-            for key in record:
-                if key not in names:
-                    unknown.setdefault(str(key), None)
-    for spec in schema:
-        raw = np.empty(n, dtype=object)
-        raw[:] = [record.get(spec.name, absent) for record in records]
-        if n and any(v is absent for v in raw):
-            gone = np.fromiter((v is absent for v in raw), dtype=bool, count=n)
-            for i in np.flatnonzero(gone):
-                issues.append(RowIssue(int(i), spec.name, MISSING_FIELD,
-                                       _absent_message(spec.name, map(str, records[int(i)].keys()))))
-            raw[gone] = None
-        checked = check_column(raw, spec, rules)
-        columns[spec.name] = checked.values
-        issues.extend(checked.issues)
-    issues.sort(key=lambda i: i.row)
-    return CheckedRows(columns, issues, list(unknown), n)
+    return RowChecker(schema, rules).records(records)
 
 
 def check_arrow(batch: pa.RecordBatch | pa.Table, schema: Sequence[FeatureSpec],
@@ -230,24 +222,140 @@ def check_arrow(batch: pa.RecordBatch | pa.Table, schema: Sequence[FeatureSpec],
     """Check the feature columns of an Arrow batch or table, column by column as numpy arrays, with the verdicts
     :func:`check_frame` gives for ``batch.to_pandas()``: the arrays are the ones ``to_pandas`` would hold (an
     integer column with nulls becomes float64 with NaN, a boolean one with nulls object), and a column type with
-    no plain numpy form (dictionary, nested, temporal) goes through ``to_pandas`` itself."""
-    rules = rules or RowRules()
-    names = {s.name for s in schema}
-    present = list(batch.schema.names)
-    columns: dict[str, np.ndarray] = {}
-    issues: list[RowIssue] = []
-    n = batch.num_rows
-    for spec in schema:
-        if spec.name not in present:
-            message = _absent_message(spec.name, present)
-            issues.extend(RowIssue(i, spec.name, MISSING_FIELD, message) for i in range(n))
-            columns[spec.name] = _empty(spec, n)
-            continue
-        checked = check_column(_arrow_values(batch.column(spec.name)), spec, rules)
-        columns[spec.name] = checked.values
-        issues.extend(checked.issues)
-    issues.sort(key=lambda i: i.row)
-    return CheckedRows(columns, issues, [c for c in present if c not in names], n)
+    no plain numpy form (dictionary, nested, temporal) goes through ``to_pandas`` itself. A text column no rule can
+    refuse or change (no missing tokens, no category check, nulls allowed or absent) stays Arrow."""
+    return RowChecker(schema, rules).arrow(batch)
+
+
+class RowChecker:
+    """The row validator for one schema and its rules, with what every call would otherwise work out again (names,
+    the numeric features' parameters, a row reader). The ``check_*`` functions build one per call; a model's
+    transform keeps one, so that a request pays for its rows, not for its schema."""
+
+    def __init__(self, schema: Sequence[FeatureSpec], rules: RowRules | None = None) -> None:
+        self.schema = list(schema)
+        self.rules = rules or RowRules()
+        self._names = [s.name for s in self.schema]
+        self._name_set = set(self._names)
+        self._numeric = [s for s in self.schema if s.is_numeric]
+        self._numeric_at = [j for j, s in enumerate(self.schema) if s.is_numeric]
+        self._order = {name: j for j, name in enumerate(self._names)}
+        self._read = operator.itemgetter(*self._names) if len(self._names) > 1 else None
+
+    def frame(self, df: pd.DataFrame) -> CheckedRows:
+        present = list(map(str, df.columns))
+        raws = {s.name: df[s.name] for s in self.schema if s.name in df.columns}
+        return self._check(raws, len(df), self._absent_everywhere(raws, present, len(df)),
+                           [str(c) for c in df.columns if c not in self._name_set], df.index)
+
+    def records(self, records: Sequence[Mapping[str, Any]]) -> CheckedRows:
+        """Every feature of a row is read at once (a row lacking one takes the per-feature route), and the numeric
+        features of rows holding plain numbers become one block in one numpy call (:func:`_plain_block`)."""
+        n = len(records)
+        names, name_set = self._names, self._name_set
+        unknown: dict[str, None] = {}
+        width = len(name_set)
+        for record in records:
+            if len(record) != width or not name_set.issuperset(record):
+                for key in record:
+                    if key not in name_set:
+                        unknown.setdefault(str(key), None)
+        issues: list[RowIssue] = []
+        try:
+            table = list(map(self._read, records)) if self._read is not None else \
+                [(record[names[0]],) for record in records] if names else []
+        except KeyError:  # some row lacks a feature: per feature, with a missing_field issue per such row
+            table = None
+        raws: dict[str, Any] = {}
+        plain = None
+        if table is not None:
+            by_feature = list(zip(*table, strict=True)) if n else [() for _ in names]  # transposed in C
+            if self._numeric and n:
+                plain = _plain_block([by_feature[j] for j in self._numeric_at], self._numeric, self.rules)
+            for j, spec in enumerate(self.schema):
+                if plain is not None and spec.is_numeric:
+                    raws[spec.name] = by_feature[j]  # parsed in the block; the values only for messages
+                else:
+                    raws[spec.name] = raw = np.empty(n, dtype=object)
+                    raw[:] = by_feature[j]
+            return self._check(raws, n, issues, list(unknown), plain=plain)
+        for spec in self.schema:
+            raws[spec.name] = raw = np.empty(n, dtype=object)
+            raw[:] = [record.get(spec.name, _ABSENT) for record in records]
+            if n and any(v is _ABSENT for v in raw):
+                gone = np.fromiter((v is _ABSENT for v in raw), dtype=bool, count=n)
+                for i in np.flatnonzero(gone):
+                    issues.append(RowIssue(int(i), spec.name, MISSING_FIELD,
+                                           _absent_message(spec.name, map(str, records[int(i)].keys()))))
+                raw[gone] = None
+        return self._check(raws, n, issues, list(unknown))
+
+    def arrow(self, batch: pa.RecordBatch | pa.Table) -> CheckedRows:
+        present = list(batch.schema.names)
+        n = batch.num_rows
+        raws: dict[str, np.ndarray | pd.Series | pa.Array] = {}
+        for spec in self.schema:
+            if spec.name in present:
+                column = batch.column(spec.name)
+                text = _arrow_text(column, spec, self.rules)
+                raws[spec.name] = text if text is not None else _arrow_values(column)
+        return self._check(raws, n, self._absent_everywhere(raws, present, n),
+                           [c for c in present if c not in self._name_set])
+
+    def _absent_everywhere(self, raws: Mapping[str, Any], present: list[str], n: int) -> list[RowIssue]:
+        """missing_field in every row for each feature that is not a column of the input."""
+        issues: list[RowIssue] = []
+        for spec in self.schema:
+            if spec.name not in raws:
+                message = _absent_message(spec.name, present)
+                issues.extend(RowIssue(i, spec.name, MISSING_FIELD, message) for i in range(n))
+        return issues
+
+    def _check(self, raws: Mapping[str, Any], n: int, issues: list[RowIssue], unknown: list[str],
+               index: pd.Index | None = None, plain: np.ndarray | None = None) -> CheckedRows:
+        """Every present column checked (the numeric ones as one block: :func:`_check_numeric`); absent ones
+        missing."""
+        rules = self.rules
+        numeric = self._numeric if len(raws) == len(self.schema) else [s for s in self._numeric if s.name in raws]
+        block = _check_numeric([raws[s.name] for s in numeric], numeric, rules, n, plain)
+        text = [s for s in self.schema
+                if not s.is_numeric and s.name in raws and not isinstance(raws[s.name], pa.Array)]
+        numbers, texts = iter(block.columns), iter(_check_text([raws[s.name] for s in text], text, rules, n))
+        columns: dict[str, np.ndarray | pa.Array] = {}
+        for spec in self.schema:
+            raw = raws.get(spec.name)
+            if raw is None:
+                columns[spec.name] = _empty(spec, n)
+                continue
+            if isinstance(raw, pa.Array):  # text every rule accepts as it is (_arrow_text)
+                columns[spec.name] = raw
+                continue
+            column = next(numbers) if spec.is_numeric else next(texts)
+            columns[spec.name] = column.values
+            if column.issues:
+                issues.extend(column.issues)
+        if issues:
+            order = self._order
+            issues.sort(key=lambda i: (i.row, order[i.field]))  # by row, schema order within a row
+        out = CheckedRows(columns, issues, unknown, n, index)
+        if numeric:
+            out.numeric = (tuple(s.name for s in numeric), block.values, block.missing)
+        return out
+
+
+def _arrow_text(column: pa.Array | pa.ChunkedArray, spec: FeatureSpec, rules: RowRules) -> pa.Array | None:
+    """The column as it is, when it is text that every rule accepts unchanged: the text route would only copy it
+    into Python objects. None: the column takes the numpy route."""
+    kind = column.type
+    if spec.is_numeric or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return None
+    if rules.missing_tokens or ("category" in rules.checks and spec.categories is not None):
+        return None
+    if "null" in rules.checks and not spec.nullable and column.null_count:
+        return None
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column
 
 
 def _arrow_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray | pd.Series:
@@ -344,10 +452,11 @@ class _Parsed:
 
 class _Reasons:
     """Per value: None, or the reason it is refused. The array exists only once a value is refused, so a clean
-    column (the usual request) costs no object array and no scans for reasons."""
+    column (the usual request) costs no object array and no scans for reasons. The shape is a column's ``(n,)``, or
+    ``(k, n)`` for k numeric columns checked at once."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, shape: int | tuple[int, ...]) -> None:
+        self.shape = shape
         self.array: np.ndarray | None = None
 
     def free(self) -> np.ndarray | None:
@@ -359,15 +468,15 @@ class _Reasons:
         free = self.free()
         if free is not None:
             mask = mask & free
-        if not mask.any():
+        if not np.count_nonzero(mask):  # (a C call: ndarray.any goes through Python, and most masks are clean)
             return
         if self.array is None:
-            self.array = np.full(self.n, None, dtype=object)
+            self.array = np.full(self.shape, None, dtype=object)
         self.array[mask] = reason
 
     def set_at(self, i: int, reason: str) -> None:
         if self.array is None:
-            self.array = np.full(self.n, None, dtype=object)
+            self.array = np.full(self.shape, None, dtype=object)
         self.array[i] = reason
 
 
@@ -383,34 +492,193 @@ def check_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowRules
     ``raw`` is a Series (its dtype decides the route) or a numpy array (JSON rows and Arrow batches, as objects or
     typed), with the same verdicts for the same values."""
     rules = rules or RowRules()
-    parsed = (_numeric_column if spec.is_numeric else _category_column)(raw, spec, rules)
-    values, missing, reason = parsed.values, parsed.missing, parsed.reason
-    if "null" in rules.checks and not spec.nullable:
-        reason.set(missing, MISSING_VALUE)
-    if spec.is_numeric and "range" in rules.checks and (spec.min is not None or spec.max is not None):
-        outside = np.zeros(len(values), dtype=bool)  # NaN compares False: a missing value is never out of range
-        if spec.min is not None:
-            outside |= values < spec.min
-        if spec.max is not None:
-            outside |= values > spec.max
-        reason.set(outside, OUT_OF_RANGE)
-    if not spec.is_numeric and "category" in rules.checks and spec.categories is not None:
-        known = set(spec.categories)
-        reason.set(np.fromiter((v is not None and v not in known for v in values), dtype=bool, count=len(values)),
-                   UNKNOWN_CATEGORY)
-    if reason.array is None:
-        return CheckedColumn(values, missing, [])
-    reasons = reason.array
+    if spec.is_numeric:
+        return _check_numeric([raw], [spec], rules, len(raw)).columns[0]
+    return _check_text([raw], [spec], rules, len(raw))[0]
+
+
+def _check_text(raws: Sequence[pd.Series | np.ndarray], specs: Sequence[FeatureSpec], rules: RowRules,
+                n: int) -> list[CheckedColumn]:
+    """k categorical columns: parsed as one ``(k, n)`` block when every value is ``str`` or ``None`` (JSON rows),
+    else each on its own route (:func:`_category_column`); then the rules (null, category) over the block."""
+    k = len(specs)
+    if not k:
+        return []
+    reason = _Reasons((k, n))
+    values = np.empty((k, n), dtype=object)
+    shown: list[Callable[[int], Any]] = []
+    if all(isinstance(raw, np.ndarray) for raw in raws) \
+            and set(map(type, itertools.chain.from_iterable(raws))) <= _TEXT_TYPES:
+        for j, raw in enumerate(raws):
+            values[j] = raw
+        missing = np.equal(values, NONE)
+        if rules.missing_tokens:
+            tokens = np.fromiter((v in rules.missing_tokens for v in values.flat), dtype=bool, count=k * n)
+            tokens = tokens.reshape(k, n)
+            values[tokens] = None
+            missing |= tokens
+        shown = [values[j].__getitem__ for j in range(k)]
+    else:
+        missing = np.empty((k, n), dtype=bool)
+        for j, (raw, spec) in enumerate(zip(raws, specs, strict=True)):
+            one = _category_column(raw, spec, rules)
+            values[j], missing[j] = one.values, one.missing
+            if one.reason.array is not None:
+                if reason.array is None:
+                    reason.array = np.full((k, n), None, dtype=object)
+                reason.array[j] = one.reason.array
+            shown.append(one.shown)
+    if "null" in rules.checks:
+        required = [j for j, spec in enumerate(specs) if not spec.nullable]
+        if required:
+            mask = np.zeros((k, n), dtype=bool)
+            mask[required] = missing[required]
+            reason.set(mask, MISSING_VALUE)
+    if "category" in rules.checks:
+        closed = [(j, set(spec.categories)) for j, spec in enumerate(specs) if spec.categories is not None]
+        if closed:
+            mask = np.zeros((k, n), dtype=bool)
+            for j, known in closed:
+                mask[j] = np.fromiter((v is not None and v not in known for v in values[j]), dtype=bool, count=n)
+            reason.set(mask, UNKNOWN_CATEGORY)
+    out = []
+    for j, spec in enumerate(specs):
+        issues: list[RowIssue] = []
+        if reason.array is not None:
+            issues, bad = _issues(reason.array[j], spec, shown[j])
+            values[j, bad] = None
+        out.append(CheckedColumn(values[j], missing[j], issues))
+    return out
+
+
+def _issues(reasons: np.ndarray, spec: FeatureSpec, shown: Callable[[int], Any]) -> tuple[list[RowIssue], np.ndarray]:
     bad = np.flatnonzero(~np.equal(reasons, NONE))
-    issues = [RowIssue(int(i), spec.name, str(reasons[i]),
-                       issue_message(str(reasons[i]), spec, parsed.shown(int(i)))) for i in bad]
-    if len(bad):
-        values = values.copy()
-        values[bad] = np.nan if spec.is_numeric else None
-    return CheckedColumn(values, missing, issues)
+    return [RowIssue(int(i), spec.name, str(reasons[i]), issue_message(str(reasons[i]), spec, shown(int(i))))
+            for i in bad], bad
+
+
+@dataclass(frozen=True)
+class _NumericVerdicts:
+    """The per-feature parameters of the numeric rules as ``(k, 1)`` columns, so that one numpy pass gives k
+    features their verdicts (a request pays per check, not per check and feature)."""
+
+    integral: np.ndarray  # int or bool: a fractional value is wrong_type
+    boolean: np.ndarray  # bool: only 0 and 1
+    required: np.ndarray  # not nullable
+    low: np.ndarray  # min, or -inf
+    high: np.ndarray  # max, or inf
+    any_integral: bool
+    any_required: bool
+
+    @classmethod
+    def of(cls, specs: Sequence[FeatureSpec]) -> _NumericVerdicts:
+        key = tuple((s.dtype, s.nullable, s.min, s.max) for s in specs)
+        cached = _VERDICTS.get(key)
+        if cached is None:
+            def column(values: list[Any], dtype: str = "float64") -> np.ndarray:
+                return np.array(values, dtype=dtype).reshape(len(specs), 1)
+
+            cached = cls(column([s.dtype in {"int", "bool"} for s in specs], "bool"),
+                         column([s.dtype == "bool" for s in specs], "bool"),
+                         column([not s.nullable for s in specs], "bool"),
+                         column([-math.inf if s.min is None else s.min for s in specs]),
+                         column([math.inf if s.max is None else s.max for s in specs]),
+                         any(s.dtype in {"int", "bool"} for s in specs), any(not s.nullable for s in specs))
+            if len(_VERDICTS) < 1024:
+                _VERDICTS[key] = cached
+        return cached
+
+
+_VERDICTS: dict[tuple[Any, ...], _NumericVerdicts] = {}
+
+
+@dataclass(frozen=True)
+class _NumericBlock:
+    columns: list[CheckedColumn]  # views of the block's rows
+    values: np.ndarray  # (k, n) float64, NaN: missing or refused
+    missing: np.ndarray  # (k, n) bool
+
+
+def _check_numeric(raws: Sequence[pd.Series | np.ndarray | Sequence[Any]], specs: Sequence[FeatureSpec],
+                   rules: RowRules, n: int, plain: np.ndarray | None = None) -> _NumericBlock:
+    """k numeric columns: each parsed on its own route (:func:`_numeric_column`; a float array is its own numbers),
+    then the rules on the parsed numbers (not_finite, integral, null, range) in one pass over the ``(k, n)`` block.
+    ``plain``: the block already parsed from JSON rows of plain numbers (:func:`_plain_block`), ``raws`` their
+    values as given (what messages show)."""
+    k = len(specs)
+    if not k:
+        return _NumericBlock([], np.empty((0, n)), np.empty((0, n), dtype=bool))
+    reason = _Reasons((k, n))
+    shown: list[Callable[[int], Any]] = []
+    if plain is not None:
+        values = plain
+        missing = np.isnan(values)
+        shown = [_shown_object(cast(Sequence[Any], raw)) for raw in raws]
+    else:
+        values = np.empty((k, n), dtype="float64")
+        missing = np.empty((k, n), dtype=bool)
+        floats = []
+        for j, (raw, spec) in enumerate(zip(raws, specs, strict=True)):
+            if isinstance(raw, np.ndarray) and raw.dtype.kind == "f":  # a float array: NaN is missing, nothing else
+                values[j] = raw
+                floats.append(j)
+                shown.append(_shown_float(values[j]))
+                continue
+            one = _numeric_column(cast(pd.Series | np.ndarray, raw), spec, rules)  # without ``plain``: no tuples
+            values[j], missing[j] = one.values, one.missing
+            if one.reason.array is not None:
+                if reason.array is None:
+                    reason.array = np.full((k, n), None, dtype=object)
+                reason.array[j] = one.reason.array
+            shown.append(one.shown)
+        if len(floats) == k:
+            missing = np.isnan(values)
+        elif floats:
+            missing[floats] = np.isnan(values[floats])
+    verdicts = _NumericVerdicts.of(specs)
+    infinite = np.isinf(values)
+    reason.set(~missing & infinite, NOT_FINITE)
+    if verdicts.any_integral:
+        present = ~missing & verdicts.integral
+        fractional = present & (values != np.round(values))  # inf and NaN already have their verdicts
+        fractional |= present & verdicts.boolean & (values != 0.0) & (values != 1.0)
+        reason.set(fractional & ~infinite, WRONG_TYPE)
+    if "null" in rules.checks and verdicts.any_required:
+        reason.set(missing & verdicts.required, MISSING_VALUE)
+    if "range" in rules.checks:  # NaN compares False: a missing value is never out of range
+        reason.set((values < verdicts.low) | (values > verdicts.high), OUT_OF_RANGE)
+    out = []
+    for j, spec in enumerate(specs):
+        issues: list[RowIssue] = []
+        if reason.array is not None:
+            issues, bad = _issues(reason.array[j], spec, shown[j])
+            values[j, bad] = np.nan
+        out.append(CheckedColumn(values[j], missing[j], issues))
+    return _NumericBlock(out, values, missing)
+
+
+def _plain_block(columns: Sequence[Sequence[Any]], specs: Sequence[FeatureSpec], rules: RowRules) -> np.ndarray | None:
+    """:func:`_plain_numbers` of k object columns at once, as a ``(k, n)`` block; None when any holds anything else."""
+    types = set(map(type, itertools.chain.from_iterable(columns)))
+    if not types <= _PLAIN_NUMBER_TYPES or (int in types and rules.strict_dtypes
+                                            and any(s.dtype == "float" for s in specs)):
+        return None
+    try:
+        return np.array(columns, dtype="float64").reshape(len(specs), -1)  # None becomes NaN
+    except OverflowError:  # an int beyond float64: the per-value route says not_finite
+        return None
+
+
+def _shown_float(values: np.ndarray) -> Callable[[int], Any]:
+    return lambda i: float(values[i])
+
+
+def _shown_object(objects: Sequence[Any]) -> Callable[[int], Any]:
+    return lambda i: _numeric_shown(objects[i])
 
 
 def _numeric_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowRules) -> _Parsed:
+    """The numbers of one column and the values its route refuses (the rules on numbers: :func:`_check_numeric`)."""
     n = len(raw)
     reason = _Reasons(n)
     kind = _kind(raw)
@@ -447,12 +715,6 @@ def _numeric_column(raw: pd.Series | np.ndarray, spec: FeatureSpec, rules: RowRu
 
         def shown(i: int) -> Any:
             return _numeric_shown(objects[i])
-    reason.set(~missing & np.isinf(values), NOT_FINITE)
-    if spec.dtype in {"int", "bool"}:
-        fractional = ~missing & (values != np.round(values))  # inf and NaN already have their verdicts
-        if spec.dtype == "bool":
-            fractional |= ~missing & (values != 0.0) & (values != 1.0)
-        reason.set(fractional & ~np.isinf(values), WRONG_TYPE)
     return _Parsed(values, missing, reason, shown)
 
 
@@ -596,10 +858,8 @@ def _numeric_shown(value: Any) -> Any:
 
 
 def _shown_numbers(values: np.ndarray, raw: pd.Series | np.ndarray) -> Any:
-    integer = dtype_family(raw) == "int"
-
     def shown(i: int) -> Any:
-        if integer:
+        if dtype_family(raw) == "int":  # asked only when a message is built
             return int(raw.iloc[i] if isinstance(raw, pd.Series) else raw[i])
         return float(values[i])
     return shown

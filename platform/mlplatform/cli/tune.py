@@ -37,7 +37,7 @@ def tune(
             raise InvalidInput("give exactly one of --config FILE, --resume EXPERIMENT or --leaderboard "
                                "EXPERIMENT", field="config")
         if show is not None:
-            sweep = runner.find_sweep(client(), show)
+            sweep = results.find_sweep(client(), show)
             registered = results.register_best_trial(client(), sweep.id, force=force) if register_best else None
             data: dict[str, Any] = {"sweep_run_id": sweep.id, "status": sweep.status,
                                     "leaderboard": results.leaderboard(client(), sweep.id), "registered": registered}

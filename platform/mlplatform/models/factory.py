@@ -124,10 +124,15 @@ def _sklearn_validator(family: str) -> Callable[[str, dict[str, Any]], None]:
     return validate
 
 
-def _stacking_validator(task: str, params: dict[str, Any]) -> None:
+def _stacking_validator(factory: ModelFactory) -> Callable[[str, dict[str, Any]], None]:
+    from mlplatform.models.sklearn_models import STACKING_MEMBERS
     from mlplatform.models.stacking import validate_stacking
 
-    validate_stacking(task, params)  # member version refs are resolved later, against the registry
+    def validate(task: str, params: dict[str, Any]) -> None:
+        # member version refs are resolved later, against the registry
+        validate_stacking(task, params, STACKING_MEMBERS, factory.resolve_params)
+
+    return validate
 
 
 def _sklearn_builder(family: str) -> Callable[..., Any]:
@@ -149,7 +154,7 @@ def _register_builtins(factory: ModelFactory) -> None:
     for name in SKLEARN_FAMILIES:
         tasks = {"mean": frozenset({"regression"}), "stratified": frozenset({"classification"}),
                  "most_frequent": frozenset({"classification"})}.get(name, TASKS)
-        validator = _stacking_validator if name == "stacking" else _sklearn_validator(name)
+        validator = _stacking_validator(factory) if name == "stacking" else _sklearn_validator(name)
         factory.register(ModelFamily(
             name=name, framework="sklearn", builder=_sklearn_builder(name), validator=validator,
             tasks=tasks, baseline=name in BASELINE_FAMILIES, description=f"scikit-learn {name}"))

@@ -46,7 +46,7 @@ def _hist_gbdt(task: str, params: dict[str, Any], seed: int) -> Any:
 def _stacking(task: str, params: dict[str, Any], seed: int) -> Any:
     from mlplatform.models.stacking import build_stacking
 
-    return build_stacking(task, params, seed)
+    return build_stacking(task, params, seed, STACKING_MEMBERS, build_sklearn)
 
 
 SKLEARN_FAMILIES: dict[str, Builder] = {
@@ -60,6 +60,8 @@ SKLEARN_FAMILIES: dict[str, Builder] = {
     "stacking": _stacking,
 }
 BASELINE_FAMILIES = ("most_frequent", "stratified", "mean")
+# an ensemble's members: every family but stacking itself
+STACKING_MEMBERS = tuple(f for f in SKLEARN_FAMILIES if f != "stacking")
 
 
 def build_sklearn(family: str, task: str, params: dict[str, Any] | None = None, seed: int = 42) -> Any:

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from mlplatform.config.tune import BASELINE_PATTERN, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
-from mlplatform.errors import GateFailed, NotFound
+from mlplatform.errors import GateFailed, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 _RANKED = {RunStatus.COMPLETED.value, RunStatus.STOPPED.value}  # early-stopped trials still have a score
@@ -47,6 +48,22 @@ def config_at(history: list[dict[str, Any]], step: int | None) -> dict[str, Any]
             break
         current = entry["config"]
     return current
+
+
+def find_sweep(client: Any, experiment: str) -> Any:
+    """A sweep by run id, or the newest sweep whose Tune experiment name is ``experiment``."""
+    try:
+        uuid.UUID(experiment)
+        run = client.runs.get_run(experiment)
+    except ValueError:
+        matches = [r for r in client.runs.list_runs(kind=RunKind.TUNE.value, limit=1000)
+                   if r.tags.get("tune_name") == experiment or r.name == experiment]
+        if not matches:
+            raise NotFound(f"no search named {experiment!r}; give its sweep run id", field="experiment") from None
+        run = matches[0]
+    if run.kind != RunKind.TUNE.value:
+        raise InvalidInput(f"run {run.id} is a {run.kind} run, not a search", field="experiment")
+    return run
 
 
 def leaderboard(client: Any, sweep_run_id: str) -> dict[str, Any]:
@@ -90,8 +107,6 @@ def warm_start_configs(client: Any, sources: list[str], dataset_version: str, *,
                        ) -> list[dict[str, Any]]:
     """The best ``top_k`` configs (baseline excluded) of earlier searches on the same dataset version. A source
     is a sweep run id or a store experiment name (all its searches)."""
-    from mlplatform.tuning.runner import find_sweep
-
     sweeps = []
     for source in sources:
         try:

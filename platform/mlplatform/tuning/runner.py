@@ -20,7 +20,7 @@ from typing import Any
 from mlplatform.artifacts.storage import join_uri
 from mlplatform.config.tune import BASELINE_PATTERN, TuneSearchConfig, load_tune_config, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
-from mlplatform.errors import Conflict, InvalidInput, MLPlatformError, NotFound
+from mlplatform.errors import Conflict, MLPlatformError, NotFound
 from mlplatform.tuning.trial import (
     CONTROL_KEYS,
     EPOCH_KEY,
@@ -116,6 +116,7 @@ def resume_search(experiment: str, *, client: Any = None, register_best: bool = 
     from ray import tune
 
     from mlplatform._internal.ray_runtime import ensure_ray
+    from mlplatform.tuning.results import find_sweep
 
     client = client or _client()
     sweep = find_sweep(client, experiment)
@@ -138,22 +139,6 @@ def resume_search(experiment: str, *, client: Any = None, register_best: bool = 
                                resume_errored=True)
     return _fit_and_finish(tuner, config, client, sweep.id, path, prepared, register_best=register_best,
                            force=force)
-
-
-def find_sweep(client: Any, experiment: str) -> Any:
-    """A sweep by run id, or the newest sweep whose Tune experiment name is ``experiment``."""
-    try:
-        uuid.UUID(experiment)
-        run = client.runs.get_run(experiment)
-    except ValueError:
-        matches = [r for r in client.runs.list_runs(kind=RunKind.TUNE.value, limit=1000)
-                   if r.tags.get("tune_name") == experiment or r.name == experiment]
-        if not matches:
-            raise NotFound(f"no search named {experiment!r}; give its sweep run id", field="experiment") from None
-        run = matches[0]
-    if run.kind != RunKind.TUNE.value:
-        raise InvalidInput(f"run {run.id} is a {run.kind} run, not a search", field="experiment")
-    return run
 
 
 def _trainable(config: TuneSearchConfig, data: TrialData, trainable: Any = None) -> Any:

@@ -29,8 +29,10 @@ from typing import Any
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from mlplatform import errors
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.batch.inputs import InputFiles, discover_inputs, open_filesystem
+from mlplatform.batch.online import update_online_table
 from mlplatform.batch.scorer import (
     ArtifactBytesLoader,
     BatchScorer,
@@ -45,6 +47,7 @@ from mlplatform.errors import GateFailed, IntegrityError, MLPlatformError
 from mlplatform.features.datasets import csv_convert_options
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
+from mlplatform.settings import get_settings
 
 logger = logging.getLogger(__name__)
 LoaderFactory = Callable[[ModelVersion, Path], Callable[[], Predictor]]
@@ -177,8 +180,6 @@ def run_batch(config: BatchConfig, *, client: Any = None, loader_factory: Loader
             raise
         raise error from exc
     if config.online_key is not None:
-        from mlplatform.batch.online import update_online_table
-
         try:
             online_path = update_online_table(client.settings.home, version.model_name, out_fs, final,
                                               config.online_key)
@@ -212,8 +213,6 @@ def _score(job: ScoreJob) -> None:
     concurrency, num_cpus, compute = config.concurrency, config.num_cpus_per_actor, config.compute
 
     if not ray.is_initialized():
-        from mlplatform.settings import get_settings
-
         ray.init(address=get_settings().ray_address)
     columns = list(dict.fromkeys([*keep, *(f["name"] for f in features)]))
     resources = ray.cluster_resources()
@@ -443,7 +442,6 @@ def _translate(exc: BaseException, final: str) -> BaseException:
     if found is None:
         return MLPlatformError(f"batch scoring failed: {type(exc).__name__}: {exc}; {where}")
     name, message = found
-    from mlplatform import errors
 
     category = getattr(errors, name, None)
     if isinstance(category, type) and issubclass(category, MLPlatformError):

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.errors import InvalidInput
+from mlplatform.lineage_diff import diff_versions, summarize
 
 app = typer.Typer(help="The model registry: versions, aliases, promotion and rollback.", no_args_is_help=True)
 ReasonOption = typer.Option(None, "--reason", help="Why; recorded in the alias history and audit log.")
@@ -67,7 +69,6 @@ def set_alias(ref: str = typer.Argument(..., help="name:version"), alias: str = 
               reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Point an alias (champion, challenger, shadow or any name) at a version."""
     from mlplatform.client import current_actor, parse_model_ref
-    from mlplatform.errors import InvalidInput
 
     with expected_errors():
         name, number, _ = parse_model_ref(ref)
@@ -102,7 +103,6 @@ def archive(ref: str = typer.Argument(..., help="name:version"), reason: str = R
             as_json: bool = JsonOption) -> None:
     """Retire a version: it loses its aliases and cannot be served."""
     from mlplatform.client import current_actor, parse_model_ref
-    from mlplatform.errors import InvalidInput
 
     with expected_errors():
         name, number, _ = parse_model_ref(ref)
@@ -145,8 +145,6 @@ app.add_typer(lineage_app, name="lineage")
 @lineage_app.command("show")
 def lineage_show(ref: str, as_json: bool = JsonOption) -> None:
     """The lineage recorded at registration (captured automatically)."""
-    from mlplatform.lineage_diff import summarize
-
     with expected_errors():
         version = client().registry.resolve(ref)
     data = {"model": version.ref, "parent_version": version.parent_version, "source_run_id": version.source_run_id,
@@ -158,8 +156,6 @@ def lineage_show(ref: str, as_json: bool = JsonOption) -> None:
 @lineage_app.command("diff")
 def lineage_diff(old: str, new: str, as_json: bool = JsonOption) -> None:
     """Compare the data, code, environment, config and features of two versions."""
-    from mlplatform.lineage_diff import diff_versions
-
     with expected_errors():
         registry = client().registry
         changes = diff_versions(registry.resolve(old), registry.resolve(new))

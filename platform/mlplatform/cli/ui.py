@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mlplatform.cli._output import expected_errors
+from mlplatform.config.serve import AuthConfig
 
 
 def ui(port: int = typer.Option(8080, "--port", help="HTTP port."),
@@ -21,7 +22,6 @@ def ui(port: int = typer.Option(8080, "--port", help="HTTP port."),
     """Browse models, lineage, alias history, runs, datasets, rollouts and alerts in a web page."""
     import uvicorn
 
-    from mlplatform.config.serve import AuthConfig
     from mlplatform.console.app import ConsoleConfig, create_app
 
     with expected_errors():

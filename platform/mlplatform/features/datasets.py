@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 from mlplatform.entities import DatasetVersion
 from mlplatform.errors import IntegrityError, InvalidInput, NotFound
 from mlplatform.features.schema import dtype_family
+from mlplatform.features.stats import ColumnStats, sorted_quantiles
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,6 @@ def profile_column(series: pd.Series) -> dict[str, Any]:
         if present.size == 0:
             return base | {"mean": None, "sd": None, "min": None, "max": None, "median": None, "mad": None,
                            "quantiles": {}}
-        from mlplatform.features.stats import ColumnStats, sorted_quantiles
 
         st = ColumnStats.of(present)
         median = sorted_quantiles(present, [0.5])[0]

@@ -29,6 +29,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlplatform.errors import ConfigError, Conflict, InvalidInput, NotFound
+from mlplatform.features.datasets import read_table
+from mlplatform.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +76,6 @@ class FeatureView(BaseModel):
     def read_source(self) -> pd.DataFrame:
         if not self.source:
             raise InvalidInput(f"feature view {self.name} has no source", field="source")
-        from mlplatform.features.datasets import read_table
 
         return read_table(self.source)
 
@@ -325,8 +326,6 @@ def get_historical_features(entity_df: pd.DataFrame, views: Sequence[FeatureView
 # -- online table ---------------------------------------------------------------------------------------------------
 def online_store_path(home: Path | None = None) -> Path:
     if home is None:
-        from mlplatform.settings import get_settings
-
         home = get_settings().home
     return Path(home) / "online" / "online_features.db"
 

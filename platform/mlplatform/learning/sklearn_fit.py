@@ -17,6 +17,7 @@ from mlplatform.features.transform import TabularTransform, TransformConfig
 from mlplatform.learning.metrics import evaluate_predictions
 from mlplatform.models.calibration import fit_calibration
 from mlplatform.models.sklearn_models import build_sklearn, save_sklearn
+from mlplatform.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ def fit_sklearn_artifact(
         input_schema=schema_to_json(transform.schema), model_file="model.skops", model_params=dict(params or {}),
         metrics={}, lineage={"seed": seed, "transform_sha256": transform.fingerprint, **(lineage or {})},
     )
-    from mlplatform.predictor import Predictor
 
     predictor = Predictor(manifest, transform, estimator)
     if eval_data is not None:

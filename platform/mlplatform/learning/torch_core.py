@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import torch
 
+from mlplatform.models.factory import default_factory
+
 if TYPE_CHECKING:
     from mlplatform.config.train import OptimSection
 
@@ -105,8 +107,6 @@ def rng_state() -> dict[str, Any]:
 
 # -- builders --------------------------------------------------------------------------------------------------
 def build_model(config: TrainLoopConfig) -> torch.nn.Module:
-    from mlplatform.models.factory import default_factory
-
     return default_factory().create(config.family, config.task, config.params, seed=config.seed, **config.shape)
 
 

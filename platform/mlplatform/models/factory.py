@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from mlplatform.errors import Conflict, InvalidInput
+from mlplatform.models.sklearn_models import BASELINE_FAMILIES, SKLEARN_FAMILIES, STACKING_MEMBERS, build_sklearn
+from mlplatform.models.stacking import validate_stacking
 
 Framework = Literal["torch", "sklearn"]
 TASKS = frozenset({"classification", "regression"})
@@ -111,8 +113,6 @@ def _build_mlp(task: str, params: dict[str, Any], seed: int, *, n_inputs: int, n
 
 def _sklearn_validator(family: str) -> Callable[[str, dict[str, Any]], None]:
     def validate(task: str, params: dict[str, Any]) -> None:
-        from mlplatform.models.sklearn_models import build_sklearn
-
         estimator = build_sklearn(family, task, params)  # unknown keyword arguments fail here
         check = getattr(estimator, "_validate_params", None)  # sklearn >= 1.2 checks values without fitting
         if callable(check):
@@ -125,9 +125,6 @@ def _sklearn_validator(family: str) -> Callable[[str, dict[str, Any]], None]:
 
 
 def _stacking_validator(factory: ModelFactory) -> Callable[[str, dict[str, Any]], None]:
-    from mlplatform.models.sklearn_models import STACKING_MEMBERS
-    from mlplatform.models.stacking import validate_stacking
-
     def validate(task: str, params: dict[str, Any]) -> None:
         # member version refs are resolved later, against the registry
         validate_stacking(task, params, STACKING_MEMBERS, factory.resolve_params)
@@ -137,8 +134,6 @@ def _stacking_validator(factory: ModelFactory) -> Callable[[str, dict[str, Any]]
 
 def _sklearn_builder(family: str) -> Callable[..., Any]:
     def build(task: str, params: dict[str, Any], seed: int, **_shape: Any) -> Any:
-        from mlplatform.models.sklearn_models import build_sklearn
-
         return build_sklearn(family, task, params, seed)
 
     return build
@@ -146,7 +141,6 @@ def _sklearn_builder(family: str) -> Callable[..., Any]:
 
 def _register_builtins(factory: ModelFactory) -> None:
     from mlplatform.models.mlp import MLPConfig
-    from mlplatform.models.sklearn_models import BASELINE_FAMILIES, SKLEARN_FAMILIES
 
     factory.register(ModelFamily(
         name="mlp", framework="torch", builder=_build_mlp, defaults=MLPConfig().model_dump(), schema=MLPConfig,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplatform.errors import IntegrityError, InvalidInput
+from mlplatform.models.stacking import build_stacking
 
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
@@ -44,8 +45,6 @@ def _hist_gbdt(task: str, params: dict[str, Any], seed: int) -> Any:
 
 
 def _stacking(task: str, params: dict[str, Any], seed: int) -> Any:
-    from mlplatform.models.stacking import build_stacking
-
     return build_stacking(task, params, seed, STACKING_MEMBERS, build_sklearn)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any, cast
 
+from mlplatform.entities.names import parse_model_ref
 from mlplatform.errors import InvalidInput
 
 DEFAULT_CV = 5
@@ -71,8 +72,6 @@ def validate_stacking(task: str, params: dict[str, Any], families: Collection[st
                       resolve_params: Callable[[str, str, dict[str, Any]], Any]) -> None:
     """Config-time check (no registry at hand): version refs are checked for syntax only, families fully, by the
     model factory's ``resolve_params`` (passed in: the factory registers stacking, so it sits above this module)."""
-    from mlplatform.entities.names import parse_model_ref
-
     _check_keys(params)
     for index, member in enumerate(params["members"]):
         if is_version_ref(member):

@@ -40,6 +40,7 @@ from mlplatform.monitoring.retrain import (
     record_recommendation,
 )
 from mlplatform.monitoring.window import Window, window_from_file, window_from_log
+from mlplatform.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,6 @@ class CheckResult:
 
 def load_version_reference(client: Any, version: ModelVersion) -> tuple[DriftReference, Any]:
     """The stored reference profile and the predictor of a registered version (from its verified artifact)."""
-    from mlplatform.predictor import Predictor
-
     local = client.registry.fetch(version)
     try:
         reference = load_drift_reference(local)

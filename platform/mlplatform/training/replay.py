@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlplatform._internal.lineage import environment, git_state
 from mlplatform.config.train import train_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import InvalidInput
@@ -137,8 +138,6 @@ def _close(original: float, again: float | None, tolerance: dict[str, Any]) -> b
 
 def environment_warnings(tags: dict[str, Any]) -> list[str]:
     """Readable differences between the code/environment a run recorded and the current ones."""
-    from mlplatform._internal.lineage import environment, git_state
-
     before_code, before_env = tags.get("code"), tags.get("environment")
     if not before_code or not before_env:
         return ["the original run recorded no code/environment snapshot; differences cannot be checked"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplatform.artifacts.storage import join_uri
 from mlplatform.config.train import TrainConfig
 from mlplatform.errors import MLPlatformError, NotFound
 from mlplatform.features.transform import TabularTransform
@@ -60,8 +61,6 @@ def resolve_use_gpu(setting: bool | str) -> bool:
 
 def storage_path_for(artifact_uri: str) -> str:
     """Checkpoints live next to the artifacts: shared storage (s3://, gs://, NFS) on a multi-node cluster."""
-    from mlplatform.artifacts.storage import join_uri
-
     if "://" in artifact_uri:
         return join_uri(artifact_uri, "ray_train")
     return str(Path(artifact_uri).expanduser().resolve() / "ray_train")

@@ -16,7 +16,9 @@ import pandas as pd
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.entities import ModelVersion
 from mlplatform.errors import InvalidInput
+from mlplatform.features.rows import infer_schema
 from mlplatform.features.transform import TabularTransform
+from mlplatform.models.factory import default_factory
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,6 @@ class WarmStart:
 def load_warm_start(registry: Any, ref: str, *, family: str, task: str, features: list[str],
                     train: pd.DataFrame) -> WarmStart:
     import torch
-
-    from mlplatform.models.factory import default_factory
 
     if not default_factory().get(family).warm_start:
         raise InvalidInput(f"family {family!r} cannot warm start (only torch families can)", field="warm_start")
@@ -56,8 +56,6 @@ def load_warm_start(registry: Any, ref: str, *, family: str, task: str, features
 
 def check_schema(source: str, manifest: ModelManifest, features: list[str], train: pd.DataFrame) -> None:
     """The run's features must be the parent's, in its order, with the same logical dtypes."""
-    from mlplatform.features.rows import infer_schema
-
     expected = [(f["name"], f["dtype"]) for f in manifest.input_schema]
     found = [(s.name, s.dtype) for s in infer_schema(train, features)]
     if expected == found:

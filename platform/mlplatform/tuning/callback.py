@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 from ray.tune import Callback
 
 from mlplatform.entities import RunKind, RunStatus
@@ -236,8 +237,6 @@ def _error_text(trial: Any) -> str:
 
 
 def _local_pickled_error(trial: Any) -> Any:
-    import cloudpickle
-
     path = trial.pickled_error_file
     if not path or not Path(path).is_file():
         return None

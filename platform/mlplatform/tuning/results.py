@@ -18,9 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.config.train import ModelSection
 from mlplatform.config.tune import BASELINE_PATTERN, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import GateFailed, InvalidInput, NotFound
+from mlplatform.features.schema import schema_to_json
+from mlplatform.features.transform import TransformConfig
+from mlplatform.learning.data import Splits
+from mlplatform.predictor import Predictor
+from mlplatform.tuning.trial import fit_sklearn_trial, prepare_data, torch_setup, train_epoch, train_matrix
 
 log = logging.getLogger(__name__)
 _RANKED = {RunStatus.COMPLETED.value, RunStatus.STOPPED.value}  # early-stopped trials still have a score
@@ -134,13 +141,8 @@ def register_best_trial(client: Any, sweep_run_id: str, *, force: bool = False, 
     """Retrain the best config on train + validation, score it on the untouched test split, pass the promotion
     gate and register it (challenger when a champion exists), through the one gate-and-register ending
     that ``mlplatform train`` uses."""
-    from mlplatform.config.train import ModelSection
-    from mlplatform.features.transform import TransformConfig
-    from mlplatform.learning.data import Splits
     from mlplatform.learning.metrics import evaluate_predictions
     from mlplatform.learning.promotion import Candidate, evaluate_gate_and_register
-    from mlplatform.predictor import Predictor
-    from mlplatform.tuning.trial import prepare_data
 
     sweep = client.runs.get_run(sweep_run_id)
     config = tune_config_from_dict(sweep.config["tune_config"], source=f"run {sweep_run_id}")
@@ -174,10 +176,7 @@ def register_best_trial(client: Any, sweep_run_id: str, *, force: bool = False, 
             _retrain_torch(best["config_history"], data, full, labels, transform_config, artifact, lineage,
                            epochs=int(best["best_step"] or 1))
         else:
-            from mlplatform.tuning.trial import fit_sklearn_trial
-
             fit_sklearn_trial(trial, full, prepared.test, data, transform_config, out_dir=artifact)
-            from mlplatform.artifacts.model_format import ModelManifest
 
             manifest = ModelManifest.read(artifact)
             manifest.lineage = {**manifest.lineage, **lineage}
@@ -211,10 +210,6 @@ def _retrain_torch(history: list[dict[str, Any]], data: Any, full: pd.DataFrame,
     its recorded schedule: at the epoch a PBT mutation took effect, the new lr and weight decay are set on the
     optimizer (as the trial did when it restored under the new config) and a new batch size batches the rest."""
     import torch
-
-    from mlplatform.artifacts.model_format import ModelManifest
-    from mlplatform.features.schema import schema_to_json
-    from mlplatform.tuning.trial import torch_setup, train_epoch, train_matrix
 
     torch.set_num_threads(1)
     trial = history[0]["config"]

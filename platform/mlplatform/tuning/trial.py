@@ -22,8 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform.config.train import TrainConfig
+from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.config.train import OptimSection, TrainConfig
 from mlplatform.config.tune import BASELINE_PATTERN, TuneSearchConfig
+from mlplatform.features.schema import schema_to_json
+from mlplatform.features.transform import TabularTransform, TransformConfig
+from mlplatform.learning.data import encode_labels, load_data, split_data
+from mlplatform.models.factory import default_factory
+from mlplatform.predictor import Predictor
 from mlplatform.tuning.space import canonical_config, families
 
 log = logging.getLogger(__name__)
@@ -73,8 +79,6 @@ def split_id(train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, 
 
 def prepare_data(config: TuneSearchConfig) -> PreparedData:
     """Load, split (seeded, recorded) and encode labels once on the driver, with the training code."""
-    from mlplatform.learning.data import encode_labels, load_data, split_data
-
     train_config = config.train_config()
     loaded = load_data(train_config)
     splits = split_data(loaded.frame, train_config)
@@ -92,9 +96,6 @@ def prepare_data(config: TuneSearchConfig) -> PreparedData:
 def run_trial(raw: dict[str, Any], data: TrialData) -> None:
     """The Tune function trainable (wrapped with ``tune.with_parameters(run_trial, data=...)``)."""
     from ray import tune
-
-    from mlplatform.features.transform import TransformConfig
-    from mlplatform.models.factory import default_factory
 
     trial = canonical_config(raw, data.families)
     transform_config = TransformConfig(**trial["preprocessing"])
@@ -119,12 +120,7 @@ def score_sklearn_trial(trial: dict[str, Any], data: TrialData, transform_config
     """What :func:`fit_sklearn_artifact` does (transform fitted on train only, the factory's estimator, the
     Predictor's scoring) without writing an artifact: a trial's model is never registered, so it skips the
     serialisation and the monitoring reference profile."""
-    from mlplatform.artifacts.model_format import ModelManifest
-    from mlplatform.features.schema import schema_to_json
-    from mlplatform.features.transform import TabularTransform
     from mlplatform.learning.metrics import evaluate_predictions
-    from mlplatform.models.factory import default_factory
-    from mlplatform.predictor import Predictor
 
     params = sklearn_params(trial)
     transform = TabularTransform.fit(data.train, data.features, transform_config,
@@ -178,8 +174,6 @@ def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, lab
                 transform_config: Any) -> TorchSetup:
     """Transform fitted on ``train`` only; model, loss, optimizer and scheduler from the training core (same
     defaults as ``mlplatform train``). A trial is one process, so its scaled learning rate is its lr."""
-    from mlplatform.config.train import OptimSection
-    from mlplatform.features.transform import TabularTransform
     from mlplatform.learning.torch_core import (
         EarlyStopping,
         TrainLoopConfig,
@@ -189,7 +183,6 @@ def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, lab
         build_scheduler,
         model_shape,
     )
-    from mlplatform.models.factory import default_factory
 
     opt = OptimSection.model_validate(trial["training"])
     transform = TabularTransform.fit(train, data.features, transform_config, target=labels)

@@ -73,6 +73,7 @@ def start_ray(in_process: bool) -> str:
     By default a ``ray start --head`` cluster (reused when one is up) that outlives the demo, so the endpoint and the
     dashboard stay up for you; ``in_process`` starts a private one that ends with the demo (the e2e test)."""
     if in_process:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         import ray
 
         with socket.socket() as sock:
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"artifacts:  {settings.resolved_artifact_uri()}")
     console.print("stop:       make demo-down")
     if args.in_process_ray:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         import ray
 
         ray.shutdown()

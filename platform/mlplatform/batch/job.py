@@ -116,6 +116,7 @@ def run_batch(config: BatchConfig, *, client: Any = None, loader_factory: Loader
     store between stages (measured on 2 cores: 3x the actor pool's throughput). ``auto`` takes the actor pool for
     torch models on a GPU cluster and fused tasks otherwise.
     """
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from mlplatform.client import Client
 
     client = client or Client()
@@ -206,6 +207,7 @@ def _bytes_loader(version: ModelVersion, local: Path) -> Callable[[], Predictor]
 
 
 def _score(job: ScoreJob) -> None:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
 
     config, inputs, features = job.config, job.inputs, job.features

@@ -51,6 +51,7 @@ def gc(keep_last: int = typer.Option(None, "--keep-last", help="Keep the newest 
        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Remove old checkpoints, trial checkpoints and model artifacts, never a version with an alias, one of the last
     3 champions or one being served. A dry run unless --apply."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform import housekeeping
     from mlplatform.client import current_actor
 

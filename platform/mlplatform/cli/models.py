@@ -68,6 +68,7 @@ def register(name: str, artifact_dir: Path = typer.Argument(..., help="A model a
 def set_alias(ref: str = typer.Argument(..., help="name:version"), alias: str = typer.Argument(...),
               reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Point an alias (champion, challenger, shadow or any name) at a version."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor, parse_model_ref
 
     with expected_errors():
@@ -81,6 +82,7 @@ def set_alias(ref: str = typer.Argument(..., help="name:version"), alias: str = 
 @app.command()
 def promote(name: str, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """The challenger becomes champion; the old champion stays restorable."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor
 
     with expected_errors():
@@ -91,6 +93,7 @@ def promote(name: str, reason: str = ReasonOption, as_json: bool = JsonOption) -
 @app.command()
 def rollback(name: str, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Restore the previous champion from the alias history."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor
 
     with expected_errors():
@@ -102,6 +105,7 @@ def rollback(name: str, reason: str = ReasonOption, as_json: bool = JsonOption) 
 def archive(ref: str = typer.Argument(..., help="name:version"), reason: str = ReasonOption,
             as_json: bool = JsonOption) -> None:
     """Retire a version: it loses its aliases and cannot be served."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor, parse_model_ref
 
     with expected_errors():
@@ -128,6 +132,7 @@ def leaderboard(name: str, metric: str = typer.Option("accuracy", "--metric"),
                 mode: str = typer.Option(None, "--mode", help="max or min (default from the metric)"),
                 as_json: bool = JsonOption) -> None:
     """Versions ranked on one metric of one dataset version."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.learning.metrics import metric_mode
 
     with expected_errors():

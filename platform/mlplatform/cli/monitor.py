@@ -32,6 +32,7 @@ def _window_args(window_file: Path | None, last: int | None) -> None:
 def check(model: str = ModelOption, window_file: Path = WindowFileOption, last: int = LastOption,
           config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Check one model version on a window; store the drift report and alerts, notify the sinks."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.monitoring.check import run_check
 
     with expected_errors():
@@ -53,6 +54,7 @@ def _render_check(data: dict[str, Any]) -> None:
                      "level": p["level"]})
     print_table(rows, ["feature", "kind", "status", "n", "psi", "test", "p_value", "drift", "level"],
                 title=f"{data['model']}:{data['version']} on {data['drift']['source']} (n={data['n']})")
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.monitoring.estimation import performance_rows
 
     performance = performance_rows(data.get("evaluation") or {})
@@ -70,6 +72,7 @@ def _render_check(data: dict[str, Any]) -> None:
 @app.command()
 def status(as_json: bool = JsonOption) -> None:
     """The current level per model version: the highest open alert (GREEN when none)."""
+    # heavy: the web stack loads only when this command runs, not for --help
     from mlplatform.monitoring.alerts import current_levels
 
     with expected_errors():
@@ -101,6 +104,7 @@ def report(model: str = ModelOption, window_file: Path = WindowFileOption, last:
            out: Path = typer.Option(None, "--out", help="Directory (default MLPLATFORM_HOME/reports)."),
            config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Write a self-contained HTML report (+ JSON) and print its path. Stores nothing and notifies no one."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.monitoring.check import run_check
     from mlplatform.monitoring.report import write_report
 
@@ -136,6 +140,7 @@ def retrain(model: str = typer.Option(..., "--model", help="Registered model nam
     """Retrain on the newest window from the champion; a winner becomes the challenger in shadow. Guarded:
     never while one runs, >= 6 h apart, <= 2 per UTC day. Exit 0 done/skipped, 3 lost to the champion,
     5 refused by a guard, 1 failed."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.loop import RetrainResult, run_retrain
 
     with expected_errors():

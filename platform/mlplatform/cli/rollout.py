@@ -18,6 +18,7 @@ ReasonOption = typer.Option(None, "--reason", help="Why (kept in the rollout his
 
 
 def _actor() -> str:
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor
 
     return current_actor()
@@ -53,6 +54,7 @@ def start(model: str = ModelOption,
           replace: bool = typer.Option(False, "--replace", help="Replace an active rollout."),
           as_json: bool = JsonOption) -> None:
     """Start routing between the champion and the challenger aliases."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.rollouts import control
     from mlplatform.rollouts.routing import parse_stages
 
@@ -71,6 +73,7 @@ def start(model: str = ModelOption,
 @app.command()
 def status(model: str = ModelOption, as_json: bool = JsonOption) -> None:
     """Stage, split, per-version requests, error rates and p50/p99 latencies (window of the serving replicas)."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.rollouts import control
 
     with expected_errors():
@@ -93,6 +96,7 @@ def status(model: str = ModelOption, as_json: bool = JsonOption) -> None:
 @app.command()
 def advance(model: str = ModelOption, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Move to the next stage now; the last stage promotes the challenger to champion."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.rollouts import control
 
     with expected_errors():
@@ -104,6 +108,7 @@ def advance(model: str = ModelOption, reason: str = ReasonOption, as_json: bool 
 @app.command()
 def abort(model: str = ModelOption, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Stop the rollout: the challenger gets 0 % at once, the champion is untouched."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.rollouts import control
 
     with expected_errors():

@@ -64,6 +64,7 @@ def best(metric: str, mode: str = typer.Option(None, "--mode"), experiment: str 
          dataset_version: str = typer.Option(None, "--dataset-version"), split: str = typer.Option(None, "--split"),
          as_json: bool = JsonOption) -> None:
     """The best run by one metric (missing values are skipped, never read as 0)."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.learning.metrics import metric_mode
 
     with expected_errors():

@@ -32,6 +32,7 @@ def add(name: str = NameArgument,
                                      "runs it), then follow the cron."),
         as_json: bool = JsonOption) -> None:
     """Add a schedule; its first run is the first cron slot from now (or now, with --due-now)."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.scheduler import add_schedule
 
     with expected_errors():
@@ -49,6 +50,7 @@ def list_(as_json: bool = JsonOption) -> None:
 
 
 def _set(name: str, paused: bool, as_json: bool) -> None:
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.scheduler import set_paused
 
     with expected_errors():
@@ -80,6 +82,7 @@ def remove(name: str = NameArgument) -> None:
 def run_due(as_json: bool = JsonOption) -> None:
     """One scheduler tick: run every due schedule (catching up missed slots), then exit. Exit 1 when a run
     failed."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.scheduler import run_due as tick
 
     with expected_errors():

@@ -29,6 +29,7 @@ def _connect(address: str | None, *, start: bool, high_throughput: bool = False)
     """Join the running Ray cluster; with ``start``, run ``ray start --head`` first when none is running.
 
     Serve's controller is a detached actor, so the apps keep running after this CLI process exits."""
+    # heavy: Ray loads only when this command runs, not for --help
     import ray
 
     if ray.is_initialized():  # embedded use (tests, notebooks): reuse the caller's connection
@@ -136,6 +137,7 @@ def status(address: str = AddressOption, as_json: bool = JsonOption) -> None:
 def down(app_name: str = typer.Option(None, "--app", help="Delete only this application."),
          address: str = AddressOption) -> None:
     """Stop serving: delete one application, or shut Serve down (in-flight requests drain first)."""
+    # heavy: Ray loads only when this command runs, not for --help
     from ray import serve
 
     with expected_errors():

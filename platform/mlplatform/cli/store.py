@@ -12,6 +12,7 @@ app = typer.Typer(help="The evaluation store: create and migrate its schema.", n
 
 
 def _upgrade(as_json: bool) -> None:
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.store.sql import migrate
     from mlplatform.store.sql.session import create_store_engine
 
@@ -47,6 +48,7 @@ def upgrade(as_json: bool = JsonOption) -> None:
 @app.command()
 def info(as_json: bool = JsonOption) -> None:
     """Where the store and artifacts live, and the schema revision."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.store.sql import migrate
     from mlplatform.store.sql.session import create_store_engine
 

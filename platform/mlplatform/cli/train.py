@@ -26,6 +26,7 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Train, evaluate against baselines, gate and register."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.training import pipeline
 
     with expected_errors():

@@ -267,6 +267,7 @@ class TrainConfig(StrictModel):
 
     def validate_semantics(self) -> None:
         """Checks that need the factory and loss registries; raise InvalidInput naming the field."""
+        # heavy: torch takes seconds to import; only the torch path pays for it
         from mlplatform.models.losses import build_loss, loss_names
 
         factory = default_factory()

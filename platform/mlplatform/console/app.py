@@ -82,6 +82,7 @@ def create_app(config: ConsoleConfig | None = None, client: Any = None) -> FastA
     """The console app; ``client`` lets a caller share its :class:`mlplatform.client.Client` (tests)."""
     cfg = config or ConsoleConfig()
     if client is None:
+        # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
         from mlplatform.client import Client
 
         settings = Settings(home=cfg.home) if cfg.home else None  # a Serve replica knows the home from its args
@@ -322,6 +323,7 @@ def _check_action(action: str) -> None:
 
 def _act(client: Any, name: str, action: str, actor: str, reason: str | None) -> str:
     """The CLI's own functions: ``models rollback`` and ``rollout advance|abort``."""
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from mlplatform.rollouts import control
 
     if action == "rollback":
@@ -335,6 +337,7 @@ def _act(client: Any, name: str, action: str, actor: str, reason: str | None) ->
 
 
 def _rollout_status(client: Any, name: str) -> dict[str, Any] | None:
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from mlplatform.rollouts import control
 
     if control.rollout_store(client).get(name) is None:

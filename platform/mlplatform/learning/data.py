@@ -78,6 +78,7 @@ def bundled_sklearn_frame(source: str, target: str) -> pd.DataFrame:
 
 def split_data(frame: pd.DataFrame, config: TrainConfig) -> Splits:
     """60/20/20 by default; stratified by the target for classification; by time when asked (oldest rows train)."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.model_selection import train_test_split
 
     section, seed = config.split, config.split_seed

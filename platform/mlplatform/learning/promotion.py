@@ -71,6 +71,7 @@ def fit_baselines(config: TrainConfig, client: Any, run_id: str, splits: Splits,
                   work: Path) -> dict[str, dict[str, float]]:
     """Baselines through the same split, transform fitting and evaluation code, each recorded as a child run
     tagged ``baseline``."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     results = {}

@@ -76,6 +76,7 @@ def _out_of_fold_scores(estimator: Any, transform: TabularTransform, train: pd.D
                         task: str, seed: int) -> np.ndarray | None:
     """Each training row scored by a clone fitted without it (positive-class probability for binary classifiers,
     the prediction otherwise); None when the classes are too small to stratify."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 

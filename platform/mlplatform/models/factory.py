@@ -103,6 +103,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 # -- built-in families ------------------------------------------------------------------------------------------
 def _build_mlp(task: str, params: dict[str, Any], seed: int, *, n_inputs: int, n_outputs: int,
                cardinalities: list[int] | None = None, categorical_names: list[str] | None = None) -> Any:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     from mlplatform.models.mlp import MLPConfig, TabularMLP
@@ -140,6 +141,7 @@ def _sklearn_builder(family: str) -> Callable[..., Any]:
 
 
 def _register_builtins(factory: ModelFactory) -> None:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     from mlplatform.models.mlp import MLPConfig
 
     factory.register(ModelFamily(

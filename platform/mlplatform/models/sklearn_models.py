@@ -15,6 +15,7 @@ Builder = Callable[[str, dict[str, Any], int], Any]
 
 
 def _dummy(task: str, params: dict[str, Any], seed: int, strategy: str) -> Any:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
     if task == "regression":
@@ -23,6 +24,7 @@ def _dummy(task: str, params: dict[str, Any], seed: int, strategy: str) -> Any:
 
 
 def _logistic(task: str, params: dict[str, Any], seed: int) -> Any:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.linear_model import LogisticRegression, Ridge
 
     if task == "regression":
@@ -31,6 +33,7 @@ def _logistic(task: str, params: dict[str, Any], seed: int) -> Any:
 
 
 def _random_forest(task: str, params: dict[str, Any], seed: int) -> Any:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
     cls = RandomForestRegressor if task == "regression" else RandomForestClassifier
@@ -38,6 +41,7 @@ def _random_forest(task: str, params: dict[str, Any], seed: int) -> Any:
 
 
 def _hist_gbdt(task: str, params: dict[str, Any], seed: int) -> Any:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     cls = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
@@ -74,12 +78,14 @@ def build_sklearn(family: str, task: str, params: dict[str, Any] | None = None, 
 
 
 def save_sklearn(estimator: Any, path: Path) -> None:
+    # heavy: skops loads only to save or load an sklearn artifact
     import skops.io as sio
 
     sio.dump(estimator, path)
 
 
 def load_sklearn(path: Path) -> Any:
+    # heavy: skops loads only to save or load an sklearn artifact
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=path)

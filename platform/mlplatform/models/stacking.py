@@ -89,6 +89,7 @@ def build_stacking(task: str, params: dict[str, Any], seed: int, families: Colle
                    build_member: Callable[[str, str, dict[str, Any], int], Any]) -> Any:
     """The unfitted ensemble; ``build_member(family, task, params, seed)`` is the sklearn family table's builder,
     passed in because that table holds stacking too."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.ensemble import StackingClassifier, StackingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import KFold, StratifiedKFold

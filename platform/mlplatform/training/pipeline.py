@@ -85,6 +85,7 @@ def resume(run_id: str, *, client: Any = None, force: bool = False, epoch_hook: 
 
 
 def _client() -> Any:
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from mlplatform.client import Client
 
     return Client()
@@ -100,6 +101,7 @@ def train(config: TrainConfig, *, client: Any = None, warm_start: str | None = N
     client = client or _client()
     if warm_start is not None:
         config = train_config_from_dict(config.model_dump(mode="json") | {"warm_start": warm_start}, "--warm-start")
+    # heavy: torch takes seconds to import; only the torch path pays for it
     from mlplatform.training.torch_train import storage_path_for
 
     if resume_run_id is not None:
@@ -289,6 +291,7 @@ def _train_torch(config: TrainConfig, client: Any, run: Any, outcome: TrainOutco
                  splits: Splits, labels: dict[str, np.ndarray], classes: list[Any] | None, params: dict[str, Any],
                  transform: TabularTransform, warm: Any, artifact: Path, lineage: dict[str, Any],
                  epoch_hook: Any, reference: pd.DataFrame) -> None:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     from mlplatform.learning.torch_core import model_shape
@@ -367,6 +370,7 @@ def _log_epoch(client: Any, run_id: str, item: dict[str, Any]) -> None:
 
 def _train_sklearn(config: TrainConfig, client: Any, run: Any, splits: Splits, params: dict[str, Any],
                    features: list[str], artifact: Path, lineage: dict[str, Any], reference: pd.DataFrame) -> None:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features,

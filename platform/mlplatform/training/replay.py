@@ -64,6 +64,7 @@ class ReplayReport:
 
 def replay(run_id: str, *, client: Any = None) -> ReplayReport:
     """Re-run ``run_id`` and compare; the caller decides what a mismatch means (the CLI exits 3)."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.training import pipeline
 
     client = client or pipeline._client()

@@ -32,6 +32,7 @@ class WarmStart:
 
 def load_warm_start(registry: Any, ref: str, *, family: str, task: str, features: list[str],
                     train: pd.DataFrame) -> WarmStart:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     if not default_factory().get(family).warm_start:

@@ -99,6 +99,7 @@ class StoreCallback(Callback):
     @property
     def client(self) -> Any:
         if self._client is None:
+            # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
             from mlplatform.client import Client
 
             self._client = Client(store_url=self.store_url, artifact_uri=self.artifact_uri)

@@ -141,6 +141,7 @@ def register_best_trial(client: Any, sweep_run_id: str, *, force: bool = False, 
     """Retrain the best config on train + validation, score it on the untouched test split, pass the promotion
     gate and register it (challenger when a champion exists), through the one gate-and-register ending
     that ``mlplatform train`` uses."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.metrics import evaluate_predictions
     from mlplatform.learning.promotion import Candidate, evaluate_gate_and_register
 
@@ -209,6 +210,7 @@ def _retrain_torch(history: list[dict[str, Any]], data: Any, full: pd.DataFrame,
     """The trial's loop on train + validation for the epochs that reached the best validation score, replaying
     its recorded schedule: at the epoch a PBT mutation took effect, the new lr and weight decay are set on the
     optimizer (as the trial did when it restored under the new config) and a new batch size batches the rest."""
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     torch.set_num_threads(1)

@@ -59,6 +59,7 @@ class SearchOutcome:
 
 
 def _client() -> Any:
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from mlplatform.client import Client
 
     return Client()
@@ -120,6 +121,7 @@ def resume_search(experiment: str, *, client: Any = None, register_best: bool = 
                   trainable: Any = None) -> SearchOutcome:
     """Continue a stopped search with ``Tuner.restore``: finished trials are not rerun, errored ones resume from
     their latest checkpoint, and the store gets no duplicate rows (see the callback)."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
 
     client = client or _client()
@@ -146,6 +148,7 @@ def resume_search(experiment: str, *, client: Any = None, register_best: bool = 
 
 
 def _trainable(config: TuneSearchConfig, data: TrialData, trainable: Any = None) -> Any:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
 
     wrapped = tune.with_parameters(trainable or run_trial, data=data)  # one object-store copy for every trial
@@ -155,6 +158,7 @@ def _trainable(config: TuneSearchConfig, data: TrialData, trainable: Any = None)
 def build_tuner(config: TuneSearchConfig, data: TrialData, *, sweep_run_id: str, storage_path: str, name: str,
                 warm: list[dict[str, Any]] | None = None, trainable: Any = None,
                 callbacks: list[Any] | None = None) -> Any:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -164,6 +168,7 @@ def build_tuner(config: TuneSearchConfig, data: TrialData, *, sweep_run_id: str,
     points = warm_points(config, warm or [])
     space: dict[str, Any] = {}
     if algorithm == "optuna":
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
@@ -214,6 +219,7 @@ class _Describe:
 
 
 def _scheduler(config: TuneSearchConfig) -> Any:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     search = config.search

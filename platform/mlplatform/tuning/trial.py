@@ -95,6 +95,7 @@ def prepare_data(config: TuneSearchConfig) -> PreparedData:
 
 def run_trial(raw: dict[str, Any], data: TrialData) -> None:
     """The Tune function trainable (wrapped with ``tune.with_parameters(run_trial, data=...)``)."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
 
     trial = canonical_config(raw, data.families)
@@ -102,6 +103,7 @@ def run_trial(raw: dict[str, Any], data: TrialData) -> None:
     if default_factory().get(trial["family"]).framework == "torch":
         _torch_trial(trial, data, transform_config)
         return
+    # heavy: threadpoolctl (scikit-learn's) loads only in an sklearn trial
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=data.threads):
@@ -120,6 +122,7 @@ def score_sklearn_trial(trial: dict[str, Any], data: TrialData, transform_config
     """What :func:`fit_sklearn_artifact` does (transform fitted on train only, the factory's estimator, the
     Predictor's scoring) without writing an artifact: a trial's model is never registered, so it skips the
     serialisation and the monitoring reference profile."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.metrics import evaluate_predictions
 
     params = sklearn_params(trial)
@@ -141,6 +144,7 @@ def score_sklearn_trial(trial: dict[str, Any], data: TrialData, transform_config
 def fit_sklearn_trial(trial: dict[str, Any], train: pd.DataFrame, evaluate_on: pd.DataFrame, data: TrialData,
                       transform_config: Any, out_dir: Path | None = None) -> dict[str, float]:
     """Fit through the training code; returns ``val_<metric>`` scored on ``evaluate_on``."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     with tempfile.TemporaryDirectory(prefix="mlplatform-trial-") as work:
@@ -174,6 +178,7 @@ def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, lab
                 transform_config: Any) -> TorchSetup:
     """Transform fitted on ``train`` only; model, loss, optimizer and scheduler from the training core (same
     defaults as ``mlplatform train``). A trial is one process, so its scaled learning rate is its lr."""
+    # heavy: torch takes seconds to import; only the torch path pays for it
     from mlplatform.learning.torch_core import (
         EarlyStopping,
         TrainLoopConfig,
@@ -206,6 +211,7 @@ def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, lab
 
 def train_matrix(setup: TorchSetup, frame: pd.DataFrame, labels: np.ndarray) -> Any:
     """The rows as the training core batches them: float32 ``[dense | codes | target]``."""
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     from mlplatform.learning.torch_core import matrices, training_matrix
@@ -217,6 +223,7 @@ def train_matrix(setup: TorchSetup, frame: pd.DataFrame, labels: np.ndarray) -> 
 def train_epoch(setup: TorchSetup, rows: Any, epoch: int) -> float:
     """One seeded pass of the training core's epoch (accumulation, AMP, clipping) on one process; steps the
     scheduler and returns the mean training loss."""
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     from mlplatform.learning.torch_core import epoch_seed, in_memory_batches, run_epoch, seed_everything
@@ -231,6 +238,7 @@ def train_epoch(setup: TorchSetup, rows: Any, epoch: int) -> float:
 
 
 def _torch_trial(trial: dict[str, Any], data: TrialData, transform_config: Any) -> None:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
     from ray import tune
 

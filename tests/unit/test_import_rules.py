@@ -31,6 +31,9 @@ TEMPORARILY_EXEMPT = frozenset({
     "features/schema.py",
     "features/ray_stats.py",
     "features/transform.py",
+    # hoisting its imports made test_tuning's PBT test record no mutation when it runs after the warm-start test
+    # (passes alone; bisected to this file, cause not found yet): the lead decides before emptying this set
+    "tuning/runner.py",
 })
 TEMPORARILY_EXEMPT_DIRS = ("serving/", "store/")
 

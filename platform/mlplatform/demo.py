@@ -10,13 +10,19 @@ import argparse
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pandas as pd
 from rich.console import Console
+
+from mlplatform.datasets.synthetic import make_churn
+from mlplatform.settings import get_settings
 
 console = Console(soft_wrap=True)
 MODEL = "churn"
@@ -67,8 +73,7 @@ def start_ray(in_process: bool) -> str:
     By default a ``ray start --head`` cluster (reused when one is up) that outlives the demo, so the endpoint and the
     dashboard stay up for you; ``in_process`` starts a private one that ends with the demo (the e2e test)."""
     if in_process:
-        import socket
-
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         import ray
 
         with socket.socket() as sock:
@@ -92,8 +97,6 @@ def start_ray(in_process: bool) -> str:
 
 
 def make_data() -> dict[str, Path]:
-    from mlplatform.datasets.synthetic import make_churn
-
     data = OUT / "data"
     data.mkdir(parents=True, exist_ok=True)
     paths = {"train": data / "churn_train.parquet", "scoring": data / "churn_scoring.parquet",
@@ -109,8 +112,6 @@ def make_data() -> dict[str, Path]:
 
 
 def send_requests(endpoint: str, frame: Any, batch: int = 25) -> int:
-    import httpx
-
     rows = json.loads(frame.drop(columns=["churned"], errors="ignore").to_json(orient="records", date_format="iso"))
     answered = 0
     with httpx.Client(timeout=30) as http:
@@ -124,8 +125,6 @@ def send_requests(endpoint: str, frame: Any, batch: int = 25) -> int:
 
 
 def run(in_process_ray: bool = False) -> dict[str, Any]:
-    import pandas as pd
-
     facts: dict[str, Any] = {}
     step("1. local Ray cluster")
     facts["dashboard"] = start_ray(in_process_ray)
@@ -221,7 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.down:
         down()
         return 0
-    from mlplatform.settings import get_settings
 
     started = time.monotonic()
     try:
@@ -246,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"artifacts:  {settings.resolved_artifact_uri()}")
     console.print("stop:       make demo-down")
     if args.in_process_ray:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         import ray
 
         ray.shutdown()

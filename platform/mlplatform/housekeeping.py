@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplatform.artifacts.storage import join_uri
-from mlplatform.client import Client
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import InvalidInput
 from mlplatform.store.sql.models import utcnow
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 logger = logging.getLogger(__name__)
 CHAMPIONS_KEPT = 3

@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 from sqlalchemy.engine import make_url
 
@@ -148,9 +151,6 @@ def newest_window(client: Client, entry: LoopModel, target: str) -> pd.DataFrame
 
 
 def _parquet_window(source: DataSource) -> pd.DataFrame:
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
     path = Path(source.path or "")
     if "://" not in str(source.path) and not path.exists():
         raise NotFound(f"data source {source.path} does not exist", field="data.path")
@@ -515,7 +515,6 @@ def _blocked(client: Client, model_name: str, mine: Any, config: RetrainConfig) 
 def _window_info(window_file: Path | None, config: Any) -> dict[str, Any]:
     if window_file is None:
         return {"source": config.data.source, "path": config.data.path, "n_rows": config.data.n_rows}
-    import pyarrow.parquet as pq
 
     info: dict[str, Any] = {"source": "file", "path": str(window_file)}
     if str(window_file).lower().endswith((".parquet", ".pq")):

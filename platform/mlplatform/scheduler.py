@@ -27,13 +27,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
-from mlplatform.client import Client
 from mlplatform.entities.schedules import ACTIVE, PAUSED, Schedule
 from mlplatform.errors import InvalidInput
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 logger = logging.getLogger(__name__)
 

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
 
     def display_store_url(self) -> str:
         """The store URL safe to print: the password is masked."""
+        # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
         from sqlalchemy.engine import make_url
 
         return make_url(self.resolved_store_url()).render_as_string(hide_password=True)
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
 
 
 def with_secret_password(store_url: str) -> str:
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from sqlalchemy.engine import make_url
 
     url = make_url(store_url)

@@ -35,6 +35,7 @@ def environment() -> dict[str, Any]:
         "packages": dict(packages),
     }
     try:
+        # heavy: torch takes seconds to import; only the torch path pays for it
         import torch
 
         env["cuda"] = torch.version.cuda

@@ -7,6 +7,7 @@ import os
 
 def ensure_ray(address: str | None = None) -> None:
     """Join the cluster of a ``ray job submit`` driver (RAY_ADDRESS), the configured address, or start locally."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
 
     if not ray.is_initialized():

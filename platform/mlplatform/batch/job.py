@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from mlplatform import errors
 from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.batch.inputs import InputFiles, discover_inputs, open_filesystem
+from mlplatform.batch.online import update_online_table
 from mlplatform.batch.scorer import (
     ArtifactBytesLoader,
     BatchScorer,
@@ -45,6 +47,7 @@ from mlplatform.errors import GateFailed, IntegrityError, MLPlatformError
 from mlplatform.features.datasets import csv_convert_options
 from mlplatform.features.schema import schema_from_json
 from mlplatform.predictor import Predictor
+from mlplatform.settings import get_settings
 
 if TYPE_CHECKING:
     # Ray Data workers import mlplatform.batch; the client (SQLAlchemy, Alembic) stays out of them
@@ -118,7 +121,8 @@ def run_batch(config: BatchConfig, *, client: Client | None = None,
     store between stages (measured on 2 cores: 3x the actor pool's throughput). ``auto`` takes the actor pool for
     torch models on a GPU cluster and fused tasks otherwise.
     """
-    from mlplatform.client import Client  # the driver's store client; Ray Data workers import this package without it
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
+    from mlplatform.client import Client
 
     client = client or Client()
     started = time.perf_counter()
@@ -182,8 +186,6 @@ def run_batch(config: BatchConfig, *, client: Client | None = None,
             raise
         raise error from exc
     if config.online_key is not None:
-        from mlplatform.batch.online import update_online_table
-
         try:
             online_path = update_online_table(client.settings.home, version.model_name, out_fs, final,
                                               config.online_key)
@@ -210,6 +212,7 @@ def _bytes_loader(version: ModelVersion, local: Path) -> Callable[[], Predictor]
 
 
 def _score(job: ScoreJob) -> None:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
 
     config, inputs, features = job.config, job.inputs, job.features
@@ -217,8 +220,6 @@ def _score(job: ScoreJob) -> None:
     concurrency, num_cpus, compute = config.concurrency, config.num_cpus_per_actor, config.compute
 
     if not ray.is_initialized():
-        from mlplatform.settings import get_settings
-
         ray.init(address=get_settings().ray_address)
     columns = list(dict.fromkeys([*keep, *(f["name"] for f in features)]))
     resources = ray.cluster_resources()
@@ -448,7 +449,6 @@ def _translate(exc: BaseException, final: str) -> BaseException:
     if found is None:
         return MLPlatformError(f"batch scoring failed: {type(exc).__name__}: {exc}; {where}")
     name, message = found
-    from mlplatform import errors
 
     category = getattr(errors, name, None)
     if isinstance(category, type) and issubclass(category, MLPlatformError):

@@ -86,6 +86,7 @@ def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:
 
 @lru_cache(maxsize=1)
 def client() -> Client:
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import Client
 
     return Client()

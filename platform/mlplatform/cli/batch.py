@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import typer
 
+from mlplatform.batch import run_batch
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.config.batch import batch_config_from_dict, load_batch_config
 
 app = typer.Typer(help="Score Parquet or CSV files with a registered model version on Ray Data.")
 
@@ -42,9 +44,6 @@ def batch(
     as_json: bool = JsonOption,
 ) -> None:
     """Score every row; rows that fail validation go to _quarantine.parquet with a reason."""
-    from mlplatform.batch import run_batch
-    from mlplatform.config.batch import batch_config_from_dict, load_batch_config
-
     flags = {"model": model, "input": input_uri, "output": output_uri, "batch_size": batch_size,
              "concurrency": concurrency, "compute": compute, "partition_by": partition_by,
              "max_quarantine_fraction": max_quarantine, "on_invalid": on_invalid, "online_key": online_key,

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import typer
+from rich.table import Table
 
 from mlplatform.cli._output import JsonOption, _cell, client, console, emit, expected_errors, print_json
 from mlplatform.entities import DatasetVersion
 from mlplatform.errors import InvalidInput, NotFound
+from mlplatform.features.datasets import profile_frame, read_table, version_dataset
+from mlplatform.features.schema import schema_from_json
+from mlplatform.features.transform import TabularTransform
+from mlplatform.features.validation import DataValidationFailed, Level, ValidationConfig, validate_frame
 
 app = typer.Typer(help="Dataset versions, profiles and validation against a model's schema.", no_args_is_help=True)
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
     """Like the shared table, but cells fold instead of being cut: hashes and column names stay whole."""
-    from rich.table import Table
-
     table = Table(title=title)
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -30,8 +34,6 @@ def version(path: str = typer.Argument(..., help="Parquet or CSV file or directo
             name: str = typer.Option(..., "--name", help="Dataset name (exact match on lookup)."),
             as_json: bool = JsonOption) -> None:
     """Hash the content, profile it and record the version in the store."""
-    from mlplatform.features.datasets import version_dataset
-
     with expected_errors():
         record = version_dataset(path, name, client=client())
     data = record.to_dict()
@@ -45,8 +47,6 @@ def version(path: str = typer.Argument(..., help="Parquet or CSV file or directo
 def profile(path: str = typer.Argument(..., help="Parquet or CSV file or directory (local path or URI)."),
             as_json: bool = JsonOption) -> None:
     """Per-column statistics: count, missing rate, mean, sd, min, max, quantiles, category frequencies."""
-    from mlplatform.features.datasets import profile_frame, read_table
-
     with expected_errors():
         data = profile_frame(read_table(path))
 
@@ -88,10 +88,6 @@ def _reference_profile(ref: str | None, version: Any) -> tuple[dict[str, Any], s
 
 def _missing_tokens(version: Any) -> list[str]:
     """The model's own missing tokens (its transform, SHA-256 verified on fetch): data is read as the model reads it."""
-    import shutil
-
-    from mlplatform.features.transform import TabularTransform
-
     local = client().registry.fetch(version)
     try:
         return list(TabularTransform.load(local).config.missing_tokens)
@@ -111,10 +107,6 @@ def validate(path: str = typer.Argument(..., help="Parquet or CSV file or direct
                                               "(repeat the option or give a comma-separated list)"),
              as_json: bool = JsonOption) -> None:
     """Validate data against a model's input schema; exit code 3 when any check is at ERROR level."""
-    from mlplatform.features.datasets import read_table
-    from mlplatform.features.schema import schema_from_json
-    from mlplatform.features.validation import DataValidationFailed, Level, ValidationConfig, validate_frame
-
     with expected_errors():
         version = client().registry.resolve(model)
         schema = schema_from_json(version.input_schema)

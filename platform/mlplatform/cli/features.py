@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import typer
 
 from mlplatform.cli._output import JsonOption, emit, expected_errors, print_table
 from mlplatform.errors import InvalidInput
+from mlplatform.features import pit_join
+from mlplatform.features.datasets import read_table
+from mlplatform.features.pit_join import _json_value, get_online_features
+from mlplatform.features.repo import apply_file, get_view, list_applied
 
 app = typer.Typer(help="Feature views: declare, materialize to the online table, read online features.",
                   no_args_is_help=True)
@@ -18,7 +23,6 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
     """ISO-8601; a time without an offset is taken as UTC (the store keeps every time in UTC)."""
     if value is None:
         return None
-    import pandas as pd
 
     try:
         stamp = pd.Timestamp(value)
@@ -34,8 +38,6 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
 def apply(path: str = typer.Argument(..., help="YAML file of feature views (a list, or views: [...])."),
           as_json: bool = JsonOption) -> None:
     """Validate and record feature view declarations (all or nothing; relative sources are relative to the file)."""
-    from mlplatform.features.repo import apply_file
-
     with expected_errors():
         results = apply_file(path)
     emit(results, as_json, lambda: print_table(results, ["name", "status", "version", "source"],
@@ -45,8 +47,6 @@ def apply(path: str = typer.Argument(..., help="YAML file of feature views (a li
 @app.command("list")
 def list_views(as_json: bool = JsonOption) -> None:
     """Applied feature views."""
-    from mlplatform.features.repo import list_applied
-
     with expected_errors():
         records = [r.to_dict() for r in list_applied()]
     rows = [{"name": r["name"], "entity": r["view"]["entity"], "features": r["view"]["features"],
@@ -64,10 +64,6 @@ def materialize(view: str = typer.Argument(..., help="Name of an applied feature
                                                help="Replace a stored value that differs at the same event time."),
                 as_json: bool = JsonOption) -> None:
     """Write each entity's latest in-TTL values as of --end to the online table."""
-    from mlplatform.features import pit_join
-    from mlplatform.features.datasets import read_table
-    from mlplatform.features.repo import get_view
-
     with expected_errors():
         feature_view = get_view(view)
         end_time = _parse_time(end, "--end") or datetime.now(UTC)
@@ -89,9 +85,6 @@ def get(view: str = typer.Argument(..., help="Name of an applied feature view.")
                                                      "with full_feature_names)."),
         as_json: bool = JsonOption) -> None:
     """Online features of the given entities, in request order (unknown or expired ids: nulls)."""
-    from mlplatform.features.pit_join import _json_value, get_online_features
-    from mlplatform.features.repo import get_view
-
     with expected_errors():
         ids = [e.strip() for e in entity_ids.split(",") if e.strip()]
         if not ids:

@@ -39,6 +39,7 @@ def run(config: Path = typer.Option(..., "--config", help="Loop YAML: the models
         as_json: bool = JsonOption) -> None:
     """One tick of the loop over every model of the config; prints the decisions and their reasons. Exit 1 when a
     decision failed."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.loop import load_loop_config, status_rows, tick
 
     with expected_errors():
@@ -56,6 +57,7 @@ def status(model: str = typer.Option(..., "--model", help="Registered model name
            as_json: bool = JsonOption) -> None:
     """The loop's decisions for a model, newest first: what fired, the numbers, the job, the outcome and every
     step with its time."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.loop import status_rows
 
     with expected_errors():

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+from importlib.metadata import version as package_version
 
 import typer
 
+from mlplatform.cli._output import client, emit, expected_errors, print_table, reserve_stdout_for_json
 from mlplatform.errors import ConfigError, MLPlatformError, exit_code_for
+from mlplatform.logs import configure_logging
 
 app = typer.Typer(
     name="mlplatform", help="Train, tune, register, batch-score, serve and monitor tabular models on Ray.",
@@ -38,8 +41,6 @@ app.command("ui")(importlib.import_module("mlplatform.cli.ui").ui)
 @app.command()
 def version() -> None:
     """Print the mlplatform version."""
-    from importlib.metadata import version as package_version
-
     typer.echo(f"mlplatform {package_version('mlplatform')}")
 
 
@@ -50,8 +51,8 @@ def gc(keep_last: int = typer.Option(None, "--keep-last", help="Keep the newest 
        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Remove old checkpoints, trial checkpoints and model artifacts, never a version with an alias, one of the last
     3 champions or one being served. A dry run unless --apply."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform import housekeeping
-    from mlplatform.cli._output import client, emit, expected_errors, print_table
     from mlplatform.client import current_actor
 
     with expected_errors():
@@ -74,11 +75,7 @@ def gc(keep_last: int = typer.Option(None, "--keep-last", help="Keep the newest 
 
 
 def run() -> None:
-    from mlplatform.logs import configure_logging
-
     if "--json" in sys.argv[1:]:
-        from mlplatform.cli._output import reserve_stdout_for_json
-
         reserve_stdout_for_json()
     try:
         configure_logging()

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.errors import InvalidInput
+from mlplatform.lineage_diff import diff_versions, summarize
 
 app = typer.Typer(help="The model registry: versions, aliases, promotion and rollback.", no_args_is_help=True)
 ReasonOption = typer.Option(None, "--reason", help="Why; recorded in the alias history and audit log.")
@@ -66,8 +68,8 @@ def register(name: str, artifact_dir: Path = typer.Argument(..., help="A model a
 def set_alias(ref: str = typer.Argument(..., help="name:version"), alias: str = typer.Argument(...),
               reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Point an alias (champion, challenger, shadow or any name) at a version."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor, parse_model_ref
-    from mlplatform.errors import InvalidInput
 
     with expected_errors():
         name, number, _ = parse_model_ref(ref)
@@ -80,6 +82,7 @@ def set_alias(ref: str = typer.Argument(..., help="name:version"), alias: str = 
 @app.command()
 def promote(name: str, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """The challenger becomes champion; the old champion stays restorable."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor
 
     with expected_errors():
@@ -90,6 +93,7 @@ def promote(name: str, reason: str = ReasonOption, as_json: bool = JsonOption) -
 @app.command()
 def rollback(name: str, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Restore the previous champion from the alias history."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor
 
     with expected_errors():
@@ -101,8 +105,8 @@ def rollback(name: str, reason: str = ReasonOption, as_json: bool = JsonOption) 
 def archive(ref: str = typer.Argument(..., help="name:version"), reason: str = ReasonOption,
             as_json: bool = JsonOption) -> None:
     """Retire a version: it loses its aliases and cannot be served."""
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor, parse_model_ref
-    from mlplatform.errors import InvalidInput
 
     with expected_errors():
         name, number, _ = parse_model_ref(ref)
@@ -128,6 +132,7 @@ def leaderboard(name: str, metric: str = typer.Option("accuracy", "--metric"),
                 mode: str = typer.Option(None, "--mode", help="max or min (default from the metric)"),
                 as_json: bool = JsonOption) -> None:
     """Versions ranked on one metric of one dataset version."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.learning.metrics import metric_mode
 
     with expected_errors():
@@ -145,8 +150,6 @@ app.add_typer(lineage_app, name="lineage")
 @lineage_app.command("show")
 def lineage_show(ref: str, as_json: bool = JsonOption) -> None:
     """The lineage recorded at registration (captured automatically)."""
-    from mlplatform.lineage_diff import summarize
-
     with expected_errors():
         version = client().registry.resolve(ref)
     data = {"model": version.ref, "parent_version": version.parent_version, "source_run_id": version.source_run_id,
@@ -158,8 +161,6 @@ def lineage_show(ref: str, as_json: bool = JsonOption) -> None:
 @lineage_app.command("diff")
 def lineage_diff(old: str, new: str, as_json: bool = JsonOption) -> None:
     """Compare the data, code, environment, config and features of two versions."""
-    from mlplatform.lineage_diff import diff_versions
-
     with expected_errors():
         registry = client().registry
         changes = diff_versions(registry.resolve(old), registry.resolve(new))

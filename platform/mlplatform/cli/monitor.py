@@ -3,12 +3,18 @@ reports, the guarded retraining loop and offline replay of logged requests."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.config.monitor import load_monitor_config
+from mlplatform.entities import AlertLevel
+from mlplatform.errors import InvalidInput
+from mlplatform.monitoring.replay import run_replay
+from mlplatform.monitoring.retrain import find_trigger
 
 app = typer.Typer(help="Monitoring: drift, live metrics, alert levels and reports.", no_args_is_help=True)
 ModelOption = typer.Option(..., "--model", help="name, name:version or name@alias")
@@ -18,8 +24,6 @@ ConfigOption = typer.Option(None, "--config", help="Monitor config YAML (sinks, 
 
 
 def _window_args(window_file: Path | None, last: int | None) -> None:
-    from mlplatform.errors import InvalidInput
-
     if window_file is not None and last is not None:
         raise InvalidInput("give either --window-file or --last, not both", field="window")
 
@@ -28,7 +32,7 @@ def _window_args(window_file: Path | None, last: int | None) -> None:
 def check(model: str = ModelOption, window_file: Path = WindowFileOption, last: int = LastOption,
           config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Check one model version on a window; store the drift report and alerts, notify the sinks."""
-    from mlplatform.config.monitor import load_monitor_config
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.monitoring.check import run_check
 
     with expected_errors():
@@ -50,6 +54,7 @@ def _render_check(data: dict[str, Any]) -> None:
                      "level": p["level"]})
     print_table(rows, ["feature", "kind", "status", "n", "psi", "test", "p_value", "drift", "level"],
                 title=f"{data['model']}:{data['version']} on {data['drift']['source']} (n={data['n']})")
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.monitoring.estimation import performance_rows
 
     performance = performance_rows(data.get("evaluation") or {})
@@ -67,7 +72,7 @@ def _render_check(data: dict[str, Any]) -> None:
 @app.command()
 def status(as_json: bool = JsonOption) -> None:
     """The current level per model version: the highest open alert (GREEN when none)."""
-    from mlplatform.entities import AlertLevel
+    # heavy: the web stack loads only when this command runs, not for --help
     from mlplatform.monitoring.alerts import current_levels
 
     with expected_errors():
@@ -101,7 +106,7 @@ def report(model: str = ModelOption, window_file: Path = WindowFileOption, last:
            out: Path = typer.Option(None, "--out", help="Directory (default MLPLATFORM_HOME/reports)."),
            config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Write a self-contained HTML report (+ JSON) and print its path. Stores nothing and notifies no one."""
-    from mlplatform.config.monitor import load_monitor_config
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.monitoring.check import run_check
     from mlplatform.monitoring.report import write_report
 
@@ -137,9 +142,8 @@ def retrain(model: str = typer.Option(..., "--model", help="Registered model nam
     """Retrain on the newest window from the champion; a winner becomes the challenger in shadow. Guarded:
     never while one runs, >= 6 h apart, <= 2 per UTC day. Exit 0 done/skipped, 3 lost to the champion,
     5 refused by a guard, 1 failed."""
-    from mlplatform.config.monitor import load_monitor_config
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.loop import RetrainResult, run_retrain
-    from mlplatform.monitoring.retrain import find_trigger
 
     with expected_errors():
         c = client()
@@ -161,10 +165,6 @@ def retrain(model: str = typer.Option(..., "--model", help="Registered model nam
 
 
 def _instant(value: str | None, option: str) -> Any:
-    from datetime import UTC, datetime
-
-    from mlplatform.errors import InvalidInput
-
     if value is None:
         return None
     try:
@@ -182,8 +182,6 @@ def replay(model: str = ModelOption,
            as_json: bool = JsonOption) -> None:
     """Re-score the requests MODEL answered with CANDIDATE, offline; compare the answers. Stores one replay run,
     nothing else."""
-    from mlplatform.monitoring.replay import run_replay
-
     with expected_errors():
         summary = run_replay(client(), model, candidate, start=_instant(start, "--start"),
                              end=_instant(end, "--end"))

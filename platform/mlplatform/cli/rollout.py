@@ -10,6 +10,8 @@ from typing import Any
 import typer
 
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.rollouts import control
+from mlplatform.rollouts.routing import parse_stages
 
 app = typer.Typer(help="Staged rollout of a challenger: shadow, canary 95/5, 70/30, full (promote).",
                   no_args_is_help=True)
@@ -18,6 +20,7 @@ ReasonOption = typer.Option(None, "--reason", help="Why (kept in the rollout his
 
 
 def _actor() -> str:
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.client import current_actor
 
     return current_actor()
@@ -53,9 +56,6 @@ def start(model: str = ModelOption,
           replace: bool = typer.Option(False, "--replace", help="Replace an active rollout."),
           as_json: bool = JsonOption) -> None:
     """Start routing between the champion and the challenger aliases."""
-    from mlplatform.rollouts import control
-    from mlplatform.rollouts.routing import parse_stages
-
     policy: dict[str, Any] = {"auto_advance": auto_advance}
     for key, value in (("min_requests", min_requests), ("stage_min_s", stage_min_seconds),
                        ("max_error_rate", max_error_rate)):
@@ -71,8 +71,6 @@ def start(model: str = ModelOption,
 @app.command()
 def status(model: str = ModelOption, as_json: bool = JsonOption) -> None:
     """Stage, split, per-version requests, error rates and p50/p99 latencies (window of the serving replicas)."""
-    from mlplatform.rollouts import control
-
     with expected_errors():
         data = control.status(client(), model)
 
@@ -93,8 +91,6 @@ def status(model: str = ModelOption, as_json: bool = JsonOption) -> None:
 @app.command()
 def advance(model: str = ModelOption, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Move to the next stage now; the last stage promotes the challenger to champion."""
-    from mlplatform.rollouts import control
-
     with expected_errors():
         state = control.advance(client(), model, actor=_actor(), reason=reason or "manual advance")
     data = _summary(state)
@@ -104,8 +100,6 @@ def advance(model: str = ModelOption, reason: str = ReasonOption, as_json: bool 
 @app.command()
 def abort(model: str = ModelOption, reason: str = ReasonOption, as_json: bool = JsonOption) -> None:
     """Stop the rollout: the challenger gets 0 % at once, the champion is untouched."""
-    from mlplatform.rollouts import control
-
     with expected_errors():
         state = control.abort(client(), model, actor=_actor(), reason=reason or "aborted by operator")
     data = _summary(state)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.errors import GateFailed, InvalidInput
+from mlplatform.training.replay import replay as run_replay
 
 app = typer.Typer(help="Runs and their metrics in the evaluation store.", no_args_is_help=True)
 
@@ -14,8 +16,6 @@ def list_runs(experiment: str = typer.Option(None, "--experiment"), kind: str = 
               status: str = typer.Option(None, "--status"), limit: int = typer.Option(50, "--limit"),
               as_json: bool = JsonOption) -> None:
     """Newest runs first."""
-    from mlplatform.errors import InvalidInput
-
     with expected_errors():
         try:
             runs = client().runs.list_runs(experiment=experiment, kind=kind, status=status, limit=limit)
@@ -64,6 +64,7 @@ def best(metric: str, mode: str = typer.Option(None, "--mode"), experiment: str 
          dataset_version: str = typer.Option(None, "--dataset-version"), split: str = typer.Option(None, "--split"),
          as_json: bool = JsonOption) -> None:
     """The best run by one metric (missing values are skipped, never read as 0)."""
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.learning.metrics import metric_mode
 
     with expected_errors():
@@ -77,9 +78,6 @@ def best(metric: str, mode: str = typer.Option(None, "--mode"), experiment: str 
 def replay(run_id: str, as_json: bool = JsonOption) -> None:
     """Re-run a training run from its stored config, seed and dataset version (hash verified) and compare every
     test metric; exits 3 when they do not match (exactly on CPU sklearn / single-worker runs, else within 0.01)."""
-    from mlplatform.errors import GateFailed
-    from mlplatform.training.replay import replay as run_replay
-
     with expected_errors():
         report = run_replay(run_id, client=client())
     data = report.to_dict()
@@ -104,8 +102,6 @@ def gc(older_than: int = typer.Option(None, "--older-than", help="Seconds withou
                                       "MLPLATFORM_STALE_RUN_SECONDS setting, 600)."),
        as_json: bool = JsonOption) -> None:
     """Fail running runs whose heartbeat is stale: their process crashed or was killed, so nothing will end them."""
-    from mlplatform.errors import InvalidInput
-
     with expected_errors():
         c = client()
         seconds = older_than if older_than is not None else c.settings.stale_run_seconds

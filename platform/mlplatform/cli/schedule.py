@@ -7,6 +7,8 @@ from typing import Any
 import typer
 
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.scheduler import add_schedule, set_paused
+from mlplatform.scheduler import run_due as tick
 
 app = typer.Typer(help="Schedules: cron jobs (monitor, retrain, batch) run by the scheduler.", no_args_is_help=True)
 NameArgument = typer.Argument(..., help="Schedule name.")
@@ -32,8 +34,6 @@ def add(name: str = NameArgument,
                                      "runs it), then follow the cron."),
         as_json: bool = JsonOption) -> None:
     """Add a schedule; its first run is the first cron slot from now (or now, with --due-now)."""
-    from mlplatform.scheduler import add_schedule
-
     with expected_errors():
         row = _row(add_schedule(client(), name, cron=cron, command=command, kind=kind, timeout_s=timeout_s,
                                  due_now=due_now))
@@ -49,8 +49,6 @@ def list_(as_json: bool = JsonOption) -> None:
 
 
 def _set(name: str, paused: bool, as_json: bool) -> None:
-    from mlplatform.scheduler import set_paused
-
     with expected_errors():
         row = _row(set_paused(client(), name, paused))
     emit(row, as_json, lambda: print_table([row], COLUMNS))
@@ -80,8 +78,6 @@ def remove(name: str = NameArgument) -> None:
 def run_due(as_json: bool = JsonOption) -> None:
     """One scheduler tick: run every due schedule (catching up missed slots), then exit. Exit 1 when a run
     failed."""
-    from mlplatform.scheduler import run_due as tick
-
     with expected_errors():
         outcomes = [o.to_dict() for o in tick(client())]
     emit(outcomes, as_json, lambda: print_table(outcomes, ["schedule", "slot", "status", "error"],

@@ -13,10 +13,12 @@ from typing import Any
 
 import typer
 
-from mlplatform.cli._output import JsonOption, emit, expected_errors, print_table
+from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
 from mlplatform.errors import Unavailable
+from mlplatform.serving import deploy
 from mlplatform.serving.deploy import THROUGHPUT_ENV
 from mlplatform.serving.request_id import PROXY_ENV
+from mlplatform.settings import get_settings
 
 app = typer.Typer(help="Online serving on Ray Serve: deploy, inspect and stop the prediction API.",
                   no_args_is_help=True)
@@ -27,9 +29,8 @@ def _connect(address: str | None, *, start: bool, high_throughput: bool = False)
     """Join the running Ray cluster; with ``start``, run ``ray start --head`` first when none is running.
 
     Serve's controller is a detached actor, so the apps keep running after this CLI process exits."""
+    # heavy: Ray loads only when this command runs, not for --help
     import ray
-
-    from mlplatform.settings import get_settings
 
     if ray.is_initialized():  # embedded use (tests, notebooks): reuse the caller's connection
         return
@@ -61,8 +62,6 @@ def _connect(address: str | None, *, start: bool, high_throughput: bool = False)
 def _sample_instance(ref: str) -> dict[str, Any]:
     """One plausible instance from the model's input schema, for the curl line."""
     try:
-        from mlplatform.cli._output import client
-
         schema = client().registry.resolve(ref).input_schema
     except Exception:  # the curl line is a convenience; never fail `up` over it
         return {"feature": 1.0}
@@ -88,9 +87,6 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
                                     help="Also serve the web console at /console (same port, store and auth)."),
        as_json: bool = JsonOption) -> None:
     """Deploy the prediction API; deploying again with a new version reloads replicas in place."""
-    from mlplatform.serving import deploy
-    from mlplatform.settings import get_settings
-
     with expected_errors():
         settings = get_settings()
         document = deploy.prepare(deploy.load_config(config), model=model, port=port, host=host,
@@ -123,8 +119,6 @@ def up(config: Path = typer.Option(Path("serve_apps/config.yaml"), "--config", h
 @app.command()
 def status(address: str = AddressOption, as_json: bool = JsonOption) -> None:
     """Applications, deployments and replica states (same facts as `serve status`)."""
-    from mlplatform.serving import deploy
-
     with expected_errors():
         _connect(address, start=False)
         data = deploy.status()
@@ -143,6 +137,7 @@ def status(address: str = AddressOption, as_json: bool = JsonOption) -> None:
 def down(app_name: str = typer.Option(None, "--app", help="Delete only this application."),
          address: str = AddressOption) -> None:
     """Stop serving: delete one application, or shut Serve down (in-flight requests drain first)."""
+    # heavy: Ray loads only when this command runs, not for --help
     from ray import serve
 
     with expected_errors():

@@ -5,12 +5,14 @@ from __future__ import annotations
 import typer
 
 from mlplatform.cli._output import JsonOption, emit, expected_errors, print_table
+from mlplatform.errors import Unavailable
+from mlplatform.settings import get_settings
 
 app = typer.Typer(help="The evaluation store: create and migrate its schema.", no_args_is_help=True)
 
 
 def _upgrade(as_json: bool) -> None:
-    from mlplatform.settings import get_settings
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.store.sql import migrate
     from mlplatform.store.sql.session import create_store_engine
 
@@ -20,8 +22,6 @@ def _upgrade(as_json: bool) -> None:
         try:
             before, after = migrate.upgrade(engine)
         except Exception as exc:
-            from mlplatform.errors import Unavailable
-
             raise Unavailable(f"store at {settings.display_store_url()} cannot be migrated: "
                               f"{str(exc).splitlines()[0]}") from exc
         finally:
@@ -48,7 +48,7 @@ def upgrade(as_json: bool = JsonOption) -> None:
 @app.command()
 def info(as_json: bool = JsonOption) -> None:
     """Where the store and artifacts live, and the schema revision."""
-    from mlplatform.settings import get_settings
+    # heavy: the SQL store loads only when this command runs, not for --help
     from mlplatform.store.sql import migrate
     from mlplatform.store.sql.session import create_store_engine
 
@@ -58,8 +58,6 @@ def info(as_json: bool = JsonOption) -> None:
         try:
             revision = migrate.current_revision(engine)
         except Exception as exc:
-            from mlplatform.errors import Unavailable
-
             raise Unavailable(f"store at {settings.display_store_url()} is unreachable") from exc
         finally:
             engine.dispose()

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.errors import InvalidInput
 
 app = typer.Typer(help="Train a model from a YAML config on Ray (torch) or on the driver (sklearn).")
 
@@ -25,7 +26,7 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Train, evaluate against baselines, gate and register."""
-    from mlplatform.errors import InvalidInput
+    # heavy: scikit-learn loads only when this command runs, not for --help
     from mlplatform.training import pipeline
 
     with expected_errors():

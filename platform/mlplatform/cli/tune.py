@@ -12,6 +12,8 @@ from typing import Any
 import typer
 
 from mlplatform.cli._output import JsonOption, client, emit, expected_errors, print_table
+from mlplatform.errors import InvalidInput
+from mlplatform.tuning import results, runner
 
 app = typer.Typer(help="Search model families, preprocessing and rebalancing on Ray Tune.")
 
@@ -29,15 +31,12 @@ def tune(
     as_json: bool = JsonOption,
 ) -> None:
     """Run a search, resume one, or show its leaderboard."""
-    from mlplatform.errors import InvalidInput
-    from mlplatform.tuning import results, runner
-
     with expected_errors():
         if sum(x is not None for x in (config, resume, show)) != 1:
             raise InvalidInput("give exactly one of --config FILE, --resume EXPERIMENT or --leaderboard "
                                "EXPERIMENT", field="config")
         if show is not None:
-            sweep = runner.find_sweep(client(), show)
+            sweep = results.find_sweep(client(), show)
             registered = results.register_best_trial(client(), sweep.id, force=force) if register_best else None
             data: dict[str, Any] = {"sweep_run_id": sweep.id, "status": sweep.status,
                                     "leaderboard": results.leaderboard(client(), sweep.id), "registered": registered}

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mlplatform.cli._output import expected_errors
+from mlplatform.config.serve import AuthConfig
 
 
 def ui(port: int = typer.Option(8080, "--port", help="HTTP port."),
@@ -19,9 +20,9 @@ def ui(port: int = typer.Option(8080, "--port", help="HTTP port."),
        token_secret: str = typer.Option("MLPLATFORM_SERVE_TOKEN", "--token-secret",
                                         help="Secret holding the token (file in NAME_FILE, else env NAME).")) -> None:
     """Browse models, lineage, alias history, runs, datasets, rollouts and alerts in a web page."""
+    # heavy: uvicorn loads only when this command runs, not for --help
     import uvicorn
 
-    from mlplatform.config.serve import AuthConfig
     from mlplatform.console.app import ConsoleConfig, create_app
 
     with expected_errors():

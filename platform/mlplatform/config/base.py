@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlplatform.errors import ConfigError, InvalidInput
@@ -27,8 +28,6 @@ class StrictModel(BaseModel):
 
 
 def read_yaml(path: Path | str) -> dict[str, Any]:
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist", field="config")

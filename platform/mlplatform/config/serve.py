@@ -8,6 +8,7 @@ client from ``store_url`` / ``artifact_uri`` here, because Ray processes do not 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -98,8 +99,6 @@ class RateLimitConfig(StrictModel):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
         for item in value:
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return value

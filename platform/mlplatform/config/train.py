@@ -30,6 +30,7 @@ from mlplatform.entities.names import parse_model_ref, validate_model_name
 from mlplatform.errors import InvalidInput
 from mlplatform.features.schema import FeatureSpec
 from mlplatform.features.transform import TransformConfig
+from mlplatform.models.factory import default_factory
 
 Task = Literal["classification", "regression"]
 VAL_METRICS = {"loss", *CLASSIFICATION_METRIC_NAMES, *REGRESSION_METRIC_NAMES}
@@ -234,8 +235,6 @@ class TrainConfig(StrictModel):
     # -- resolved defaults -------------------------------------------------------------------------------------
     @property
     def framework(self) -> str:
-        from mlplatform.models.factory import default_factory
-
         return default_factory().get(self.model.family).framework
 
     @property
@@ -268,7 +267,7 @@ class TrainConfig(StrictModel):
 
     def validate_semantics(self) -> None:
         """Checks that need the factory and loss registries; raise InvalidInput naming the field."""
-        from mlplatform.models.factory import default_factory
+        # heavy: torch takes seconds to import; only the torch path pays for it
         from mlplatform.models.losses import build_loss, loss_names
 
         factory = default_factory()

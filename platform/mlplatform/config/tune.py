@@ -33,9 +33,11 @@ from pydantic import (
 )
 
 from mlplatform.config.base import StrictModel, config_from_dict, load_config
-from mlplatform.config.train import DataSection, GateSection, OptimSection, SplitSection, Task
+from mlplatform.config.train import VAL_METRICS, DataSection, GateSection, OptimSection, SplitSection, Task, TrainConfig
 from mlplatform.entities.metrics import metric_mode, validation_metrics
 from mlplatform.errors import InvalidInput
+from mlplatform.features.transform import TransformConfig
+from mlplatform.models.factory import default_factory
 
 BASELINE_PATTERN = "most_frequent"
 # Training settings of the torch family that a search may vary (the rest of OptimSection keeps its defaults).
@@ -184,8 +186,6 @@ class TuneSearchConfig(StrictModel):
 
     @model_validator(mode="after")
     def _metric_name(self) -> TuneSearchConfig:
-        from mlplatform.config.train import VAL_METRICS
-
         if not self.metric.startswith("val_") or self.metric[4:] not in VAL_METRICS - {"loss"}:
             raise ValueError(f"metric {self.metric!r} must be val_ + one of "
                              f"{', '.join(sorted(VAL_METRICS - {'loss'}))}")
@@ -202,8 +202,6 @@ class TuneSearchConfig(StrictModel):
         return self.patterns[pattern].family or pattern
 
     def framework_of(self, pattern: str) -> str:
-        from mlplatform.models.factory import default_factory
-
         return default_factory().get(self.family_of(pattern)).framework
 
     @property
@@ -220,8 +218,6 @@ class TuneSearchConfig(StrictModel):
     def train_config(self) -> Any:
         """A TrainConfig carrying this search's data, split and gate, for the training code (load_data,
         split_data, the gate and registration)."""
-        from mlplatform.config.train import TrainConfig
-
         return TrainConfig(experiment=self.experiment, model_name=self.model_name, task=self.task, seed=self.seed,
                            data=self.data, split=self.split, gate=self.gate)
 
@@ -229,9 +225,6 @@ class TuneSearchConfig(StrictModel):
         """Families exist and support the task; every representative value of every dimension is accepted by
         the family (factory), the transform config and the optimizer section. Raises InvalidInput naming the
         field."""
-        from mlplatform.features.transform import TransformConfig
-        from mlplatform.models.factory import default_factory
-
         factory = default_factory()
         if self.task != "classification" and "class_weight" in self.rebalancing:
             raise InvalidInput("class_weight rebalancing needs a classification task", field="rebalancing")

@@ -35,6 +35,10 @@ from mlplatform.client import Client
 from mlplatform.config.base import StrictModel
 from mlplatform.config.serve import AuthConfig
 from mlplatform.errors import InvalidInput, MLPlatformError, NotFound, Unauthorized
+from mlplatform.lineage_diff import summarize
+from mlplatform.rollouts import control
+from mlplatform.serving.access import TokenCheck, client_key
+from mlplatform.settings import Settings
 from mlplatform.store.sql.console import Page, SqlConsoleQueries, key_metrics
 from mlplatform.store.sql.runs import flatten
 from mlplatform.store.sql.session import SessionScope
@@ -47,7 +51,6 @@ PSI_FEATURES_SHOWN = 8
 
 class ConsoleConfig(StrictModel):
     """Where the console reads from and who may use it."""
-
     store_url: str | None = Field(None, description="Store URL (default: the settings' store).")
     artifact_uri: str | None = None
     home: str | None = Field(None, description="MLPLATFORM_HOME of the platform whose reports are linked.")
@@ -80,15 +83,12 @@ def create_app(config: ConsoleConfig | None = None, client: Client | None = None
     """The console app; ``client`` lets a caller share its :class:`mlplatform.client.Client` (tests)."""
     cfg = config or ConsoleConfig()
     if client is None:
-        from mlplatform.settings import Settings
 
         settings = Settings(home=cfg.home) if cfg.home else None  # a Serve replica knows the home from its args
         client = Client(settings, store_url=cfg.store_url, artifact_uri=cfg.artifact_uri)
     queries = SqlConsoleQueries(SessionScope(client.engine, client.display_url))
     token_check = None
     if cfg.auth.enabled:
-        from mlplatform.serving.access import TokenCheck
-
         token_check = TokenCheck(cfg.auth)  # a missing secret fails here, at start, not at the first request
     reports_dir = Path(cfg.reports_dir) if cfg.reports_dir else (
         Path(cfg.home) / "reports" if cfg.home else client.settings.home / "reports")
@@ -204,8 +204,6 @@ def create_app(config: ConsoleConfig | None = None, client: Client | None = None
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
     def version_detail(request: Request, name: str, version: int) -> HTMLResponse:
-        from mlplatform.lineage_diff import summarize
-
         record = client.registry.get_version(name, version=version)
         lineage = record.lineage or {}
         evaluations = [e for e in client.registry.evaluations(name, version)][-100:]
@@ -235,7 +233,6 @@ def create_app(config: ConsoleConfig | None = None, client: Client | None = None
         reason = form.get("reason") or None
         if form.get("confirm") != "yes":  # the confirmation step: nothing happens without it
             return render(request, "confirm.html", name=name, action=action, reason=reason or "", done=None)
-        from mlplatform.serving.access import client_key
 
         address = request.client.host if request.client else None
         actor = "console " + client_key(request.headers, getattr(request.state, "token", None), address)
@@ -325,8 +322,6 @@ def _check_action(action: str) -> None:
 
 def _act(client: Client, name: str, action: str, actor: str, reason: str | None) -> str:
     """The CLI's own functions: ``models rollback`` and ``rollout advance|abort``."""
-    from mlplatform.rollouts import control
-
     if action == "rollback":
         version = client.registry.rollback(name, actor=actor, reason=reason)
         return f"{name}@champion -> {version.version} (rolled back)"
@@ -338,7 +333,6 @@ def _act(client: Client, name: str, action: str, actor: str, reason: str | None)
 
 
 def _rollout_status(client: Client, name: str) -> dict[str, Any] | None:
-    from mlplatform.rollouts import control
 
     if control.rollout_store(client).get(name) is None:
         return None

@@ -24,6 +24,7 @@ EVENT_TIME = "event_time"
 
 
 def _loaders() -> dict[str, Callable[..., Any]]:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn import datasets
 
     return {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine, "digits": datasets.load_digits}

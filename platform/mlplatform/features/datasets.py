@@ -12,7 +12,7 @@ import logging
 import math
 import struct
 from pathlib import Path
-from typing import Any, Literal, Protocol, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,10 @@ import pyarrow.fs as pafs
 from mlplatform.entities import DatasetVersion
 from mlplatform.errors import IntegrityError, InvalidInput, NotFound
 from mlplatform.features.schema import dtype_family
-from mlplatform.store.interfaces import DatasetStore
+from mlplatform.features.stats import ColumnStats, sorted_quantiles
+
+if TYPE_CHECKING:  # the config package imports this module and must import no store module
+    from mlplatform.store.interfaces import DatasetStore
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +167,6 @@ def profile_column(series: pd.Series) -> dict[str, Any]:
         if present.size == 0:
             return base | {"mean": None, "sd": None, "min": None, "max": None, "median": None, "mad": None,
                            "quantiles": {}}
-        from mlplatform.features.stats import ColumnStats, sorted_quantiles
 
         st = ColumnStats.of(present)
         median = sorted_quantiles(present, [0.5])[0]

@@ -29,7 +29,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlplatform.errors import ConfigError, Conflict, InvalidInput, NotFound
+from mlplatform.features.datasets import read_table
 from mlplatform.features.schema import dtype_family, is_number_family
+from mlplatform.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +77,6 @@ class FeatureView(BaseModel):
     def read_source(self) -> pd.DataFrame:
         if not self.source:
             raise InvalidInput(f"feature view {self.name} has no source", field="source")
-        from mlplatform.features.datasets import read_table
 
         return read_table(self.source)
 
@@ -324,8 +325,6 @@ def get_historical_features(entity_df: pd.DataFrame, views: Sequence[FeatureView
 # -- online table ---------------------------------------------------------------------------------------------------
 def online_store_path(home: Path | None = None) -> Path:
     if home is None:
-        from mlplatform.settings import get_settings
-
         home = get_settings().home
     return Path(home) / "online" / "online_features.db"
 

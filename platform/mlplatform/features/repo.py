@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlplatform.errors import IntegrityError, NotFound
-from mlplatform.features.pit_join import FeatureView, load_feature_views
+from mlplatform.features.pit_join import FeatureView, feature_column, get_historical_features, load_feature_views
+from mlplatform.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ class AppliedView:
 
 def repo_dir(home: Path | None = None) -> Path:
     if home is None:
-        from mlplatform.settings import get_settings
-
         home = get_settings().home
     return Path(home) / "feature_repo"
 
@@ -124,8 +123,6 @@ def join_views(entity_df: Any, names: list[str], *, label_time: str = "event_tim
     """Training data from applied views: ``entity_df`` (entity key, label time, labels) joined point-in-time with
     every named view. Returns the frame, the feature columns added (named as online lookups name them) and the
     record a model version keeps of the views and versions it was trained on (SPEC S4.9)."""
-    from mlplatform.features.pit_join import feature_column, get_historical_features
-
     views = [get_view(name, home) for name in names]
     frame = get_historical_features(entity_df, views, label_time=label_time, full_feature_names=full_feature_names)
     columns = [feature_column(v, f, full_feature_names) for v in views for f in v.features]

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.config.train import TrainConfig
+from mlplatform.datasets.sklearn_data import ENTITY, EVENT_TIME, load_sklearn_dataset
+from mlplatform.datasets.synthetic import make_churn
 from mlplatform.errors import InvalidInput
 from mlplatform.features.datasets import content_hash, read_table
 
@@ -43,8 +45,6 @@ class Splits:
 def load_data(config: TrainConfig) -> LoadedData:
     section = config.data
     if section.source == "synthetic_churn":
-        from mlplatform.datasets.synthetic import make_churn
-
         frame = make_churn(section.n_rows, seed=config.seed)
         name, uri = section.name or "synthetic_churn", None
     elif section.source.startswith("sklearn_"):
@@ -59,8 +59,6 @@ def load_data(config: TrainConfig) -> LoadedData:
                            f"{', '.join(map(str, frame.columns[:20]))})", field="data.target")
     id_columns = set(section.id_columns)
     if section.source.startswith("sklearn_"):
-        from mlplatform.datasets.sklearn_data import ENTITY, EVENT_TIME
-
         id_columns |= {ENTITY, EVENT_TIME}
     features = section.features or [c for c in frame.columns if c != section.target and c not in id_columns]
     missing = [f for f in features if f not in frame.columns]
@@ -74,14 +72,13 @@ def load_data(config: TrainConfig) -> LoadedData:
 def bundled_sklearn_frame(source: str, target: str) -> pd.DataFrame:
     """A dataset shipped inside scikit-learn (no download, :mod:`mlplatform.datasets.sklearn_data`) with its label
     in the column ``target``. Its event times use a fixed seed, so the dataset version never depends on the run seed."""
-    from mlplatform.datasets.sklearn_data import load_sklearn_dataset
-
     frame, label = load_sklearn_dataset(source)
     return frame.rename(columns={label: target}) if target != label else frame
 
 
 def split_data(frame: pd.DataFrame, config: TrainConfig) -> Splits:
     """60/20/20 by default; stratified by the target for classification; by time when asked (oldest rows train)."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.model_selection import train_test_split
 
     section, seed = config.split, config.split_seed

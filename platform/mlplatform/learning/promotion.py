@@ -8,18 +8,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlplatform.artifacts.model_format import ModelManifest
-from mlplatform.client import Client
 from mlplatform.config.train import TrainConfig
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import GateFailed, MLPlatformError, NotFound
 from mlplatform.learning.data import Splits
 from mlplatform.learning.gate import GateResult, evaluate_gate
 from mlplatform.learning.metrics import evaluate_predictions
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ def fit_baselines(config: TrainConfig, client: Client, run_id: str, splits: Spli
                   work: Path) -> dict[str, dict[str, float]]:
     """Baselines through the same split, transform fitting and evaluation code, each recorded as a child run
     tagged ``baseline``."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     results = {}

@@ -17,6 +17,7 @@ from mlplatform.features.transform import TabularTransform, TransformConfig
 from mlplatform.learning.metrics import evaluate_predictions
 from mlplatform.models.calibration import fit_calibration
 from mlplatform.models.sklearn_models import build_sklearn, save_sklearn
+from mlplatform.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ def fit_sklearn_artifact(
         input_schema=schema_to_json(transform.schema), model_file="model.skops", model_params=dict(params or {}),
         metrics={}, lineage={"seed": seed, "transform_sha256": transform.fingerprint, **(lineage or {})},
     )
-    from mlplatform.predictor import Predictor
 
     predictor = Predictor(manifest, transform, estimator)
     if eval_data is not None:
@@ -76,6 +76,7 @@ def _out_of_fold_scores(estimator: Any, transform: TabularTransform, train: pd.D
                         task: str, seed: int) -> np.ndarray | None:
     """Each training row scored by a clone fitted without it (positive-class probability for binary classifiers,
     the prediction otherwise); None when the classes are too small to stratify."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import torch
 
+from mlplatform.models.factory import default_factory
+
 if TYPE_CHECKING:
     from mlplatform.config.train import OptimSection
 
@@ -105,12 +107,11 @@ def rng_state() -> dict[str, Any]:
 
 # -- builders --------------------------------------------------------------------------------------------------
 def build_model(config: TrainLoopConfig) -> torch.nn.Module:
-    from mlplatform.models.factory import default_factory
-
     return default_factory().create(config.family, config.task, config.params, seed=config.seed, **config.shape)
 
 
 def build_loss_fn(config: TrainLoopConfig) -> torch.nn.Module:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     from mlplatform.models.losses import build_loss
 
     return build_loss(config.loss, config.task, config.loss_params, config.class_counts)
@@ -246,6 +247,7 @@ def run_epoch(model: torch.nn.Module, batches: Iterable[torch.Tensor], loss_fn: 
 def _gather(value: Any, world: int) -> list[Any]:
     if world == 1:
         return [value]
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch.distributed as dist
 
     out: list[Any] = [None] * world
@@ -256,6 +258,7 @@ def _gather(value: Any, world: int) -> list[Any]:
 def validate(model: torch.nn.Module, loss_fn: torch.nn.Module, val: dict[str, Any], rank: int, world: int,
              task: str, device: torch.device) -> dict[str, float]:
     """Score this rank's slice of the validation set, gather every slice, score the whole set identically."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.metrics import compute_metrics
 
     rows = np.arange(rank, len(val["y"]), world)

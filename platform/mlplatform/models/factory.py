@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from mlplatform.errors import Conflict, InvalidInput
+from mlplatform.models.sklearn_models import BASELINE_FAMILIES, SKLEARN_FAMILIES, STACKING_MEMBERS, build_sklearn
+from mlplatform.models.stacking import validate_stacking
 
 Framework = Literal["torch", "sklearn"]
 TASKS = frozenset({"classification", "regression"})
@@ -101,6 +103,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 # -- built-in families ------------------------------------------------------------------------------------------
 def _build_mlp(task: str, params: dict[str, Any], seed: int, *, n_inputs: int, n_outputs: int,
                cardinalities: list[int] | None = None, categorical_names: list[str] | None = None) -> Any:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     from mlplatform.models.mlp import MLPConfig, TabularMLP
@@ -111,8 +114,6 @@ def _build_mlp(task: str, params: dict[str, Any], seed: int, *, n_inputs: int, n
 
 def _sklearn_validator(family: str) -> Callable[[str, dict[str, Any]], None]:
     def validate(task: str, params: dict[str, Any]) -> None:
-        from mlplatform.models.sklearn_models import build_sklearn
-
         estimator = build_sklearn(family, task, params)  # unknown keyword arguments fail here
         check = getattr(estimator, "_validate_params", None)  # sklearn >= 1.2 checks values without fitting
         if callable(check):
@@ -124,24 +125,24 @@ def _sklearn_validator(family: str) -> Callable[[str, dict[str, Any]], None]:
     return validate
 
 
-def _stacking_validator(task: str, params: dict[str, Any]) -> None:
-    from mlplatform.models.stacking import validate_stacking
+def _stacking_validator(factory: ModelFactory) -> Callable[[str, dict[str, Any]], None]:
+    def validate(task: str, params: dict[str, Any]) -> None:
+        # member version refs are resolved later, against the registry
+        validate_stacking(task, params, STACKING_MEMBERS, factory.resolve_params)
 
-    validate_stacking(task, params)  # member version refs are resolved later, against the registry
+    return validate
 
 
 def _sklearn_builder(family: str) -> Callable[..., Any]:
     def build(task: str, params: dict[str, Any], seed: int, **_shape: Any) -> Any:
-        from mlplatform.models.sklearn_models import build_sklearn
-
         return build_sklearn(family, task, params, seed)
 
     return build
 
 
 def _register_builtins(factory: ModelFactory) -> None:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     from mlplatform.models.mlp import MLPConfig
-    from mlplatform.models.sklearn_models import BASELINE_FAMILIES, SKLEARN_FAMILIES
 
     factory.register(ModelFamily(
         name="mlp", framework="torch", builder=_build_mlp, defaults=MLPConfig().model_dump(), schema=MLPConfig,
@@ -149,7 +150,7 @@ def _register_builtins(factory: ModelFactory) -> None:
     for name in SKLEARN_FAMILIES:
         tasks = {"mean": frozenset({"regression"}), "stratified": frozenset({"classification"}),
                  "most_frequent": frozenset({"classification"})}.get(name, TASKS)
-        validator = _stacking_validator if name == "stacking" else _sklearn_validator(name)
+        validator = _stacking_validator(factory) if name == "stacking" else _sklearn_validator(name)
         factory.register(ModelFamily(
             name=name, framework="sklearn", builder=_sklearn_builder(name), validator=validator,
             tasks=tasks, baseline=name in BASELINE_FAMILIES, description=f"scikit-learn {name}"))

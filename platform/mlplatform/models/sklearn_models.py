@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplatform.errors import IntegrityError, InvalidInput
+from mlplatform.models.stacking import build_stacking
 
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
@@ -14,6 +15,7 @@ Builder = Callable[[str, dict[str, Any], int], Any]
 
 
 def _dummy(task: str, params: dict[str, Any], seed: int, strategy: str) -> Any:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
     if task == "regression":
@@ -22,6 +24,7 @@ def _dummy(task: str, params: dict[str, Any], seed: int, strategy: str) -> Any:
 
 
 def _logistic(task: str, params: dict[str, Any], seed: int) -> Any:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.linear_model import LogisticRegression, Ridge
 
     if task == "regression":
@@ -30,6 +33,7 @@ def _logistic(task: str, params: dict[str, Any], seed: int) -> Any:
 
 
 def _random_forest(task: str, params: dict[str, Any], seed: int) -> Any:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
     cls = RandomForestRegressor if task == "regression" else RandomForestClassifier
@@ -37,6 +41,7 @@ def _random_forest(task: str, params: dict[str, Any], seed: int) -> Any:
 
 
 def _hist_gbdt(task: str, params: dict[str, Any], seed: int) -> Any:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     cls = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
@@ -44,9 +49,7 @@ def _hist_gbdt(task: str, params: dict[str, Any], seed: int) -> Any:
 
 
 def _stacking(task: str, params: dict[str, Any], seed: int) -> Any:
-    from mlplatform.models.stacking import build_stacking
-
-    return build_stacking(task, params, seed)
+    return build_stacking(task, params, seed, STACKING_MEMBERS, build_sklearn)
 
 
 SKLEARN_FAMILIES: dict[str, Builder] = {
@@ -60,6 +63,8 @@ SKLEARN_FAMILIES: dict[str, Builder] = {
     "stacking": _stacking,
 }
 BASELINE_FAMILIES = ("most_frequent", "stratified", "mean")
+# an ensemble's members: every family but stacking itself
+STACKING_MEMBERS = tuple(f for f in SKLEARN_FAMILIES if f != "stacking")
 
 
 def build_sklearn(family: str, task: str, params: dict[str, Any] | None = None, seed: int = 42) -> Any:
@@ -73,12 +78,14 @@ def build_sklearn(family: str, task: str, params: dict[str, Any] | None = None, 
 
 
 def save_sklearn(estimator: Any, path: Path) -> None:
+    # heavy: skops loads only to save or load an sklearn artifact
     import skops.io as sio
 
     sio.dump(estimator, path)
 
 
 def load_sklearn(path: Path) -> Any:
+    # heavy: skops loads only to save or load an sklearn artifact
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=path)

@@ -17,8 +17,10 @@ Parameters (``model.params`` of family ``stacking``):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any, cast
 
+from mlplatform.entities.names import parse_model_ref
 from mlplatform.errors import InvalidInput
 
 DEFAULT_CV = 5
@@ -29,10 +31,9 @@ def is_version_ref(member: Any) -> bool:
     return isinstance(member, str) and (":" in member or "@" in member)
 
 
-def member_spec(member: Any, index: int) -> dict[str, Any]:
-    """``{"family", "params", "version"}`` of one resolved member; unresolved version refs are refused."""
-    from mlplatform.models.sklearn_models import SKLEARN_FAMILIES
-
+def member_spec(member: Any, index: int, families: Collection[str]) -> dict[str, Any]:
+    """``{"family", "params", "version"}`` of one resolved member, one of ``families``; unresolved version refs are
+    refused."""
     if is_version_ref(member):
         raise InvalidInput(f"stacking member {member!r} is a registered version: resolve it with "
                            "mlplatform.training.stacking.resolve_members first", field=f"params.members.{index}")
@@ -41,8 +42,8 @@ def member_spec(member: Any, index: int) -> dict[str, Any]:
     if not isinstance(member, str | dict) or not isinstance(family, str):
         raise InvalidInput(f"stacking member {index} must be a family name, a version ref or "
                            "{family, params}", field=f"params.members.{index}")
-    if family == "stacking" or family not in SKLEARN_FAMILIES:
-        available = ", ".join(sorted(f for f in SKLEARN_FAMILIES if f != "stacking"))
+    if family not in families:
+        available = ", ".join(sorted(families))
         raise InvalidInput(f"stacking member {index}: unknown sklearn family {family!r}; available: {available}",
                            field=f"params.members.{index}")
     if not isinstance(spec.get("params", {}), dict):
@@ -67,35 +68,35 @@ def _check_keys(params: dict[str, Any]) -> None:
         raise InvalidInput(f"stacking final_C must be > 0, got {final_c!r}", field="params.final_C")
 
 
-def validate_stacking(task: str, params: dict[str, Any]) -> None:
-    """Config-time check (no registry at hand): version refs are checked for syntax only, families fully."""
-    from mlplatform.entities.names import parse_model_ref
-    from mlplatform.models.factory import default_factory
-
+def validate_stacking(task: str, params: dict[str, Any], families: Collection[str],
+                      resolve_params: Callable[[str, str, dict[str, Any]], Any]) -> None:
+    """Config-time check (no registry at hand): version refs are checked for syntax only, families fully, by the
+    model factory's ``resolve_params`` (passed in: the factory registers stacking, so it sits above this module)."""
     _check_keys(params)
-    factory = default_factory()
     for index, member in enumerate(params["members"]):
         if is_version_ref(member):
             parse_model_ref(member)
             continue
-        spec = member_spec(member, index)
+        spec = member_spec(member, index, families)
         try:
-            factory.resolve_params(spec["family"], task, spec["params"])
+            resolve_params(spec["family"], task, spec["params"])
         except InvalidInput as exc:
             raise InvalidInput(f"stacking member {index} ({spec['family']}): {exc.message}",
                                field=f"params.members.{index}") from None
 
 
-def build_stacking(task: str, params: dict[str, Any], seed: int) -> Any:
+def build_stacking(task: str, params: dict[str, Any], seed: int, families: Collection[str],
+                   build_member: Callable[[str, str, dict[str, Any], int], Any]) -> Any:
+    """The unfitted ensemble; ``build_member(family, task, params, seed)`` is the sklearn family table's builder,
+    passed in because that table holds stacking too."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.ensemble import StackingClassifier, StackingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    from mlplatform.models.sklearn_models import build_sklearn
-
     _check_keys(params)
-    specs = [member_spec(m, i) for i, m in enumerate(params["members"])]
-    estimators = [(f"m{i}_{s['family']}", build_sklearn(s["family"], task, s["params"], seed))
+    specs = [member_spec(m, i, families) for i, m in enumerate(params["members"])]
+    estimators = [(f"m{i}_{s['family']}", build_member(s["family"], task, s["params"], seed))
                   for i, s in enumerate(specs)]
     n_splits, final_c = int(params.get("cv", DEFAULT_CV)), float(params.get("final_C", 1.0))
     if task == "regression":

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
-from mlplatform.client import Client
 from mlplatform.config.monitor import MonitorConfig
 from mlplatform.entities import AlertLevel, ModelVersion
 from mlplatform.entities.levels import Thresholds, overall_level
@@ -41,6 +40,10 @@ from mlplatform.monitoring.retrain import (
     record_recommendation,
 )
 from mlplatform.monitoring.window import Window, window_from_file, window_from_log
+from mlplatform.predictor import Predictor
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +82,6 @@ class CheckResult:
 
 def load_version_reference(client: Client, version: ModelVersion) -> tuple[DriftReference, Any]:
     """The stored reference profile and the predictor of a registered version (from its verified artifact)."""
-    from mlplatform.predictor import Predictor
-
     local = client.registry.fetch(version)
     try:
         reference = load_drift_reference(local)

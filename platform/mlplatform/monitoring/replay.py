@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mlplatform.client import Client
+from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import InvalidInput
+from mlplatform.predictor import Predictor
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 logger = logging.getLogger(__name__)
 SCORE_TOLERANCE = 1e-6
@@ -54,11 +59,6 @@ def score_records(predictor: Any, records: list[Any], batch_size: int) -> tuple[
 def run_replay(client: Client, model_ref: str, candidate_ref: str, *, start: datetime | None = None,
                end: datetime | None = None, batch_size: int = 4096, record: bool = True) -> dict[str, Any]:
     """Replay the requests ``model_ref`` answered in ``[start, end)`` through ``candidate_ref``."""
-    import shutil
-
-    from mlplatform.entities import RunKind, RunStatus
-    from mlplatform.predictor import Predictor
-
     if start is not None and end is not None and start >= end:
         raise InvalidInput("--start must be before --end", field="start")
     logged = client.registry.resolve(model_ref)

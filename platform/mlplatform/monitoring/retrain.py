@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlplatform.client import Client
 from mlplatform.config.monitor import RetrainConfig
 from mlplatform.entities import AlertLevel
 from mlplatform.store.interfaces import MonitoringStore
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 logger = logging.getLogger(__name__)
 

@@ -6,15 +6,17 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mlplatform.client import Client
 from mlplatform.entities import ModelVersion
 from mlplatform.errors import InvalidInput, NotFound
 from mlplatform.monitoring.evaluation import JoinResult, join_labels, predictions_frame
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 logger = logging.getLogger(__name__)
 

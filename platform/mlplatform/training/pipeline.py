@@ -12,22 +12,36 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from mlplatform._internal.lineage import environment, git_state
+from mlplatform._internal.ray_runtime import ensure_ray
 from mlplatform.artifacts.model_format import ModelManifest
-from mlplatform.client import Client
 from mlplatform.config.train import TrainConfig, load_train_config, train_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import Conflict, GateFailed, IntegrityError, InvalidInput, NotFound
 from mlplatform.features.datasets import version_dataset
-from mlplatform.features.schema import schema_to_json
+from mlplatform.features.repo import join_views
+from mlplatform.features.rows import RowRules, check_frame, infer_schema
+from mlplatform.features.schema import schema_from_json, schema_to_json
 from mlplatform.features.transform import TabularTransform
+from mlplatform.features.validation import DataValidationFailed, Level, ValidationConfig, validate_frame
 from mlplatform.learning.data import Splits, encode_labels, load_data, split_data
 from mlplatform.learning.metrics import evaluate_predictions
 from mlplatform.learning.promotion import Candidate, evaluate_gate_and_register
+from mlplatform.models.factory import default_factory
+from mlplatform.predictor import Predictor
+from mlplatform.settings import get_settings
+from mlplatform.training.rebalance import rebalance_splits
+from mlplatform.training.stacking import resolve_members
+from mlplatform.training.threshold import threshold_metric, tune_threshold
+from mlplatform.training.warm_start import check_state_dict, load_warm_start
+
+if TYPE_CHECKING:
+    from mlplatform.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +88,9 @@ def resume(run_id: str, *, client: Client | None = None, force: bool = False, ep
 
 
 def _client() -> Client:
+    # heavy: the SQL store loads where a client is opened, not on import (CLI --help, Ray workers)
+    from mlplatform.client import Client
+
     return Client()
 
 
@@ -87,6 +104,7 @@ def train(config: TrainConfig, *, client: Client | None = None, warm_start: str 
     client = client or _client()
     if warm_start is not None:
         config = train_config_from_dict(config.model_dump(mode="json") | {"warm_start": warm_start}, "--warm-start")
+    # heavy: torch takes seconds to import; only the torch path pays for it
     from mlplatform.training.torch_train import storage_path_for
 
     if resume_run_id is not None:
@@ -95,7 +113,6 @@ def train(config: TrainConfig, *, client: Client | None = None, warm_start: str 
         client.runs.end_run(run.id, RunStatus.RUNNING)
     else:
         storage_path = storage_path_for(client.artifacts.root_uri)
-        from mlplatform._internal.lineage import environment, git_state
 
         # Code and environment at training time, so a replay can say what changed since (SPEC S9.8).
         run = client.runs.start_run(
@@ -127,7 +144,6 @@ def _run(config: TrainConfig, client: Client, run: Any, outcome: TrainOutcome, s
     data = load_data(config)
     feature_views = None
     if config.data.feature_views:  # training data from applied feature views (SPEC S4.9-S4.10)
-        from mlplatform.features.repo import join_views
 
         frame, columns, feature_views = join_views(data.frame, config.data.feature_views,
                                                    label_time=config.data.label_time,
@@ -144,7 +160,6 @@ def _run(config: TrainConfig, client: Client, run: Any, outcome: TrainOutcome, s
                        f"-> {data.version[:12]}); start a new run", field="data")
     client.runs.link_dataset(run.id, dataset.id, role="train")
     frame, validation = _validate_input(config, client, run, data, force)
-    from mlplatform.training.rebalance import rebalance_splits
 
     original = split_data(frame, config)
     # Resampling touches the training split only; validation and test keep the real class ratios.
@@ -157,11 +172,9 @@ def _run(config: TrainConfig, client: Client, run: Any, outcome: TrainOutcome, s
                                      "dataset": f"{data.name}@{data.version[:12]}",
                                      "effective_batch": config.training.batch_size * config.scaling.num_workers
                                      * config.training.accumulation_steps})
-    from mlplatform.models.factory import default_factory
 
     model_params = dict(config.model.params)
     if config.model.family == "stacking":  # member version refs become (family, params) with their version named
-        from mlplatform.training.stacking import resolve_members
 
         model_params["members"] = resolve_members(model_params.get("members") or [], client.registry)
     params = default_factory().resolve_params(config.model.family, task, model_params)
@@ -169,8 +182,6 @@ def _run(config: TrainConfig, client: Client, run: Any, outcome: TrainOutcome, s
         params["class_weight"] = "balanced"
     warm = None
     if config.warm_start:
-        from mlplatform.training.warm_start import load_warm_start
-
         warm = load_warm_start(client.registry, config.warm_start, family=config.model.family, task=task,
                                features=data.features, train=splits.train)
         if warm.manifest.classes != classes:
@@ -200,7 +211,6 @@ def _run(config: TrainConfig, client: Client, run: Any, outcome: TrainOutcome, s
         else:
             _train_sklearn(config, client, run, splits, params, data.features, artifact, lineage,
                            reference=original.train)
-        from mlplatform.predictor import Predictor
 
         if config.rebalance.tune_threshold:  # before any test metric, so test scores the tuned threshold
             _tune_threshold(config, client, run, artifact, splits.validation, lineage)
@@ -236,10 +246,6 @@ def _validate_input(config: TrainConfig, client: Client, run: Any, data: Any, fo
     """The training data check (SPEC S4.7): the one validator against the champion's schema and training profile
     when warm-starting, else the declared (or inferred) schema. ERROR-level data is refused with the report;
     ``force`` trains on the rows the row validator accepts, and the override is recorded in lineage."""
-    from mlplatform.features.rows import RowRules, check_frame, infer_schema
-    from mlplatform.features.schema import schema_from_json
-    from mlplatform.features.validation import DataValidationFailed, Level, ValidationConfig, validate_frame
-
     tokens = config.features.missing_tokens
     reference = None
     drift_level = "ERROR"
@@ -288,14 +294,11 @@ def _train_torch(config: TrainConfig, client: Client, run: Any, outcome: TrainOu
                  splits: Splits, labels: dict[str, np.ndarray], classes: list[Any] | None, params: dict[str, Any],
                  transform: TabularTransform, warm: Any, artifact: Path, lineage: dict[str, Any],
                  epoch_hook: Any, reference: pd.DataFrame) -> None:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
-    from mlplatform._internal.ray_runtime import ensure_ray
     from mlplatform.learning.torch_core import model_shape
-    from mlplatform.models.factory import default_factory
-    from mlplatform.settings import get_settings
     from mlplatform.training.torch_train import train_torch
-    from mlplatform.training.warm_start import check_state_dict
 
     shape = model_shape(transform, classes, params)
     model = default_factory().create(config.model.family, config.task, params, seed=config.seed, **shape)
@@ -351,7 +354,6 @@ def _train_torch(config: TrainConfig, client: Client, run: Any, outcome: TrainOu
     ).write(artifact)
     # The same monitoring reference as sklearn artifacts (SPEC S8.1): predictions scored on the validation split.
     from mlplatform.learning.sklearn_fit import _write_reference_profile
-    from mlplatform.predictor import Predictor
 
     _write_reference_profile(Predictor.from_dir(artifact), reference, [f.name for f in transform.schema],
                              config.data.target, artifact, config.seed, holdout=splits.validation)
@@ -371,6 +373,7 @@ def _log_epoch(client: Client, run_id: str, item: dict[str, Any]) -> None:
 
 def _train_sklearn(config: TrainConfig, client: Client, run: Any, splits: Splits, params: dict[str, Any],
                    features: list[str], artifact: Path, lineage: dict[str, Any], reference: pd.DataFrame) -> None:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     manifest = fit_sklearn_artifact(splits.train, target=config.data.target, features=features,
@@ -385,9 +388,6 @@ def _tune_threshold(config: TrainConfig, client: Client, run: Any, artifact: Pat
                     lineage: dict[str, Any]) -> None:
     """Choose the binary decision threshold on the validation split (never test) and write it into the artifact's
     manifest, so evaluation, batch scoring and serving all apply it; recorded in the run tags and the lineage."""
-    from mlplatform.predictor import Predictor
-    from mlplatform.training.threshold import threshold_metric, tune_threshold
-
     predictor = Predictor.from_dir(artifact)
     classes = predictor.manifest.classes or []
     proba = predictor.predict(validation).positive_probability()

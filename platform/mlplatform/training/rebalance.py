@@ -19,6 +19,7 @@ import pandas as pd
 from mlplatform.config.train import TrainConfig
 from mlplatform.errors import InvalidInput
 from mlplatform.learning.data import Splits
+from mlplatform.training.smote import smote
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,6 @@ def rebalance_splits(splits: Splits, config: TrainConfig,
         return splits, summary
     before = splits.train[target].value_counts().sort_index()
     if section.strategy == "smote":
-        from mlplatform.training.smote import smote
-
         columns = features if features is not None else config.data.features
         if columns is None:
             columns = [c for c in splits.train.columns if c != target and c not in config.data.id_columns]

@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlplatform.client import Client
+from mlplatform._internal.lineage import environment, git_state
 from mlplatform.config.train import train_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import InvalidInput
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class ReplayReport:
 
 def replay(run_id: str, *, client: Client | None = None) -> ReplayReport:
     """Re-run ``run_id`` and compare; the caller decides what a mismatch means (the CLI exits 3)."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.training import pipeline
 
     client = client or pipeline._client()
@@ -138,8 +142,6 @@ def _close(original: float, again: float | None, tolerance: dict[str, Any]) -> b
 
 def environment_warnings(tags: dict[str, Any]) -> list[str]:
     """Readable differences between the code/environment a run recorded and the current ones."""
-    from mlplatform._internal.lineage import environment, git_state
-
     before_code, before_env = tags.get("code"), tags.get("environment")
     if not before_code or not before_env:
         return ["the original run recorded no code/environment snapshot; differences cannot be checked"]

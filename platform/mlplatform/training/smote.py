@@ -84,6 +84,7 @@ def _distance_space(values: np.ndarray) -> np.ndarray:
 
 def _nearest(points: np.ndarray, k: int) -> np.ndarray:
     """(n, k) positions of each point's k nearest other points."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.neighbors import NearestNeighbors
 
     n = len(points)

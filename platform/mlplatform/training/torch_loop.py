@@ -92,6 +92,7 @@ class WorkerState:
 
 def train_loop_per_worker(train_loop_config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train's entry point: ``{"loop": TrainLoopConfig, "handles": WorkerHandles}``."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray.train.torch
 
     config: TrainLoopConfig = train_loop_config["loop"]
@@ -112,6 +113,7 @@ def train_loop_per_worker(train_loop_config: dict[str, Any]) -> dict[str, Any]:
 def restore(config: TrainLoopConfig, handles: WorkerHandles) -> WorkerState:
     """A fresh model (or the warm start's weights), then the latest checkpoint when Ray hands one over: a replaced
     worker group or a resumed run continues after it."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
     import ray.train
     import ray.train.torch
@@ -158,6 +160,7 @@ def load_shard(config: TrainLoopConfig, handles: WorkerHandles, state: WorkerSta
     rest (streaming it from Ray Data inside the first epoch ran that epoch at 0.27x the steady state), and the same
     rows land on the same rank in every worker group, so a restored run trains on what an uninterrupted one did.
     Streamed (``shard_in_memory: false``): Ray Data's shard, iterated every epoch."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
     import ray.train
 
@@ -190,6 +193,7 @@ def train_one_epoch(config: TrainLoopConfig, handles: WorkerHandles, state: Work
                        step=state.step, autocast=state.autocast, scaler=state.scaler)
     loss_sum = result.loss_sum
     if state.world > 1:
+        # heavy: torch takes seconds to import; only the torch path pays for it
         import torch.distributed as dist
 
         totals = loss_sum.to(state.device)
@@ -213,6 +217,7 @@ def report(config: TrainLoopConfig, handles: WorkerHandles, state: WorkerState, 
            epoch: int) -> None:
     """Every rank calls ``report`` (it is a barrier); only rank 0 attaches the checkpoint, and relays the metrics
     after it, so the driver hears of an epoch only once its checkpoint is saved."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray.train
 
     if state.rank != 0:

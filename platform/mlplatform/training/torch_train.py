@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplatform.artifacts.storage import join_uri
 from mlplatform.config.train import TrainConfig
 from mlplatform.errors import MLPlatformError, NotFound
 from mlplatform.features.transform import TabularTransform
@@ -53,6 +54,7 @@ class TorchRunOutput:
 def resolve_use_gpu(setting: bool | str) -> bool:
     if setting != "auto":
         return bool(setting)
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
 
     return ray.cluster_resources().get("GPU", 0) > 0
@@ -60,14 +62,13 @@ def resolve_use_gpu(setting: bool | str) -> bool:
 
 def storage_path_for(artifact_uri: str) -> str:
     """Checkpoints live next to the artifacts: shared storage (s3://, gs://, NFS) on a multi-node cluster."""
-    from mlplatform.artifacts.storage import join_uri
-
     if "://" in artifact_uri:
         return join_uri(artifact_uri, "ray_train")
     return str(Path(artifact_uri).expanduser().resolve() / "ray_train")
 
 
 def make_relay() -> Any:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
 
     @ray.remote(num_cpus=0)
@@ -99,6 +100,7 @@ class EventDrainer(threading.Thread):
         self.pending: list[dict[str, Any]] = []
 
     def drain_once(self) -> None:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         import ray
 
         with self._lock:
@@ -137,6 +139,7 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
                 warm_state: dict[str, Any] | None = None,
                 on_event: Callable[[dict[str, Any]], None] | None = None,
                 epoch_hook: EpochHook | None = None) -> TorchRunOutput:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -208,6 +211,7 @@ def loop_config(config: TrainConfig, *, params: dict[str, Any], shape: dict[str,
 
 
 def _mode(metric: str) -> str:
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.metrics import metric_mode
 
     return metric_mode(metric[4:] if metric.startswith("val_") else metric)
@@ -224,6 +228,7 @@ def _translate(exc: Exception, run_id: str) -> MLPlatformError:
 
 
 def _best_output(config: TrainConfig, result: Any, shape: dict[str, Any], run_id: str) -> TorchRunOutput:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     kept = list(result.best_checkpoints or [])

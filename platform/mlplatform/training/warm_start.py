@@ -17,7 +17,9 @@ from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.client import Registry
 from mlplatform.entities import ModelVersion
 from mlplatform.errors import InvalidInput
+from mlplatform.features.rows import infer_schema
 from mlplatform.features.transform import TabularTransform
+from mlplatform.models.factory import default_factory
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,8 @@ class WarmStart:
 
 def load_warm_start(registry: Registry, ref: str, *, family: str, task: str, features: list[str],
                     train: pd.DataFrame) -> WarmStart:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
-
-    from mlplatform.models.factory import default_factory
 
     if not default_factory().get(family).warm_start:
         raise InvalidInput(f"family {family!r} cannot warm start (only torch families can)", field="warm_start")
@@ -57,8 +58,6 @@ def load_warm_start(registry: Registry, ref: str, *, family: str, task: str, fea
 
 def check_schema(source: str, manifest: ModelManifest, features: list[str], train: pd.DataFrame) -> None:
     """The run's features must be the parent's, in its order, with the same logical dtypes."""
-    from mlplatform.features.rows import infer_schema
-
     expected = [(f["name"], f["dtype"]) for f in manifest.input_schema]
     found = [(s.name, s.dtype) for s in infer_schema(train, features)]
     if expected == found:

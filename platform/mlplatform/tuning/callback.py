@@ -31,12 +31,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import cloudpickle
 from ray.tune import Callback
 
-from mlplatform.client import Client
 from mlplatform.entities import RunKind, RunStatus
+
+if TYPE_CHECKING:
+    from mlplatform.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,9 @@ class StoreCallback(Callback):
     @property
     def client(self) -> Client:
         if self._client is None:
+            # heavy: the SQL store loads where a client is opened (Tune's driver), not in every trial's worker
+            from mlplatform.client import Client
+
             self._client = Client(store_url=self.store_url, artifact_uri=self.artifact_uri)
         return self._client
 
@@ -235,8 +241,6 @@ def _error_text(trial: Any) -> str:
 
 
 def _local_pickled_error(trial: Any) -> Any:
-    import cloudpickle
-
     path = trial.pickled_error_file
     if not path or not Path(path).is_file():
         return None

@@ -11,16 +11,26 @@ import dataclasses
 import logging
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mlplatform.client import Client
+from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.config.train import ModelSection
 from mlplatform.config.tune import BASELINE_PATTERN, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
-from mlplatform.errors import GateFailed, NotFound
+from mlplatform.errors import GateFailed, InvalidInput, NotFound
+from mlplatform.features.schema import schema_to_json
+from mlplatform.features.transform import TransformConfig
+from mlplatform.learning.data import Splits
+from mlplatform.predictor import Predictor
+from mlplatform.tuning.trial import fit_sklearn_trial, prepare_data, torch_setup, train_epoch, train_matrix
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 log = logging.getLogger(__name__)
 _RANKED = {RunStatus.COMPLETED.value, RunStatus.STOPPED.value}  # early-stopped trials still have a score
@@ -48,6 +58,22 @@ def config_at(history: list[dict[str, Any]], step: int | None) -> dict[str, Any]
             break
         current = entry["config"]
     return current
+
+
+def find_sweep(client: Client, experiment: str) -> Any:
+    """A sweep by run id, or the newest sweep whose Tune experiment name is ``experiment``."""
+    try:
+        uuid.UUID(experiment)
+        run = client.runs.get_run(experiment)
+    except ValueError:
+        matches = [r for r in client.runs.list_runs(kind=RunKind.TUNE.value, limit=1000)
+                   if r.tags.get("tune_name") == experiment or r.name == experiment]
+        if not matches:
+            raise NotFound(f"no search named {experiment!r}; give its sweep run id", field="experiment") from None
+        run = matches[0]
+    if run.kind != RunKind.TUNE.value:
+        raise InvalidInput(f"run {run.id} is a {run.kind} run, not a search", field="experiment")
+    return run
 
 
 def leaderboard(client: Client, sweep_run_id: str) -> dict[str, Any]:
@@ -91,8 +117,6 @@ def warm_start_configs(client: Client, sources: list[str], dataset_version: str,
                        ) -> list[dict[str, Any]]:
     """The best ``top_k`` configs (baseline excluded) of earlier searches on the same dataset version. A source
     is a sweep run id or a store experiment name (all its searches)."""
-    from mlplatform.tuning.runner import find_sweep
-
     sweeps = []
     for source in sources:
         try:
@@ -120,13 +144,9 @@ def register_best_trial(client: Client, sweep_run_id: str, *, force: bool = Fals
     """Retrain the best config on train + validation, score it on the untouched test split, pass the promotion
     gate and register it (challenger when a champion exists), through the one gate-and-register ending
     that ``mlplatform train`` uses."""
-    from mlplatform.config.train import ModelSection
-    from mlplatform.features.transform import TransformConfig
-    from mlplatform.learning.data import Splits
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.metrics import evaluate_predictions
     from mlplatform.learning.promotion import Candidate, evaluate_gate_and_register
-    from mlplatform.predictor import Predictor
-    from mlplatform.tuning.trial import prepare_data
 
     sweep = client.runs.get_run(sweep_run_id)
     config = tune_config_from_dict(sweep.config["tune_config"], source=f"run {sweep_run_id}")
@@ -160,10 +180,7 @@ def register_best_trial(client: Client, sweep_run_id: str, *, force: bool = Fals
             _retrain_torch(best["config_history"], data, full, labels, transform_config, artifact, lineage,
                            epochs=int(best["best_step"] or 1))
         else:
-            from mlplatform.tuning.trial import fit_sklearn_trial
-
             fit_sklearn_trial(trial, full, prepared.test, data, transform_config, out_dir=artifact)
-            from mlplatform.artifacts.model_format import ModelManifest
 
             manifest = ModelManifest.read(artifact)
             manifest.lineage = {**manifest.lineage, **lineage}
@@ -196,11 +213,8 @@ def _retrain_torch(history: list[dict[str, Any]], data: Any, full: pd.DataFrame,
     """The trial's loop on train + validation for the epochs that reached the best validation score, replaying
     its recorded schedule: at the epoch a PBT mutation took effect, the new lr and weight decay are set on the
     optimizer (as the trial did when it restored under the new config) and a new batch size batches the rest."""
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
-
-    from mlplatform.artifacts.model_format import ModelManifest
-    from mlplatform.features.schema import schema_to_json
-    from mlplatform.tuning.trial import torch_setup, train_epoch, train_matrix
 
     torch.set_num_threads(1)
     trial = history[0]["config"]

@@ -15,13 +15,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplatform.artifacts.storage import join_uri
-from mlplatform.client import Client
 from mlplatform.config.tune import BASELINE_PATTERN, TuneSearchConfig, load_tune_config, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
-from mlplatform.errors import Conflict, InvalidInput, MLPlatformError, NotFound
+from mlplatform.errors import Conflict, MLPlatformError, NotFound
 from mlplatform.tuning.trial import (
     CONTROL_KEYS,
     EPOCH_KEY,
@@ -31,6 +30,9 @@ from mlplatform.tuning.trial import (
     prepare_data,
     run_trial,
 )
+
+if TYPE_CHECKING:
+    from mlplatform.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ class SearchOutcome:
 
 
 def _client() -> Client:
+    # heavy: the SQL store loads where a client is opened, not on import (CLI --help, Ray workers)
+    from mlplatform.client import Client
+
     return Client()
 
 
@@ -115,6 +120,7 @@ def resume_search(experiment: str, *, client: Client | None = None, register_bes
     from ray import tune
 
     from mlplatform._internal.ray_runtime import ensure_ray
+    from mlplatform.tuning.results import find_sweep
 
     client = client or _client()
     sweep = find_sweep(client, experiment)
@@ -137,22 +143,6 @@ def resume_search(experiment: str, *, client: Client | None = None, register_bes
                                resume_errored=True)
     return _fit_and_finish(tuner, config, client, sweep.id, path, prepared, register_best=register_best,
                            force=force)
-
-
-def find_sweep(client: Client, experiment: str) -> Any:
-    """A sweep by run id, or the newest sweep whose Tune experiment name is ``experiment``."""
-    try:
-        uuid.UUID(experiment)
-        run = client.runs.get_run(experiment)
-    except ValueError:
-        matches = [r for r in client.runs.list_runs(kind=RunKind.TUNE.value, limit=1000)
-                   if r.tags.get("tune_name") == experiment or r.name == experiment]
-        if not matches:
-            raise NotFound(f"no search named {experiment!r}; give its sweep run id", field="experiment") from None
-        run = matches[0]
-    if run.kind != RunKind.TUNE.value:
-        raise InvalidInput(f"run {run.id} is a {run.kind} run, not a search", field="experiment")
-    return run
 
 
 def _trainable(config: TuneSearchConfig, data: TrialData, trainable: Any = None) -> Any:

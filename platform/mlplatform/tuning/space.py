@@ -47,6 +47,7 @@ def canonical_config(raw: dict[str, Any], pattern_families: Mapping[str, str]) -
 
 # -- random / PBT ----------------------------------------------------------------------------------------------
 def _domain(value: Any) -> Any:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
 
     if not isinstance(value, Dimension):
@@ -62,6 +63,7 @@ def _domain(value: Any) -> Any:
 
 
 def param_space(config: TuneSearchConfig) -> dict[str, Any]:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
 
     if config.search.algorithm == "grid":

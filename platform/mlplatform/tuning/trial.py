@@ -22,8 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform.config.train import TrainConfig
+from mlplatform.artifacts.model_format import ModelManifest
+from mlplatform.config.train import OptimSection, TrainConfig
 from mlplatform.config.tune import BASELINE_PATTERN, TuneSearchConfig
+from mlplatform.features.schema import schema_to_json
+from mlplatform.features.transform import TabularTransform, TransformConfig
+from mlplatform.learning.data import encode_labels, load_data, split_data
+from mlplatform.models.factory import default_factory
+from mlplatform.predictor import Predictor
 from mlplatform.tuning.space import canonical_config, families
 
 log = logging.getLogger(__name__)
@@ -73,8 +79,6 @@ def split_id(train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, 
 
 def prepare_data(config: TuneSearchConfig) -> PreparedData:
     """Load, split (seeded, recorded) and encode labels once on the driver, with the training code."""
-    from mlplatform.learning.data import encode_labels, load_data, split_data
-
     train_config = config.train_config()
     loaded = load_data(train_config)
     splits = split_data(loaded.frame, train_config)
@@ -91,16 +95,15 @@ def prepare_data(config: TuneSearchConfig) -> PreparedData:
 
 def run_trial(raw: dict[str, Any], data: TrialData) -> None:
     """The Tune function trainable (wrapped with ``tune.with_parameters(run_trial, data=...)``)."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
-
-    from mlplatform.features.transform import TransformConfig
-    from mlplatform.models.factory import default_factory
 
     trial = canonical_config(raw, data.families)
     transform_config = TransformConfig(**trial["preprocessing"])
     if default_factory().get(trial["family"]).framework == "torch":
         _torch_trial(trial, data, transform_config)
         return
+    # heavy: threadpoolctl (scikit-learn's) loads only in an sklearn trial
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=data.threads):
@@ -119,12 +122,8 @@ def score_sklearn_trial(trial: dict[str, Any], data: TrialData, transform_config
     """What :func:`fit_sklearn_artifact` does (transform fitted on train only, the factory's estimator, the
     Predictor's scoring) without writing an artifact: a trial's model is never registered, so it skips the
     serialisation and the monitoring reference profile."""
-    from mlplatform.artifacts.model_format import ModelManifest
-    from mlplatform.features.schema import schema_to_json
-    from mlplatform.features.transform import TabularTransform
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.metrics import evaluate_predictions
-    from mlplatform.models.factory import default_factory
-    from mlplatform.predictor import Predictor
 
     params = sklearn_params(trial)
     transform = TabularTransform.fit(data.train, data.features, transform_config,
@@ -145,6 +144,7 @@ def score_sklearn_trial(trial: dict[str, Any], data: TrialData, transform_config
 def fit_sklearn_trial(trial: dict[str, Any], train: pd.DataFrame, evaluate_on: pd.DataFrame, data: TrialData,
                       transform_config: Any, out_dir: Path | None = None) -> dict[str, float]:
     """Fit through the training code; returns ``val_<metric>`` scored on ``evaluate_on``."""
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from mlplatform.learning.sklearn_fit import fit_sklearn_artifact
 
     with tempfile.TemporaryDirectory(prefix="mlplatform-trial-") as work:
@@ -178,8 +178,7 @@ def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, lab
                 transform_config: Any) -> TorchSetup:
     """Transform fitted on ``train`` only; model, loss, optimizer and scheduler from the training core (same
     defaults as ``mlplatform train``). A trial is one process, so its scaled learning rate is its lr."""
-    from mlplatform.config.train import OptimSection
-    from mlplatform.features.transform import TabularTransform
+    # heavy: torch takes seconds to import; only the torch path pays for it
     from mlplatform.learning.torch_core import (
         EarlyStopping,
         TrainLoopConfig,
@@ -189,7 +188,6 @@ def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, lab
         build_scheduler,
         model_shape,
     )
-    from mlplatform.models.factory import default_factory
 
     opt = OptimSection.model_validate(trial["training"])
     transform = TabularTransform.fit(train, data.features, transform_config, target=labels)
@@ -213,6 +211,7 @@ def torch_setup(trial: dict[str, Any], data: TrialData, train: pd.DataFrame, lab
 
 def train_matrix(setup: TorchSetup, frame: pd.DataFrame, labels: np.ndarray) -> Any:
     """The rows as the training core batches them: float32 ``[dense | codes | target]``."""
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     from mlplatform.learning.torch_core import matrices, training_matrix
@@ -224,6 +223,7 @@ def train_matrix(setup: TorchSetup, frame: pd.DataFrame, labels: np.ndarray) -> 
 def train_epoch(setup: TorchSetup, rows: Any, epoch: int) -> float:
     """One seeded pass of the training core's epoch (accumulation, AMP, clipping) on one process; steps the
     scheduler and returns the mean training loss."""
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     from mlplatform.learning.torch_core import epoch_seed, in_memory_batches, run_epoch, seed_everything
@@ -238,6 +238,7 @@ def train_epoch(setup: TorchSetup, rows: Any, epoch: int) -> float:
 
 
 def _torch_trial(trial: dict[str, Any], data: TrialData, transform_config: Any) -> None:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
     from ray import tune
 

@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplatform._internal.retry import RetryPolicy, call_with_retry, is_retryable
-from mlplatform.client import Client
 from mlplatform.config.serve import RolloutConfig
 from mlplatform.entities.rollouts import RolloutState
 from mlplatform.errors import Conflict, IntegrityError, InvalidInput, NotFound
@@ -33,6 +32,9 @@ from mlplatform.rollouts.guard import (
 )
 from mlplatform.rollouts.routing import CHALLENGER, CHAMPION, assign
 from mlplatform.rollouts.window import VersionStats, WindowStats
+
+if TYPE_CHECKING:  # annotations only: the SQL store loads where a client is opened
+    from mlplatform.client import Client
 
 logger = logging.getLogger(__name__)
 

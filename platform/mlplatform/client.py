@@ -23,7 +23,7 @@ from mlplatform.entities import AliasChange, Evaluation, ModelVersion, Registere
 from mlplatform.entities.names import parse_model_ref, validate_model_name
 from mlplatform.predictor import Predictor
 from mlplatform.rollouts import Rollouts
-from mlplatform.settings import Settings, get_settings
+from mlplatform.settings import Settings, get_settings, with_secret_password
 from mlplatform.store.interfaces import (
     DatasetStore,
     LoopStore,
@@ -173,9 +173,9 @@ class Client:
     def __init__(self, settings: Settings | None = None, *, store_url: str | None = None,
                  artifact_uri: str | None = None, auto_init: bool = True) -> None:
         self.settings = settings or get_settings()
-        from mlplatform.settings import with_secret_password
 
         url = with_secret_password(store_url) if store_url else self.settings.resolved_store_url()
+        # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
         from sqlalchemy.engine import make_url
 
         self.display_url = make_url(url).render_as_string(hide_password=True)

@@ -19,6 +19,8 @@ from mlplatform.artifacts.model_format import ModelManifest
 from mlplatform.errors import IntegrityError
 from mlplatform.features.rows import CheckedRows
 from mlplatform.features.transform import Rows, TabularTransform
+from mlplatform.models.sklearn_models import load_sklearn
+from mlplatform.settings import get_settings
 
 _MIN_TORCH_ROWS = 8  # torch calls get at least this many rows (zero-padded): see Predictor._predict_torch
 
@@ -72,12 +74,7 @@ class Predictor:
         manifest = ModelManifest.read(directory)
         transform = TabularTransform.load(directory)
         model_path = directory / manifest.model_file
-        if manifest.framework == "sklearn":
-            from mlplatform.models.sklearn_models import load_sklearn
-
-            model = load_sklearn(model_path)
-        else:
-            model = _load_torch(manifest, model_path)
+        model = load_sklearn(model_path) if manifest.framework == "sklearn" else _load_torch(manifest, model_path)
         return cls(manifest, transform, model, name=name, version=version)
 
     def check(self, rows: Rows) -> CheckedRows:
@@ -119,6 +116,7 @@ class Predictor:
         return Prediction(index.tolist() if self._index_classes else self._classes[index].tolist(), proba, classes)
 
     def _predict_torch(self, matrix: np.ndarray, codes: np.ndarray | None) -> Prediction:
+        # heavy: torch takes seconds to import; only the torch path pays for it
         import torch
 
         n = len(matrix)
@@ -145,6 +143,7 @@ def inference_threads(configured: int | None = None) -> int | None:
     if configured is not None:
         return configured
     if "ray" in sys.modules:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         import ray
 
         if ray.is_initialized():
@@ -158,9 +157,8 @@ def inference_threads(configured: int | None = None) -> int | None:
 
 
 def _set_inference_threads() -> None:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
-
-    from mlplatform.settings import get_settings
 
     threads = inference_threads(get_settings().inference_threads)
     if threads is not None and torch.get_num_threads() != threads:
@@ -168,9 +166,11 @@ def _set_inference_threads() -> None:
 
 
 def _load_torch(manifest: ModelManifest, path: Path) -> Any:
+    # heavy: torch takes seconds to import; only the torch path pays for it
     import torch
 
     _set_inference_threads()
+    # heavy: torch takes seconds to import; only the torch path pays for it
     from mlplatform.models.mlp import MLPConfig, TabularMLP
 
     arch = manifest.architecture or {}

@@ -791,10 +791,12 @@ def _column_scores(x: np.ndarray, y: np.ndarray, config: SelectionConfig) -> np.
     # a float target with fractional values is a regression target; anything else is a class label
     regression = np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y[~np.isnan(y)], 1) == 0)
     if config.top_k_by == "mutual_info":
+        # heavy: scikit-learn loads only when an estimator is built or scored
         from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
         score = mutual_info_regression if regression else mutual_info_classif
         return np.asarray(score(x, y, random_state=config.seed))
+    # heavy: scikit-learn loads only when an estimator is built or scored
     from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 
     model = (ExtraTreesRegressor if regression else ExtraTreesClassifier)(

@@ -5,6 +5,7 @@ model work), and the PII rule applied to every prediction-log row before it is w
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import math
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 from mlplatform.config.serve import AuthConfig, PiiConfig, RateLimitConfig
 from mlplatform.errors import ConfigError, RateLimited, Unauthorized
+from mlplatform.settings import get_secret
 
 
 class TokenCheck:
@@ -22,8 +24,6 @@ class TokenCheck:
     :func:`mlplatform.settings.get_secret`'s 300 s cache, so a rotated file takes effect without a redeploy."""
 
     def __init__(self, config: AuthConfig) -> None:
-        from mlplatform.settings import get_secret
-
         self._name = config.token_secret
         self._read = lambda: get_secret(self._name, default=None)
         if self._read() is None:
@@ -84,8 +84,6 @@ def client_key(headers: Mapping[str, str], token: str | None, address: str | Non
 
 
 def _is_trusted(address: str, trusted: Sequence[str]) -> bool:
-    import ipaddress
-
     try:
         peer = ipaddress.ip_address(address)
     except ValueError:
@@ -105,8 +103,6 @@ class PiiMask:
         self.drop = config.action == "drop"
         self._key = b""
         if self.fields and not self.drop:
-            from mlplatform.settings import get_secret
-
             key = get_secret(config.key_secret, default=None)
             if key is None:
                 raise ConfigError(f"pii.fields are set but the HMAC key secret {config.key_secret} is not (set "

@@ -122,6 +122,7 @@ def _replica_options(cfg: ServeConfig, num_replicas: int | None) -> dict[str, An
 
 def ensemble_bindings(cfg: ServeConfig, plain: dict[str, Any]) -> dict[str, Any]:
     """One deployment per distinct member ref (shared by the ensembles naming it), one per ensemble."""
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from mlplatform.client import parse_model_ref
 
     members: dict[str, Any] = {}

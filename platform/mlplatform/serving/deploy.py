@@ -72,6 +72,7 @@ def prepare(document: dict[str, Any], *, model: str | None = None, port: int | N
             if value and not args.get(key):
                 args[key] = value
         if model:
+            # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
             from mlplatform.client import parse_model_ref
 
             name, _, _ = parse_model_ref(model)
@@ -129,6 +130,7 @@ def with_model_ref(document: dict[str, Any], app_name: str, model_name: str, ref
 
 def deploy(document: dict[str, Any], *, blocking: bool = True) -> None:
     """Start Serve with the document's http_options (if not running) and apply the document."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import serve
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
@@ -153,6 +155,7 @@ def endpoint(document: dict[str, Any]) -> str:
 def direct_ingress() -> dict[str, list[str]]:
     """Per application, the direct-ingress URLs of its ingress replicas (throughput-optimized mode; empty
     otherwise): what HAProxy, when enabled, balances over, and what a client can call without the proxy hop."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
     from ray.serve._private.common import RequestProtocol
     from ray.serve.context import _get_global_client
@@ -175,6 +178,7 @@ def direct_ingress() -> dict[str, list[str]]:
 
 
 def status() -> dict[str, Any]:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import serve
 
     details = serve.status()

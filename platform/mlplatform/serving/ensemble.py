@@ -21,6 +21,7 @@ import numpy as np
 from mlplatform.config.serve import EnsembleEntry, ServeConfig
 from mlplatform.errors import ConfigError, InvalidInput, Timeout, Unavailable
 from mlplatform.serving.answer import ModelAnswer, RowResult
+from mlplatform.serving.http_api import unwrap
 
 ENSEMBLE_VARIANT = "ensemble"
 logger = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ class EnsembleServer:
 
     async def _member_call(self, index: int, instances: list[dict[str, Any]],
                            routing_key: str | None) -> ModelAnswer:
-        from mlplatform.serving.http_api import unwrap
-
         response = self._members[index].predict.remote(instances, routing_key=routing_key)
         try:
             answer: ModelAnswer = await asyncio.wait_for(_await(response), self.entry.member_timeout_s)

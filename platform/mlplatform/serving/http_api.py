@@ -33,9 +33,11 @@ from mlplatform.errors import (
 )
 from mlplatform.rollouts.routing import SHADOW, routing_key
 from mlplatform.serving import v2
+from mlplatform.serving.access import PiiMask, RateLimiter, TokenCheck, client_key
 from mlplatform.serving.answer import ModelAnswer
+from mlplatform.serving.local_handle import LocalHandle
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
-from mlplatform.serving.prediction_log import PredictionLogBuffer
+from mlplatform.serving.prediction_log import PredictionLogBuffer, process_writer
 from mlplatform.serving.request_id import REQUEST_ID, clean_request_id
 from mlplatform.serving.rollout.shadow import ShadowQueue
 from mlplatform.serving.validation import parse_instances, parse_json_body
@@ -106,6 +108,7 @@ api.add_middleware(RequestIdMiddleware)
 
 def unwrap(exc: BaseException) -> BaseException:
     """Translate what a DeploymentHandle raises into platform errors (the replica's own error, backpressure)."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray.exceptions import RayActorError, RayTaskError
     from ray.serve.exceptions import BackPressureError
 
@@ -154,7 +157,7 @@ class ServingAPI:
         self._models = dict(models)  # name -> DeploymentHandle of that model's deployment
         self._colocated: dict[str, Any] = {}
         if self.cfg.colocate_models:  # the models live in this replica; LocalHandle keeps the calls the same
-            from mlplatform.serving.local_handle import LocalHandle
+            # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
             from mlplatform.serving.model_server import ModelServer
 
             for entry in self.cfg.models:
@@ -162,6 +165,7 @@ class ServingAPI:
                 server.apply_ref()
                 self._colocated[entry.name] = server
                 self._models[entry.name] = LocalHandle(server)
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         from mlplatform.serving.model_server import build_client
 
         self._client = build_client(self.cfg)
@@ -169,14 +173,11 @@ class ServingAPI:
         log_cfg = self.cfg.prediction_log
         self._log = None
         if log_cfg.enabled:
-            from mlplatform.serving.prediction_log import process_writer
-
             write = (process_writer(config, log_cfg.write_timeout_s) if log_cfg.writer == "process"
                      else self._client.monitoring.log_predictions)
             self._log = PredictionLogBuffer(write, queue_size=log_cfg.queue_size, flush_rows=log_cfg.flush_rows,
                                             flush_interval_s=log_cfg.flush_interval_s,
                                             on_drop=self._metrics.log_dropped)
-        from mlplatform.serving.access import PiiMask, RateLimiter, TokenCheck
 
         self._pii = PiiMask(self.cfg.pii)
 
@@ -227,8 +228,6 @@ class ServingAPI:
         """Auth, then the rate limit (SPEC S6.12), before any parsing, model or store work."""
         token = self._auth.check(request.headers) if self._auth is not None else None
         if self._limiter is not None and limit:
-            from mlplatform.serving.access import client_key
-
             self._limiter.admit(client_key(request.headers, token, request.client.host if request.client else None,
                                            self.cfg.rate_limit.trusted_proxies))
 
@@ -247,6 +246,7 @@ class ServingAPI:
         """A prediction whose replica died under it (killed, OOM) is sent once more, within what is left of the
         deadline: the handle routes it to a live replica. A prediction has no side effect, so a second attempt is
         safe; without it every request in flight on a killed replica failed (chaos (c): up to 1.25 % of requests)."""
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         from ray.exceptions import RayActorError
 
         try:
@@ -561,6 +561,7 @@ def _parse_feedback(payload: Any, max_instances: int) -> tuple[str, Any, int]:
 
 def _replica_id() -> str:
     try:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         from ray import serve
 
         return serve.get_replica_context().replica_id.unique_id
@@ -570,6 +571,7 @@ def _replica_id() -> str:
 
 class _Metrics:
     def __init__(self) -> None:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         from ray.util import metrics
 
         self._requests = metrics.Counter("mlplatform_serve_requests", "Predict requests by model and status.",

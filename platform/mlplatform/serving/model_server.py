@@ -34,6 +34,7 @@ from mlplatform.serving.cache import MISS, PredictionCache, cache_key
 from mlplatform.serving.online_features import check_feature_views
 from mlplatform.serving.rollout.faults import FaultInjector
 from mlplatform.serving.rollout.follower import RegistryFollower, Routes, current_replica_id
+from mlplatform.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 PINNED = "pinned"
@@ -65,8 +66,8 @@ def _plain(value: Any) -> Any:
 
 
 def build_client(cfg: ServingConfig) -> Any:
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from mlplatform.client import Client
-    from mlplatform.settings import Settings, get_settings
 
     settings = Settings(home=cfg.home) if cfg.home else get_settings()
     return Client(settings, store_url=cfg.store_url, artifact_uri=cfg.artifact_uri)
@@ -465,6 +466,7 @@ class _Metrics:
     """Prometheus metrics through ``ray.util.metrics`` (exported by Ray's metrics agent when it runs)."""
 
     def __init__(self, model_name: str) -> None:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         from ray.util import metrics
 
         self._tags = {"model": model_name}

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mlplatform.config.serve import ServeConfig
 from mlplatform.entities import PredictionRecord
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class PredictionLogWriter:
     that, in a thread of the replica, held the GIL the request loop needs."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        from mlplatform.config.serve import ServeConfig
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         from mlplatform.serving.model_server import build_client
 
         self._client = build_client(ServeConfig.parse(config))
@@ -154,6 +155,7 @@ class PredictionLogWriter:
 def process_writer(config: dict[str, Any], timeout_s: float) -> Callable[[Sequence[PredictionRecord]], Any]:
     """A ``write`` callable for :class:`PredictionLogBuffer` that hands each batch to a fresh writer actor and waits
     for it (in the buffer's thread, which releases the GIL while it waits). The actor dies with its replica."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     import ray
 
     writer_class: Any = ray.remote(num_cpus=0, max_restarts=1)(PredictionLogWriter)  # an ActorClass at runtime

@@ -12,6 +12,8 @@ import re
 import uuid
 from typing import Any
 
+from starlette.middleware import Middleware
+
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 HEADER = b"x-request-id"
 # the environment Ray's nodes need so Serve's proxy cleans the header (read when a proxy starts)
@@ -42,6 +44,4 @@ class CleanRequestIdMiddleware:
 
 
 def proxy_middlewares() -> list[Any]:
-    from starlette.middleware import Middleware
-
     return [Middleware(CleanRequestIdMiddleware)]

@@ -17,10 +17,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplatform._internal.ray_runtime import ensure_ray
 from mlplatform.artifacts.storage import join_uri
 from mlplatform.config.tune import BASELINE_PATTERN, TuneSearchConfig, load_tune_config, tune_config_from_dict
 from mlplatform.entities import RunKind, RunStatus
 from mlplatform.errors import Conflict, MLPlatformError, NotFound
+from mlplatform.tuning.results import find_sweep, leaderboard, register_best_trial, warm_start_configs
+from mlplatform.tuning.space import (
+    canonical_config,
+    define_by_run,
+    grid_configs,
+    param_space,
+    pbt_mutations,
+    warm_points,
+)
 from mlplatform.tuning.trial import (
     CONTROL_KEYS,
     EPOCH_KEY,
@@ -81,9 +91,6 @@ def run_search(config: TuneSearchConfig, *, client: Client | None = None, warm_s
     """Start a new search. ``trainable`` replaces the standard one (tests, benchmarks); it receives
     ``data=TrialData`` through ``tune.with_parameters``. ``callbacks`` are extra Tune callbacks (they are
     pickled with the experiment and come back on resume)."""
-    from mlplatform._internal.ray_runtime import ensure_ray
-    from mlplatform.tuning.results import warm_start_configs
-
     client = client or _client()
     ensure_ray(client.settings.ray_address)
     prepared = prepare_data(config)
@@ -117,10 +124,8 @@ def resume_search(experiment: str, *, client: Client | None = None, register_bes
                   trainable: Any = None) -> SearchOutcome:
     """Continue a stopped search with ``Tuner.restore``: finished trials are not rerun, errored ones resume from
     their latest checkpoint, and the store gets no duplicate rows (see the callback)."""
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
-
-    from mlplatform._internal.ray_runtime import ensure_ray
-    from mlplatform.tuning.results import find_sweep
 
     client = client or _client()
     sweep = find_sweep(client, experiment)
@@ -146,6 +151,7 @@ def resume_search(experiment: str, *, client: Client | None = None, register_bes
 
 
 def _trainable(config: TuneSearchConfig, data: TrialData, trainable: Any = None) -> Any:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
 
     wrapped = tune.with_parameters(trainable or run_trial, data=data)  # one object-store copy for every trial
@@ -155,16 +161,17 @@ def _trainable(config: TuneSearchConfig, data: TrialData, trainable: Any = None)
 def build_tuner(config: TuneSearchConfig, data: TrialData, *, sweep_run_id: str, storage_path: str, name: str,
                 warm: list[dict[str, Any]] | None = None, trainable: Any = None,
                 callbacks: list[Any] | None = None) -> Any:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from mlplatform.tuning.callback import StoreCallback
-    from mlplatform.tuning.space import define_by_run, grid_configs, param_space, warm_points
 
     algorithm, mode = config.search.algorithm, config.resolved_mode
     points = warm_points(config, warm or [])
     space: dict[str, Any] = {}
     if algorithm == "optuna":
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
@@ -211,12 +218,11 @@ class _Describe:
         self.families = pattern_families
 
     def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
-        from mlplatform.tuning.space import canonical_config
-
         return canonical_config(raw, self.families)
 
 
 def _scheduler(config: TuneSearchConfig) -> Any:
+    # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     search = config.search
@@ -226,8 +232,6 @@ def _scheduler(config: TuneSearchConfig) -> Any:
         return ASHAScheduler(time_attr=EPOCH_KEY, max_t=max(config.max_iterations, search.grace_period),
                              grace_period=search.grace_period, reduction_factor=search.reduction_factor)
     if search.scheduler == "pbt":
-        from mlplatform.tuning.space import pbt_mutations
-
         return PopulationBasedTraining(time_attr="training_iteration",
                                        perturbation_interval=search.perturbation_interval,
                                        quantile_fraction=search.quantile_fraction, synch=search.synch,
@@ -237,9 +241,6 @@ def _scheduler(config: TuneSearchConfig) -> Any:
 
 def _fit_and_finish(tuner: Any, config: TuneSearchConfig, client: Client, sweep_run_id: str, path: str,
                     prepared: PreparedData, *, register_best: bool, force: bool) -> SearchOutcome:
-    from mlplatform.tuning.results import leaderboard, register_best_trial
-    from mlplatform.tuning.space import grid_configs
-
     started = time.monotonic()
     try:
         # Tune prints its progress tables to stdout; send them to stderr so stdout carries only the result

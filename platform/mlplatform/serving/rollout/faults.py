@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from mlplatform.errors import ConfigError
+
 
 class InjectedFault(RuntimeError):
     """A deliberate failure; answered like any unexpected model error (500, generic message)."""
@@ -40,8 +42,6 @@ class FaultInjector:
 
     def change(self, rates: dict[int, float] | None = None, delays: dict[int, float] | None = None) -> None:
         """Replace rates and delays of a running replica (chaos tests: a model that breaks, then heals)."""
-        from mlplatform.errors import ConfigError
-
         if not self.enabled:
             raise ConfigError("fault injection is not configured for this deployment", field="fault_injection")
         if rates is not None:

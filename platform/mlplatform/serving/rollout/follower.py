@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 def current_replica_id() -> str:
     try:
+        # heavy: Ray takes seconds to import; only a Ray job, Tune or Serve path pays for it
         from ray import serve
 
         return serve.get_replica_context().replica_id.unique_id
@@ -59,6 +60,7 @@ LOAD_POLLS_MAX = 20  # polls with transient failures before a version is refused
 def is_transient_load_error(exc: BaseException) -> bool:
     """Worth another attempt: the store or the artifact storage could not be reached. A checksum mismatch, a
     wrong model name or an artifact that does not load stays refused."""
+    # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
     from sqlalchemy.exc import OperationalError
 
     if isinstance(exc, IntegrityError | InvalidInput | NotFound):
@@ -184,6 +186,7 @@ class RegistryFollower:
     def refresh(self, champion_ref: str | None = None, *, retry: bool = False) -> Routes | None:
         """Resolve aliases and rollout state, load what is missing, swap the table. Raises only when there is no
         champion at all (the replica cannot serve)."""
+        # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
         from mlplatform.client import parse_model_ref
 
         with self._lock:

@@ -62,6 +62,7 @@ class SqlDatasetStore:
             return [_dataset(r) for r in session.scalars(query)]
 
     def for_run(self, run_id: str) -> builtins.list[tuple[str, DatasetVersion]]:
+        # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
         from mlplatform.store.sql.models import RunDatasetRow
 
         with self._scope.session() as session:

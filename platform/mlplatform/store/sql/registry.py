@@ -59,6 +59,7 @@ class SqlRegistryStore:
 
     def in_service(self, since: datetime) -> set[tuple[str, int]]:
         """Versions being served: in an active rollout, or that answered a logged prediction since ``since``."""
+        # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
         from mlplatform.store.sql.models import PredictionLogRow, RolloutRow
 
         with self._scope.session() as session:

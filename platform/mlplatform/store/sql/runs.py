@@ -327,6 +327,7 @@ class SqlRunStore:
         run, then the smallest id; only runs linked to ``dataset_version`` compete when it is given."""
         if mode not in {"max", "min"}:
             raise InvalidInput("mode must be 'max' or 'min'", field="mode")
+        # heavy: the SQL stack loads only where the store is opened, not in every Ray worker
         from mlplatform.store.sql.models import DatasetRow
 
         with self._scope.session() as session:

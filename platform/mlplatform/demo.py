@@ -179,7 +179,9 @@ def run(in_process_ray: bool = False) -> dict[str, Any]:
     # from the champion), gates it against the champion on the same holdout and starts the shadow rollout.
     loop_yaml = OUT / "loop.yaml"
     loop_yaml.write_text(json.dumps({
-        "jobs_address": facts["dashboard"], "working_dir": str(Path.cwd()),
+        # The demo's Ray head runs on this machine, so the job runs this checkout in place (a remote cluster
+        # leaves upload_working_dir on, and Ray ships the repository with the job).
+        "jobs_address": facts["dashboard"], "working_dir": str(Path.cwd()), "upload_working_dir": False,
         "models": [{"model": MODEL, "train_config": "train_jobs/configs/demo_retrain.yaml",
                     "data": {"kind": "parquet", "path": str(paths["recent"].resolve()), "window_days": 365},
                     "job_timeout_s": 600}]}))

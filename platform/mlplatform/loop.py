@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -106,6 +107,9 @@ class LoopConfig(StrictModel):
     models: list[LoopModel] = Field(..., min_length=1)
     jobs_address: str | None = Field(None, description="Ray dashboard URL for the Jobs API; default: "
                                      "RAY_API_SERVER_ADDRESS / RAY_ADDRESS, as `ray job submit` finds it.")
+    upload_working_dir: bool = Field(True, description="Ship working_dir to the cluster with the job (Ray's "
+                                     "runtime_env working_dir). false: the job runs the code in place, for a Ray "
+                                     "head on this machine (nothing uploaded, no package for Ray to lose).")
     working_dir: str | None = Field(None, description="The job's working dir (holds train_jobs/); default: "
                                     "the repository this package runs from.")
     wait: bool = Field(True, description="Wait within the tick for the retrain job, then start the rollout.")
@@ -245,7 +249,7 @@ def jobs_client(config: LoopConfig) -> Any:
     return JobSubmissionClient(config.jobs_address or os.environ.get("RAY_API_SERVER_ADDRESS") or None)
 
 
-def _job_env(client: Client) -> dict[str, str]:
+def _job_env(client: Client, code_root: str = ".") -> dict[str, str]:
     """The job's view of this store: the MLPLATFORM_* settings of this process, and the store and artifacts the
     client really uses (a Ray worker has neither this process's environment nor its settings)."""
     env = {k: v for k, v in os.environ.items() if k.startswith("MLPLATFORM_")}
@@ -256,7 +260,9 @@ def _job_env(client: Client) -> dict[str, str]:
     env["MLPLATFORM_STORE_URL"] = (client.display_url if make_url(client.display_url).password is None
                                    else settings.shareable_store_url())
     env["MLPLATFORM_ARTIFACT_URI"] = client.artifacts.root_uri
-    env["PYTHONPATH"] = os.pathsep.join(["platform", "."])  # the job's working dir holds the repository
+    # the repository: the uploaded working dir (relative), or the checkout in place (absolute, since Ray's workers
+    # do not start in the driver's directory)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(code_root) / "platform"), code_root])
     return env
 
 
@@ -265,16 +271,23 @@ def submit_retrain(client: Client, config: LoopConfig, decision: LoopDecision, j
     if not (Path(working_dir) / "train_jobs" / "retrain.py").is_file():
         raise NotFound(f"{working_dir} holds no train_jobs/retrain.py; set working_dir in the loop config",
                        field="working_dir")
+    command = f"python train_jobs/retrain.py --decision {decision.id}"
+    if config.upload_working_dir:
+        entrypoint = command
+        runtime_env = {"working_dir": working_dir, "env_vars": _job_env(client),
+                       "excludes": ["demo_output", ".mlplatform", "*.parquet", ".git"]}
+    else:
+        root = str(Path(working_dir).resolve())
+        entrypoint = f"cd {shlex.quote(root)} && {command}"
+        runtime_env = {"env_vars": _job_env(client, root)}
     deadline = time.monotonic() + 60
     while True:
         try:
             return jobs.submit_job(
-                entrypoint=f"python train_jobs/retrain.py --decision {decision.id}",
+                entrypoint=entrypoint,
                 submission_id=f"retrain-{decision.model_name}-{decision.id[:8]}"
                               + (f"-{attempt}" if attempt > 1 else ""),
-                runtime_env={"working_dir": working_dir, "env_vars": _job_env(client),
-                             "excludes": ["demo_output", ".mlplatform", "*.parquet", ".git"]},
-                metadata={"model": decision.model_name, "decision": decision.id})
+                runtime_env=runtime_env, metadata={"model": decision.model_name, "decision": decision.id})
         except RuntimeError as exc:
             # the job agent starts a few seconds after the dashboard ("No available agent to submit job")
             if "agent" not in str(exc) or time.monotonic() > deadline:

@@ -110,6 +110,19 @@ def test_a_retrain_job_ray_could_not_start_is_submitted_once_more_and_does_not_c
     assert again.status == "retraining" and again.job_id == f"retrain-churn-{decision.id[:8]}-2"
     assert again.timeline[-1]["step"] == "job_resubmitted"
 
+    # on a head on this machine the job can run the checkout in place: nothing uploaded, absolute paths
+    from mlplatform.loop import submit_retrain
+
+    in_place = config.model_copy(update={"upload_working_dir": False})
+    submit_retrain(client, in_place, decision, jobs, attempt=9)
+    local = jobs.submitted[-1]
+    assert str(local["entrypoint"]).startswith(f"cd {ROOT} && python train_jobs/retrain.py --decision ")
+    assert "working_dir" not in local["runtime_env"]  # type: ignore[operator]
+    assert local["runtime_env"]["env_vars"]["PYTHONPATH"].split(os.pathsep) == [  # type: ignore[index]
+        str(ROOT / "platform"), str(ROOT)]
+    assert "working_dir" in jobs.submitted[0]["runtime_env"]  # type: ignore[operator]
+    jobs.submitted.pop()
+
     # the second attempt fails the same way: once is enough, the decision fails and says why
     jobs.failed.add(again.job_id)
     client.loop.update(decision.id, step={"step": "infrastructure_failed", "reason": "again"})

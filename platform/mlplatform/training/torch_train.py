@@ -8,6 +8,7 @@ restores the checkpoint manager from storage and hands the latest checkpoint to 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -187,10 +188,15 @@ def train_torch(config: TrainConfig, *, run_id: str, storage_path: str, transfor
     try:
         result = trainer.fit()
     except Exception as exc:
+        # the relay may be as dead as the run (e.g. Ray could not start its worker): the run's own error is the
+        # one to raise, never the relay's
+        with contextlib.suppress(Exception):
+            drainer.stop()
+        with contextlib.suppress(Exception):
+            ray.kill(relay)
         raise _translate(exc, run_id) from exc
-    finally:
-        drainer.stop()
-        ray.kill(relay)
+    drainer.stop()
+    ray.kill(relay)
     return _best_output(config, result, shape, run_id)
 
 

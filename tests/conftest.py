@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,12 +145,15 @@ def ray_session() -> Iterator[str]:
 
     for key, value in PROXY_ENV.items():
         os.environ.setdefault(key, value)
-    # Two jobs with the same working_dir share one package: under load Ray deleted it between the first job's end
-    # and the second job's workers starting ("Failed to download runtime_env file package"); Ray's own advice.
     os.environ.setdefault("RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S", "3600")
+    # A Ray of our own temp dir: a job's supervisor gives its driver the address of the newest cluster in its temp
+    # dir ("auto"), so with the default /tmp/ray a job submitted here ran its driver on whichever Ray another
+    # process (the other stream of `make test`, the demo) started last, and failed there ("Failed to download
+    # runtime_env file package", "The actor never ran").
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live under it
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": _free_port(),
-        "dashboard_agent_listen_port": _free_port(),
+        "dashboard_agent_listen_port": _free_port(), "temp_dir": temp_dir,
     })
     context = ray.init(
         address=cluster.address, log_to_driver=False,

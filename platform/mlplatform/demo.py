@@ -13,6 +13,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,11 @@ def start_ray(in_process: bool) -> str:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
+        # its own temp dir: a job's supervisor hands its driver the newest cluster of its temp dir, which in the
+        # shared /tmp/ray may be another process's Ray (the retrain job then ran, and failed, there)
+        temp_dir = tempfile.mkdtemp(prefix="ray-demo-", dir="/tmp")
         context: Any = ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
-                           dashboard_port=port, log_to_driver=False)
+                           dashboard_port=port, log_to_driver=False, _temp_dir=temp_dir)
         os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]
         dashboard = f"http://{context.dashboard_url}"
     else:
@@ -216,9 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--facts", type=Path, help="also write what the demo did as JSON to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # The loop's retrain job and earlier jobs share one working_dir package; Ray deleted it between jobs under load
-    # ("Failed to download runtime_env file package"). Ray's advice: keep the upload's reference longer.
-    os.environ.setdefault("RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S", "3600")
     if args.down:
         down()
         return 0

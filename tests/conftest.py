@@ -155,6 +155,9 @@ def ray_session() -> Iterator[str]:
         "num_cpus": 4, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": _free_port(),
         "dashboard_agent_listen_port": _free_port(), "temp_dir": temp_dir,
     })
+    # named in that temp dir as `ray start` would name it: without the file the supervisor takes any Ray on the
+    # machine (Ray's `_private` helper: the file's name and format are Ray's own)
+    ray._private.utils.write_ray_address(cluster.address, temp_dir)
     context = ray.init(
         address=cluster.address, log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([

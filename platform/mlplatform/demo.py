@@ -85,6 +85,9 @@ def start_ray(in_process: bool) -> str:
         temp_dir = tempfile.mkdtemp(prefix="ray-demo-", dir="/tmp")
         context: Any = ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
                            dashboard_port=port, log_to_driver=False, _temp_dir=temp_dir)
+        # and that cluster named in it, as `ray start` would: without the file the supervisor takes any Ray on the
+        # machine (Ray's `_private` helper: the file's name and format are Ray's own)
+        ray._private.utils.write_ray_address(context.address_info["gcs_address"], temp_dir)
         os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]
         dashboard = f"http://{context.dashboard_url}"
     else:

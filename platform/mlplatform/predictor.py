@@ -52,7 +52,9 @@ class Predictor:
         self.name = name
         self.version = version
         classes = list(manifest.classes or [])
+        self._class_list = classes
         self._classes = np.asarray(classes, dtype=object)
+        self._binary_threshold = manifest.threshold if len(classes) == 2 else None
         # classes 0..k-1 (ints, not bools): a row's prediction is its class index itself, no object array to index
         self._index_classes = classes == list(range(len(classes))) and all(type(c) is int for c in classes)
 
@@ -108,12 +110,12 @@ class Predictor:
         return self._predict_torch(matrix, codes)
 
     def _from_probabilities(self, proba: np.ndarray) -> Prediction:
-        classes = list(self.manifest.classes or [])
-        if proba.shape[1] == 2 and self.manifest.threshold is not None:
-            index = (proba[:, 1] >= self.manifest.threshold).astype(int)
+        if self._binary_threshold is not None and proba.shape[1] == 2:
+            index = (proba[:, 1] >= self._binary_threshold).view(np.int8)  # bool as 0/1 without a cast
         else:
             index = proba.argmax(axis=1)
-        return Prediction(index.tolist() if self._index_classes else self._classes[index].tolist(), proba, classes)
+        return Prediction(index.tolist() if self._index_classes else self._classes[index].tolist(), proba,
+                          list(self._class_list))
 
     def _predict_torch(self, matrix: np.ndarray, codes: np.ndarray | None) -> Prediction:
         # heavy: torch takes seconds to import; only the torch path pays for it
@@ -129,9 +131,11 @@ class Predictor:
                 codes = np.concatenate([codes, np.zeros((_MIN_TORCH_ROWS - n, codes.shape[1]), dtype=codes.dtype)])
         with torch.inference_mode():
             output = self.model(torch.from_numpy(matrix), None if codes is None else torch.from_numpy(codes))
-            output = output[:n].double()
-            if self.is_classifier:
-                return self._from_probabilities(torch.softmax(output, dim=1).numpy())
+            if len(output) != n:
+                output = output[:n]
+            if self.is_classifier:  # softmax's dtype argument casts to float64 first, as .double() did
+                return self._from_probabilities(torch.softmax(output, dim=1, dtype=torch.float64).numpy())
+            output = output.double()
         return Prediction(output[:, 0].numpy().tolist(), None, None)
 
 

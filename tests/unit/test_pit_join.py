@@ -110,6 +110,13 @@ def test_feature_views_from_yaml_and_historical_features(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"bad\.yaml") as info:
         load_feature_views(bad)
     assert "colour" in str(info.value)
+    listed = tmp_path / "listed.yaml"  # the list alone, without views:
+    listed.write_text("- name: usage\n  entity: user\n  features: [calls]\n")
+    assert [v.name for v in load_feature_views(listed)] == ["usage"]
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("views:\n" + "  - {name: usage, entity: user, features: [calls]}\n" * 2)
+    with pytest.raises(ConfigError, match=r"twice\.yaml: views: .*unique"):
+        load_feature_views(twice)
 
 
 def test_materialize_and_online_lookup(tmp_path: Path) -> None:

@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mlplatform.errors import ConfigError, Conflict, InvalidInput, NotFound
+from mlplatform._internal.config_file import StrictModel, load_config
+from mlplatform.errors import Conflict, InvalidInput, NotFound
 from mlplatform.features.datasets import read_table
 from mlplatform.features.schema import dtype_family, is_number_family
 from mlplatform.settings import get_settings
@@ -81,28 +81,24 @@ class FeatureView(BaseModel):
         return read_table(self.source)
 
 
+class FeatureViewsFile(StrictModel):
+    """A YAML file of feature views: ``views: [...]``, or the list alone."""
+
+    views: list[FeatureView]
+
+    @field_validator("views")
+    @classmethod
+    def _unique_names(cls, value: list[FeatureView]) -> list[FeatureView]:
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError("feature view names must be unique")
+        return value
+
+
 def load_feature_views(path: str | Path) -> list[FeatureView]:
-    """Views from YAML: a list, or a mapping with a ``views`` list. Errors name the file and the field."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read feature views: {exc}") from exc
-    items = data.get("views") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise ConfigError(f"{path}: expected a list of feature views (or views: [...])", field="views")
-    views = []
-    for i, item in enumerate(items):
-        try:
-            views.append(FeatureView(**item) if isinstance(item, dict) else FeatureView.model_validate(item))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ConfigError(f"{path}: views[{i}].{where}: {err['msg']}", field=where) from None
-    names = [v.name for v in views]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{path}: feature view names must be unique", field="name")
-    return views
+    """Views from YAML (:class:`FeatureViewsFile`), through the one config loader: errors name the file and the
+    field."""
+    return load_config(path, FeatureViewsFile, list_key="views").views
 
 
 def _utc(series: pd.Series, what: str) -> pd.Series:

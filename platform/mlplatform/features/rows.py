@@ -479,6 +479,14 @@ class _Reasons:
             self.array = np.full(self.shape, None, dtype=object)
         self.array[i] = reason
 
+    def take_row(self, j: int, column: _Reasons) -> None:
+        """One column's reasons become row ``j`` of this ``(k, n)`` block (nothing to do when it has none)."""
+        if column.array is None:
+            return
+        if self.array is None:
+            self.array = np.full(self.shape, None, dtype=object)
+        self.array[j] = column.array
+
 
 @dataclass(frozen=True)
 class CheckedColumn:
@@ -523,10 +531,7 @@ def _check_text(raws: Sequence[pd.Series | np.ndarray], specs: Sequence[FeatureS
         for j, (raw, spec) in enumerate(zip(raws, specs, strict=True)):
             one = _category_column(raw, spec, rules)
             values[j], missing[j] = one.values, one.missing
-            if one.reason.array is not None:
-                if reason.array is None:
-                    reason.array = np.full((k, n), None, dtype=object)
-                reason.array[j] = one.reason.array
+            reason.take_row(j, one.reason)
             shown.append(one.shown)
     if "null" in rules.checks:
         required = [j for j, spec in enumerate(specs) if not spec.nullable]
@@ -626,10 +631,7 @@ def _check_numeric(raws: Sequence[pd.Series | np.ndarray | Sequence[Any]], specs
                 continue
             one = _numeric_column(cast(pd.Series | np.ndarray, raw), spec, rules)  # without ``plain``: no tuples
             values[j], missing[j] = one.values, one.missing
-            if one.reason.array is not None:
-                if reason.array is None:
-                    reason.array = np.full((k, n), None, dtype=object)
-                reason.array[j] = one.reason.array
+            reason.take_row(j, one.reason)
             shown.append(one.shown)
         if len(floats) == k:
             missing = np.isnan(values)

@@ -22,6 +22,11 @@ modes, the default mode is the target); p99_ms_c1 <= 25 (default proxy); v2_vs_v
 predict on the same rows, c=32, high-throughput mode, where the proxy does not cap both); non_2xx = 0. Issue 8's
 batched_vs_unbatched (>= 2.0, a slow forest) and cache_hit_p99_ms_c1 (< 10) stay, in the default mode.
 
+Reported without a target, to show where the ceilings are: ``bare_serve_vs_fastapi_same_work_direct_ingress`` (what
+any Serve app reaches against the FastAPI baseline on this machine: the bound of ht_platform_vs_fastapi_same_work),
+and ``platform_colocated_vs_bare_serve_same_batching`` (the platform behind the default proxy with the model inside
+the ingress replica: what the default layout's DeploymentHandle hop costs).
+
 ``--rollout`` runs the rollout benchmark instead (benchmarks/serve_rollout.py: routing_cost, shadow_cost).
 """
 
@@ -457,6 +462,12 @@ def main() -> None:
                     1, bodies[:1])
             serve.delete("platform")
 
+            if mode == "default":  # reported: the same app with the model inside the ingress (no handle hop)
+                prefix = deploy(platform_args("fast", True, True), "platform-colocated", base, mode)
+                measure("default platform colocated c32", "platform colocated, log off",
+                        f"{prefix}/v1/models/fast:predict", 32)
+                serve.delete("platform-colocated")
+
             prefix = deploy(platform_args("demo", True, colocated, log=True), "demo", base, mode)
             wait_routing(f"{prefix}/v1/models/demo",
                          lambda r: r.get("challenger") == 2 and r.get("mirrors") == [3])
@@ -501,6 +512,9 @@ def main() -> None:
         ("ht_demo_setup_vs_plain_champion", req_s["ht demo c32"] / req_s["ht platform c32"]),
         ("default_v2_vs_v1", req_s["default platform v2 c32"] / req_s["default platform c32"]),
         ("ht_platform_vs_bare_serve_same_batching", req_s["ht platform c32"] / req_s["ht bare c32"]),
+        ("bare_serve_vs_fastapi_same_work_direct_ingress", req_s["ht bare c32"] / req_s["fastapi batched c32"]),
+        ("platform_colocated_vs_bare_serve_same_batching", req_s["default platform colocated c32"]
+         / req_s["default bare c32"]),
         ("ht_p99_ms_c1", results["ht platform c1"]["p99_ms"]),
         ("ht_cache_hit_p99_ms_c1", results["ht cache hit"]["p99_ms"]),
         ("bare_serve_p99_ms_c1", results["default bare c1"]["p99_ms"]),

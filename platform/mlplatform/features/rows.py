@@ -163,9 +163,10 @@ class CheckedRows:
         """Rows as tuples in schema order, ``None`` for missing (JSON-safe: no NaN)."""
         columns = []
         for values in self.columns.values():
-            plain = values.astype(object) if values.dtype != object else values.copy()
-            plain[pd.isna(values)] = None
-            columns.append(plain.tolist())
+            listed = values.tolist()  # Python floats and str; a text column's missing values are None already
+            if values.dtype.kind == "f" and np.isnan(values).any():
+                listed = [None if v != v else v for v in listed]  # NaN is the one value unequal to itself
+            columns.append(listed)
         return list(zip(*columns, strict=True)) if columns else [() for _ in range(self.n_rows)]
 
     @classmethod

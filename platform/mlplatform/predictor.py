@@ -52,9 +52,7 @@ class Predictor:
         self.name = name
         self.version = version
         classes = list(manifest.classes or [])
-        self._class_list = classes
         self._classes = np.asarray(classes, dtype=object)
-        self._binary_threshold = manifest.threshold if len(classes) == 2 else None
         # classes 0..k-1 (ints, not bools): a row's prediction is its class index itself, no object array to index
         self._index_classes = classes == list(range(len(classes))) and all(type(c) is int for c in classes)
 
@@ -110,12 +108,12 @@ class Predictor:
         return self._predict_torch(matrix, codes)
 
     def _from_probabilities(self, proba: np.ndarray) -> Prediction:
-        if self._binary_threshold is not None and proba.shape[1] == 2:
-            index = (proba[:, 1] >= self._binary_threshold).view(np.int8)  # bool as 0/1 without a cast
+        classes = list(self.manifest.classes or [])
+        if proba.shape[1] == 2 and self.manifest.threshold is not None:
+            index = (proba[:, 1] >= self.manifest.threshold).astype(int)
         else:
             index = proba.argmax(axis=1)
-        return Prediction(index.tolist() if self._index_classes else self._classes[index].tolist(), proba,
-                          list(self._class_list))
+        return Prediction(index.tolist() if self._index_classes else self._classes[index].tolist(), proba, classes)
 
     def _predict_torch(self, matrix: np.ndarray, codes: np.ndarray | None) -> Prediction:
         # heavy: torch takes seconds to import; only the torch path pays for it

@@ -24,8 +24,11 @@ batched_vs_unbatched (>= 2.0, a slow forest) and cache_hit_p99_ms_c1 (< 10) stay
 
 Reported without a target, to show where the ceilings are: ``bare_serve_vs_fastapi_same_work_direct_ingress`` (what
 any Serve app reaches against the FastAPI baseline on this machine: the bound of ht_platform_vs_fastapi_same_work),
-and ``platform_colocated_vs_bare_serve_same_batching`` (the platform behind the default proxy with the model inside
-the ingress replica: what the default layout's DeploymentHandle hop costs).
+``platform_colocated_vs_bare_serve_same_batching`` (the platform behind the default proxy with the model inside
+the ingress replica: what the default layout's DeploymentHandle hop costs), ``bare_two_deployments_vs_bare_serve``
+(Serve's own composition pattern, an ingress deployment calling a model deployment through a handle, with nothing
+of the platform: what the hop costs any Serve app) and ``platform_vs_bare_two_deployments_same_batching`` (the
+default layout against that like-for-like two-deployment baseline).
 
 ``--rollout`` runs the rollout benchmark instead (benchmarks/serve_rollout.py: routing_cost, shadow_cost).
 """
@@ -294,8 +297,9 @@ def wait_http(url: str, timeout_s: float = 180) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def bare_serve_app(artifact_dir: str) -> Any:
-    """A bare Serve deployment with the platform's ``@serve.batch`` settings around the same Predictor call."""
+def _bare_model() -> Any:
+    """A bare Serve deployment with the platform's ``@serve.batch`` settings around the same Predictor call: called
+    over HTTP (``__call__``) or through a DeploymentHandle (``batched``)."""
     from ray import serve
 
     from mlplatform.config.serve import BatchingConfig
@@ -317,7 +321,30 @@ def bare_serve_app(artifact_dir: str) -> Any:
             body = await request.json()
             return {"predictions": await self.batched(body["instances"])}
 
-    return BareModel.bind(artifact_dir)
+    return BareModel
+
+
+def bare_serve_app(artifact_dir: str) -> Any:
+    """The bare model deployment alone, answering HTTP itself."""
+    return _bare_model().bind(artifact_dir)
+
+
+def bare_two_deployments_app(artifact_dir: str) -> Any:
+    """Serve's own composition pattern with nothing of the platform: an ingress deployment reading the body and
+    calling the bare model deployment through a DeploymentHandle (the same ``@serve.batch`` around the same
+    Predictor call). The like-for-like baseline of the default layout's handle hop."""
+    from ray import serve
+
+    @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
+    class BareIngress:
+        def __init__(self, model: Any) -> None:
+            self.model = model
+
+        async def __call__(self, request: Any) -> dict[str, Any]:
+            body = await request.json()
+            return {"predictions": await self.model.batched.remote(body["instances"])}
+
+    return BareIngress.bind(_bare_model().bind(artifact_dir))
 
 
 def direct_ingress_url(app_name: str) -> str:
@@ -451,6 +478,11 @@ def main() -> None:
             for c in (1, 32):
                 measure(f"{mode} bare c{c}", f"bare Serve, same batching{label}", url, c)
             serve.delete("bare")
+            if mode == "default":  # reported: Serve's own handle hop, without the platform
+                serve.run(bare_two_deployments_app(fast_artifact), name="bare2", route_prefix="/bare2")
+                measure("default bare two deployments c32", "bare Serve, ingress + model deployment",
+                        f"{base}/bare2", 32)
+                serve.delete("bare2")
 
             prefix = deploy(platform_args("fast", True, colocated), "platform", base, mode)
             for c in (1, 32):
@@ -515,7 +547,12 @@ def main() -> None:
         ("bare_serve_vs_fastapi_same_work_direct_ingress", req_s["ht bare c32"] / req_s["fastapi batched c32"]),
         ("platform_colocated_vs_bare_serve_same_batching", req_s["default platform colocated c32"]
          / req_s["default bare c32"]),
+        ("bare_two_deployments_vs_bare_serve", req_s["default bare two deployments c32"]
+         / req_s["default bare c32"]),
+        ("platform_vs_bare_two_deployments_same_batching", req_s["default platform c32"]
+         / req_s["default bare two deployments c32"]),
         ("ht_p99_ms_c1", results["ht platform c1"]["p99_ms"]),
+        ("ht_bare_serve_p99_ms_c32", results["ht bare c32"]["p99_ms"]),
         ("ht_cache_hit_p99_ms_c1", results["ht cache hit"]["p99_ms"]),
         ("bare_serve_p99_ms_c1", results["default bare c1"]["p99_ms"]),
         ("fastapi_same_work_vs_noop", req_s["fastapi batched c32"] / req_s["fastapi noop c32"]),

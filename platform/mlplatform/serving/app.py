@@ -16,6 +16,7 @@ from ray.serve import Application
 
 from mlplatform.config.serve import ServeConfig
 from mlplatform.serving.ensemble import EnsembleServer
+from mlplatform.serving.hot_routes import INFER, INFER_VERSION, PREDICT, PREDICT_VERSION
 from mlplatform.serving.http_api import _FEEDBACK_BODY, _INFER_BODY, _PREDICT_BODY, ServingAPI, api
 from mlplatform.serving.model_server import ModelServer
 from mlplatform.serving.names import deployment_name, ensemble_deployment_name, member_deployment_name
@@ -25,12 +26,14 @@ INGRESS_NAME = "Ingress"
 
 @serve.ingress(api)
 class Ingress(ServingAPI):
-    # Route order matters: "{name}:predict" must be tried before the plain "{name}" metadata route.
-    @api.post("/v1/models/{name}:predict", openapi_extra=_PREDICT_BODY, summary="Predict")
+    # Route order matters: "{name}:predict" must be tried before the plain "{name}" metadata route. The predict and
+    # infer routes are answered before FastAPI's routing inside a replica (serving/hot_routes.py); declared here they
+    # keep their OpenAPI description and answer wherever that path does not engage.
+    @api.post(PREDICT, openapi_extra=_PREDICT_BODY, summary="Predict")
     async def predict_route(self, name: str, request: Request) -> JSONResponse:
         return await self.predict(name, request)
 
-    @api.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=_PREDICT_BODY,
+    @api.post(PREDICT_VERSION, openapi_extra=_PREDICT_BODY,
               summary="Predict with one registered version (pinned: no rollout split, no shadow copy)")
     async def predict_version_route(self, name: str, version: str, request: Request) -> JSONResponse:
         return await self.predict(name, request, version=version)
@@ -64,11 +67,11 @@ class Ingress(ServingAPI):
     async def v2_server_route(self) -> JSONResponse:
         return JSONResponse({"name": "mlplatform", "version": "1", "extensions": ["binary_tensor_data"]})
 
-    @api.post("/v2/models/{name}/infer", openapi_extra=_INFER_BODY, summary="V2: infer")
+    @api.post(INFER, openapi_extra=_INFER_BODY, summary="V2: infer")
     async def v2_infer_route(self, name: str, request: Request) -> JSONResponse:
         return await self.infer_v2(name, request)
 
-    @api.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_INFER_BODY,
+    @api.post(INFER_VERSION, openapi_extra=_INFER_BODY,
               summary="V2: infer with one registered version (pinned: no rollout split, no shadow copy)")
     async def v2_infer_version_route(self, name: str, version: str, request: Request) -> JSONResponse:
         return await self.infer_v2(name, request, version=version)

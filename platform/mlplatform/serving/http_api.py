@@ -35,6 +35,7 @@ from mlplatform.rollouts.routing import SHADOW, routing_key
 from mlplatform.serving import v2
 from mlplatform.serving.access import PiiMask, RateLimiter, TokenCheck, client_key
 from mlplatform.serving.answer import ModelAnswer
+from mlplatform.serving.hot_routes import HotRouteMiddleware
 from mlplatform.serving.local_handle import LocalHandle
 from mlplatform.serving.online_features import OnlineFeatureLookup, parse_entity_ids, parse_request_values
 from mlplatform.serving.prediction_log import PredictionLogBuffer, process_writer
@@ -103,6 +104,8 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+# added first, so it runs inside RequestIdMiddleware (the last added is the outermost): request.state.request_id
+api.add_middleware(HotRouteMiddleware)
 api.add_middleware(RequestIdMiddleware)
 
 

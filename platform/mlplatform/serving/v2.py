@@ -126,7 +126,7 @@ def _tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[str, str, 
         raise InvalidInput(f"input {name!r}: datatype must be one of {list(DATATYPES)}, got {str(datatype)[:40]!r}",
                            field=f"{where}.datatype")
     if (not isinstance(shape, list) or len(shape) not in (1, 2)
-            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 2**31 for d in shape)):
+            or not all(type(d) is int and 0 <= d <= 2**31 for d in shape)):  # JSON ints (a bool is no int here)
         raise InvalidInput(f"input {name!r}: shape must be [rows] or [rows, columns] of non-negative integers",
                            field=f"{where}.shape")
     count = math.prod(shape)
@@ -144,10 +144,11 @@ def _tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[str, str, 
     if len(data) != count:
         raise InvalidInput(f"input {name!r}: shape {shape} needs {count} values, data has {len(data)}",
                            field=f"{where}.data")
-    for j, value in enumerate(data):
-        if value is not None and not _fits(value, datatype):
-            raise InvalidInput(f"input {name!r}: value {j} ({str(value)[:40]!r}) is not {datatype}",
-                               field=f"{where}.data[{j}]")
+    if not _JSON_TYPES[datatype].issuperset(map(type, data)):  # then find the first value that does not fit
+        for j, value in enumerate(data):
+            if value is not None and not _fits(value, datatype):
+                raise InvalidInput(f"input {name!r}: value {j} ({str(value)[:40]!r}) is not {datatype}",
+                                   field=f"{where}.data[{j}]")
     return name, datatype, shape, data, offset
 
 
@@ -155,6 +156,11 @@ def _flatten(data: Any, where: str) -> list[Any]:
     """Row-major values of nested lists (the protocol allows flat or nested data)."""
     if not isinstance(data, list):
         raise InvalidInput("'data' must be a list", field=where)
+    for value in data:
+        if isinstance(value, list):
+            break
+    else:
+        return data  # flat already (one value per row: the common case)
     flat: list[Any] = []
     stack = [iter(data)]
     while stack:  # iterative: a deeply nested list must not become a RecursionError
@@ -168,6 +174,14 @@ def _flatten(data: Any, where: str) -> list[Any]:
         else:
             stack.pop()
     return flat
+
+
+# the exact types of the JSON values _fits accepts per datatype (json.loads makes no subclasses), None for a null:
+# one set comparison checks a whole tensor
+_JSON_TYPES: dict[str, frozenset[type]] = {
+    "BYTES": frozenset({str, type(None)}), "BOOL": frozenset({bool, type(None)}),
+    **{t: frozenset({int, float, type(None)}) for t in ("FP64", "FP32")},
+    **{t: frozenset({int, type(None)}) for t in ("INT64", "INT32")}}
 
 
 def _fits(value: Any, datatype: str) -> bool:

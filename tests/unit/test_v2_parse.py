@@ -15,7 +15,8 @@ VALUES: list[Any] = [None, True, False, 0, 1, -3, 2.5, 1e300, "a", ""]
 
 
 def parse(datatype: str, data: list[Any], shape: list[Any] | None = None) -> v2.InferRequest:
-    body = {"inputs": [{"name": "x", "datatype": datatype, "shape": [len(data)] if shape is None else shape, "data": data}]}
+    body = {"inputs": [{"name": "x", "datatype": datatype, "shape": [len(data)] if shape is None else shape,
+                        "data": data}]}
     return v2.parse_infer(json.dumps(body).encode(), {}, 1 << 20, 1000)
 
 

@@ -144,11 +144,11 @@ def _tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[str, str, 
     if len(data) != count:
         raise InvalidInput(f"input {name!r}: shape {shape} needs {count} values, data has {len(data)}",
                            field=f"{where}.data")
-    if not _JSON_TYPES[datatype].issuperset(map(type, data)):  # then find the first value that does not fit
-        for j, value in enumerate(data):
-            if value is not None and not _fits(value, datatype):
-                raise InvalidInput(f"input {name!r}: value {j} ({str(value)[:40]!r}) is not {datatype}",
-                                   field=f"{where}.data[{j}]")
+    accepted = _JSON_TYPES[datatype]
+    if not accepted.issuperset(map(type, data)):  # then name the first value that does not fit
+        j = next(j for j, value in enumerate(data) if type(value) not in accepted)
+        raise InvalidInput(f"input {name!r}: value {j} ({str(data[j])[:40]!r}) is not {datatype}",
+                           field=f"{where}.data[{j}]")
     return name, datatype, shape, data, offset
 
 
@@ -176,22 +176,12 @@ def _flatten(data: Any, where: str) -> list[Any]:
     return flat
 
 
-# the exact types of the JSON values _fits accepts per datatype (json.loads makes no subclasses), None for a null:
-# one set comparison checks a whole tensor
+# The JSON values each datatype accepts, by exact type (json.loads makes no subclasses, so a bool is never a number
+# here); None is a missing value. One set comparison checks a whole tensor.
 _JSON_TYPES: dict[str, frozenset[type]] = {
     "BYTES": frozenset({str, type(None)}), "BOOL": frozenset({bool, type(None)}),
     **{t: frozenset({int, float, type(None)}) for t in ("FP64", "FP32")},
     **{t: frozenset({int, type(None)}) for t in ("INT64", "INT32")}}
-
-
-def _fits(value: Any, datatype: str) -> bool:
-    if datatype == "BYTES":
-        return isinstance(value, str)
-    if datatype == "BOOL":
-        return isinstance(value, bool)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return isinstance(value, int) or datatype.startswith("FP")
 
 
 def _from_binary(raw: bytes, datatype: str, count: int, name: str, where: str) -> list[Any]:

@@ -298,6 +298,27 @@ def test_autoscaling_adds_a_replica_under_load_and_removes_it_after(
         client.close()
 
 
+def test_the_hot_routes_find_the_replica_instance_inside_a_real_serve_replica(serve_instance: str) -> None:
+    """The unit tests give the hot-route path its ingress instance; inside a replica it looks the instance up
+    through Serve (serving/hot_routes.py). Were that lookup to find nothing, every request would quietly take the
+    slower FastAPI route and every other test would still pass."""
+    from ray import serve
+
+    from mlplatform.serving.hot_routes import HotRouteMiddleware
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.05})
+    class Probe:
+        async def __call__(self, request: Any) -> dict[str, bool]:
+            return {"found_self": HotRouteMiddleware(app=None)._servable_now() is self}
+
+    name = "hot-route-probe"
+    serve.run(Probe.bind(), name=name, route_prefix=f"/{name}")
+    try:
+        assert httpx.get(f"{serve_instance}/{name}", timeout=30).json() == {"found_self": True}
+    finally:
+        serve.delete(name)
+
+
 def test_high_throughput_option_reaches_the_replicas(serve_instance: str, tmp_path: Path,
                                                      model_artifact_dir: Path, churn_df: pd.DataFrame) -> None:
     from ray import serve
